@@ -1,0 +1,469 @@
+"""Data sets and the randomization tests (paper section 2.1, appendix A).
+
+A registry of data sets by name (`cifar10`, `imagenet2012`, `digits`,
+`image_folder`) and tf.data pipelines that apply the paper's randomizations:
+
+* labels: `true`, `corrupted` (with probability p an example's label is
+  replaced by a uniformly random class, which may equal the true one),
+  `random` (p = 1);
+* inputs: `original`, `shuffled_pixels` (one permutation of pixel positions for
+  every train AND test image), `random_pixels` (an independent permutation per
+  training image), `gaussian` (each training image replaced by Gaussian noise
+  with the per-channel mean and standard deviation of the training set).
+
+Every randomization is keyed by the example's stable index in the full
+training set and drawn with stateless ops, so it is fixed across epochs,
+identical across runs with the same seed and identical on every replica. Test
+labels are never changed.
+
+Choices where the paper is silent (also listed in the README's deviations):
+* Gaussian noise is per channel (mean and std of each RGB channel over the
+  training set, in [0, 1] pixel units), not clipped.
+* Random pixels and Gaussian inputs replace training images only: the test
+  set keeps the real images. Shuffled pixels permutes the test images too.
+* Pixel permutations act on the stored image (32x32 for CIFAR-10), before the
+  28x28 crop, so that a random crop moves over permuted images.
+* `train_size=N` takes the first N/k examples of each class in data set order
+  (deterministic, independent of the seed); N not divisible by k gives the
+  first N mod k classes one extra example.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+from typing import Callable
+
+import numpy as np
+import tensorflow as tf
+
+LABEL_MODES = ('true', 'corrupted', 'random')
+INPUT_MODES = ('original', 'shuffled_pixels', 'random_pixels', 'gaussian')
+CROP_SIZE = 28  # Appendix A: CIFAR-10 images are centre-cropped to 28x28.
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif')
+
+# Salts that keep the independent random streams apart.
+_SALT_CORRUPT, _SALT_CLASS, _SALT_PERM, _SALT_PIXELS, _SALT_GAUSS = 11, 12, 13, 14, 15
+_SALT_SHUFFLE, _SALT_CROP = 21, 22
+
+
+class DataError(ValueError):
+  """A data set cannot be used as asked; the message says what to do."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Randomization:
+  """Which randomization test to apply (section 2.1)."""
+  labels: str = 'true'
+  corrupt_prob: float = 0.0
+  inputs: str = 'original'
+  seed: int = 0
+
+  @property
+  def label_prob(self) -> float:
+    """Probability that an example's label is redrawn."""
+    return {'true': 0.0, 'corrupted': self.corrupt_prob, 'random': 1.0}[self.labels]
+
+
+@dataclasses.dataclass
+class Arrays:
+  """An in-memory split: uint8 images [N, H, W, 3], int64 labels, int64 indices."""
+  images: np.ndarray
+  labels: np.ndarray
+  index: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+  name: str
+  num_classes: int
+  in_memory: bool
+  description: str
+
+
+# ---------------------------------------------------------------------------
+# Loaders.
+
+
+def _digits(split: str, data_dir: str | None) -> Arrays:
+  """scikit-learn's bundled handwritten digits at the CIFAR-10 input shape.
+
+  The 1,797 8x8 images (values 0-16) are scaled to 0-255, resized bilinearly
+  to 32x32 and repeated over 3 channels, so they go through exactly the
+  CIFAR-10 preprocessing (crop 28x28, standardize). Every 4th example is in
+  the test split (450 test, 1,347 train).
+  """
+  del data_dir
+  from sklearn.datasets import load_digits  # pylint: disable=g-import-not-at-top
+  bunch = load_digits()
+  images = bunch.images.astype(np.float32)[..., None] * (255.0 / 16.0)
+  images = tf.image.resize(images, (32, 32), method='bilinear').numpy()
+  images = np.repeat(np.clip(np.round(images), 0, 255).astype(np.uint8), 3, axis=-1)
+  labels = bunch.target.astype(np.int64)
+  is_test = np.arange(len(labels)) % 4 == 0
+  keep = is_test if split == 'test' else ~is_test
+  return Arrays(images[keep], labels[keep], np.arange(int(keep.sum()), dtype=np.int64))
+
+
+def _folder_files(data_dir: str, split: str) -> tuple[list[str], np.ndarray, list[str]]:
+  root = os.path.join(data_dir, split)
+  classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
+  files, labels = [], []
+  for k, name in enumerate(classes):
+    names = sorted(f for f in os.listdir(os.path.join(root, name))
+                   if f.lower().endswith(IMAGE_EXTENSIONS))
+    files += [os.path.join(root, name, f) for f in names]
+    labels += [k] * len(names)
+  return files, np.asarray(labels, np.int64), classes
+
+
+def _image_folder(split: str, data_dir: str | None) -> Arrays:
+  """A local tree `<data_dir>/{train,test}/<class>/<image>`, classes sorted.
+
+  Any format `tf.io.decode_image` reads; images are decoded as RGB and must
+  share one size (the first image's), else they are resized to it.
+  """
+  files, labels, _ = _folder_files(data_dir, split)
+  if not files:
+    raise DataError(f'--data_dir={data_dir}: no images under {split}/<class>/')
+  first = tf.io.decode_image(tf.io.read_file(files[0]), channels=3,
+                             expand_animations=False)
+  size = first.shape[:2]
+
+  def decode(path):
+    image = tf.io.decode_image(tf.io.read_file(path), channels=3,
+                               expand_animations=False)
+    if_resized = tf.cast(tf.round(tf.image.resize(image, size)), tf.uint8)
+    same = tf.reduce_all(tf.equal(tf.shape(image)[:2], size))
+    return tf.cond(same, lambda: tf.ensure_shape(image, (*size, 3)),
+                   lambda: tf.ensure_shape(if_resized, (*size, 3)))
+
+  ds = tf.data.Dataset.from_tensor_slices(files).map(
+      decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  images = np.concatenate([b.numpy() for b in ds.batch(4096)])
+  return Arrays(images, labels, np.arange(len(labels), dtype=np.int64))
+
+
+def _network_available(host: str, timeout: float = 3.0) -> bool:
+  try:
+    socket.create_connection((host, 443), timeout=timeout).close()
+    return True
+  except OSError:
+    return False
+
+
+def _tfds_builder(name: str, data_dir: str | None):
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  return tfds.builder(name, data_dir=data_dir)
+
+
+def _cifar10(split: str, data_dir: str | None) -> Arrays:
+  """CIFAR-10 from tensorflow-datasets (downloaded on first use)."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  builder = _tfds_builder('cifar10', data_dir)
+  if not builder.is_prepared():
+    builder.download_and_prepare()
+  ds = builder.as_dataset(split=split, shuffle_files=False)
+  batch = tfds.as_numpy(ds.batch(100_000).take(1).get_single_element())
+  labels = batch['label'].astype(np.int64)
+  return Arrays(batch['image'], labels, np.arange(len(labels), dtype=np.int64))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Entry:
+  info: DatasetInfo
+  load: Callable[[str, str | None], Arrays] | None
+
+
+DATASETS: dict[str, _Entry] = {
+    'cifar10': _Entry(DatasetInfo('cifar10', 10, True,
+                                  'CIFAR-10 via tensorflow-datasets'), _cifar10),
+    'digits': _Entry(DatasetInfo('digits', 10, True,
+                                 "scikit-learn's bundled digits, 32x32x3"), _digits),
+    'image_folder': _Entry(DatasetInfo('image_folder', 0, True,
+                                       '<data_dir>/{train,test}/<class>/<image>'),
+                           _image_folder),
+    'imagenet2012': _Entry(DatasetInfo('imagenet2012', 1000, False,
+                                       'ImageNet via tensorflow-datasets'), None),
+}
+_KNOWN_SIZES = {'cifar10': (50_000, 10_000), 'digits': (1_347, 450),
+                'imagenet2012': (1_281_167, 50_000)}
+
+
+def check_available(name: str, data_dir: str | None) -> tuple[int, int]:
+  """Checks, without reading any image, that a data set can be loaded.
+
+  Returns:
+    (number of training examples, number of classes).
+  Raises:
+    DataError with a one-line message saying what to do.
+  """
+  if name not in DATASETS:
+    raise DataError(f'--dataset={name} is unknown; allowed: {", ".join(DATASETS)}')
+  if name == 'image_folder':
+    if not data_dir or not os.path.isdir(data_dir):
+      raise DataError(f'--data_dir={data_dir!r} is not a readable directory; '
+                      '--dataset=image_folder needs <data_dir>/{train,test}/<class>/<image>')
+    for split in ('train', 'test'):
+      if not os.access(os.path.join(data_dir, split), os.R_OK | os.X_OK):
+        raise DataError(f'--data_dir={data_dir}: missing readable {split}/ '
+                        '(expected <data_dir>/{train,test}/<class>/<image>)')
+    files, _, classes = _folder_files(data_dir, 'train')
+    _, _, test_classes = _folder_files(data_dir, 'test')
+    if not files or len(classes) < 2:
+      raise DataError(f'--data_dir={data_dir}: need images in at least 2 class '
+                      'folders under train/')
+    if classes != test_classes:
+      raise DataError(f'--data_dir={data_dir}: train/ and test/ have different '
+                      f'class folders ({len(classes)} vs {len(test_classes)})')
+    return len(files), len(classes)
+  if name in ('cifar10', 'imagenet2012'):
+    builder = _tfds_builder(name, data_dir)
+    where = data_dir or '~/tensorflow_datasets'
+    if not builder.is_prepared():
+      if name == 'imagenet2012':
+        raise DataError(
+            f'imagenet2012 is not prepared in {where}: place ILSVRC2012_img_train.tar '
+            f'and ILSVRC2012_img_val.tar in {where}/downloads/manual/ (see BUILD.md)')
+      if not _network_available('www.cs.toronto.edu'):
+        raise DataError(
+            f'cifar10 is not prepared in {where} and there is no network to '
+            'download it: run once with network, or place cifar-10-binary.tar.gz '
+            f'in {where}/downloads/manual/, or use --dataset=image_folder '
+            '--data_dir=<a local copy> (see BUILD.md)')
+  return _KNOWN_SIZES[name][0], DATASETS[name].info.num_classes
+
+
+def load_arrays(name: str, split: str, data_dir: str | None = None) -> Arrays:
+  """Loads an in-memory data set split ('train' or 'test')."""
+  entry = DATASETS[name]
+  if entry.load is None:
+    raise DataError(f'{name} is streamed, not loaded into memory')
+  return entry.load(split, data_dir)
+
+
+def balanced_subset(labels: np.ndarray, size: int, num_classes: int) -> np.ndarray:
+  """Indices of a deterministic class-balanced subset of `size` examples.
+
+  The first size // k examples of each class in data set order, and one more
+  for the first size % k classes. Returned in data set order.
+  """
+  if size > len(labels):
+    raise DataError(f'--train_size={size} exceeds the {len(labels)} training examples')
+  keep = []
+  for k in range(num_classes):
+    want = size // num_classes + (1 if k < size % num_classes else 0)
+    members = np.flatnonzero(labels == k)
+    if want > len(members):
+      raise DataError(f'--train_size={size}: class {k} has only {len(members)} '
+                      f'examples, {want} needed for a balanced subset')
+    keep.append(members[:want])
+  return np.sort(np.concatenate(keep))
+
+
+# ---------------------------------------------------------------------------
+# Randomization ops.
+
+
+def _seed(seed: int, salt: int) -> tf.Tensor:
+  return tf.constant([seed, salt], tf.int64)
+
+
+def label_tables(num_examples: int, num_classes: int,
+                 rand: Randomization) -> tuple[tf.Tensor, tf.Tensor]:
+  """Per-example (redraw?, random class) tables keyed by stable index.
+
+  Example i gets class `new[i]` when `redraw[i]`, else keeps its label.
+  Drawn once with stateless ops: the same for every epoch, run and replica.
+  """
+  u = tf.random.stateless_uniform([num_examples], _seed(rand.seed, _SALT_CORRUPT))
+  redraw = u < rand.label_prob
+  new = tf.random.stateless_uniform([num_examples], _seed(rand.seed, _SALT_CLASS),
+                                    minval=0, maxval=num_classes, dtype=tf.int64)
+  return redraw, new
+
+
+def randomize_labels(labels: tf.Tensor, index: tf.Tensor,
+                     tables: tuple[tf.Tensor, tf.Tensor]) -> tf.Tensor:
+  """Applies the label randomization to labels with stable indices `index`."""
+  redraw, new = tables
+  return tf.where(tf.gather(redraw, index), tf.gather(new, index), labels)
+
+
+def pixel_permutation(height: int, width: int, seed: int) -> tf.Tensor:
+  """The one permutation of pixel positions used by `shuffled_pixels`."""
+  return tf.random.experimental.stateless_shuffle(
+      tf.range(height * width), _seed(seed, _SALT_PERM))
+
+
+def randomize_image(image: tf.Tensor, index: tf.Tensor, rand: Randomization,
+                    mean: tf.Tensor, std: tf.Tensor) -> tf.Tensor:
+  """Applies the input randomization to one float image in [0, 1].
+
+  Args:
+    image: [H, W, C] float32.
+    index: the example's stable index (keys the per-example randomness).
+    rand: the randomization.
+    mean, std: per-channel statistics of the training set (for `gaussian`).
+  """
+  if rand.inputs == 'original':
+    return image
+  h, w, c = image.shape
+  key = tf.random.experimental.stateless_fold_in(_seed(rand.seed, 0), index)
+  if rand.inputs == 'gaussian':
+    noise = tf.random.stateless_normal([h, w, c], tf.random.experimental.stateless_fold_in(
+        key, _SALT_GAUSS))
+    return noise * std + mean
+  if rand.inputs == 'shuffled_pixels':
+    perm = pixel_permutation(h, w, rand.seed)
+  else:  # random_pixels
+    perm = tf.random.experimental.stateless_shuffle(
+        tf.range(h * w), tf.random.experimental.stateless_fold_in(key, _SALT_PIXELS))
+  flat = tf.reshape(image, [h * w, c])
+  return tf.reshape(tf.gather(flat, perm), [h, w, c])
+
+
+def standardize(image: tf.Tensor, crop: str, seed: tf.Tensor | None = None) -> tf.Tensor:
+  """Appendix A: crop to 28x28 (centre or random), per-image standardization."""
+  h, w = image.shape[-3], image.shape[-2]
+  if crop == 'random':
+    image = tf.image.stateless_random_crop(image, [CROP_SIZE, CROP_SIZE, image.shape[-1]],
+                                           seed)
+  elif h != CROP_SIZE or w != CROP_SIZE:
+    top, left = (h - CROP_SIZE) // 2, (w - CROP_SIZE) // 2
+    image = image[..., top:top + CROP_SIZE, left:left + CROP_SIZE, :]
+  return tf.image.per_image_standardization(image)
+
+
+# ---------------------------------------------------------------------------
+# Pipelines.
+
+
+@dataclasses.dataclass
+class Pipelines:
+  """What the trainer consumes.
+
+  train: shuffled, batched (global batch) training set for one epoch.
+  train_eval: the same randomized training set, unshuffled, centre-cropped.
+  test: the test set (labels never randomized).
+  """
+  train: tf.data.Dataset
+  train_eval: tf.data.Dataset
+  test: tf.data.Dataset
+  num_train: int
+  num_test: int
+  num_classes: int
+  input_shape: tuple[int, int, int]
+  label_noise_fraction: float
+  steps_per_epoch: int
+
+
+def randomized_arrays(name: str, data_dir: str | None, rand: Randomization,
+                      train_size: int | None = None
+                      ) -> tuple[Arrays, Arrays, int, float]:
+  """Loads a data set and applies the label randomization (arrays, not images).
+
+  Returns (train, test, num_classes, label_noise_fraction) where train.labels
+  are already randomized; images are untouched uint8 (see `make_pipelines`
+  for the input randomizations).
+  """
+  _, num_classes = check_available(name, data_dir)
+  train = load_arrays(name, 'train', data_dir)
+  test = load_arrays(name, 'test', data_dir)
+  full_size = len(train.labels)
+  if train_size:
+    keep = balanced_subset(train.labels, train_size, num_classes)
+    train = Arrays(train.images[keep], train.labels[keep], train.index[keep])
+  tables = label_tables(full_size, num_classes, rand)
+  new_labels = randomize_labels(tf.constant(train.labels), tf.constant(train.index),
+                                tables).numpy()
+  noise = float(np.mean(new_labels != train.labels)) if len(new_labels) else 0.0
+  return Arrays(train.images, new_labels, train.index), test, num_classes, noise
+
+
+def channel_stats(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """Per-channel mean and std of uint8 images, in [0, 1] units."""
+  x = images.reshape(-1, images.shape[-1]).astype(np.float64) / 255.0
+  return x.mean(0).astype(np.float32), x.std(0).astype(np.float32)
+
+
+def apply_inputs(arrays: Arrays, rand: Randomization, mean: np.ndarray,
+                 std: np.ndarray, is_train: bool) -> tf.data.Dataset:
+  """(float image in [0, 1] with the input randomization, label) per example."""
+  effective = rand if is_train or rand.inputs == 'shuffled_pixels' else (
+      dataclasses.replace(rand, inputs='original'))
+  mean_t, std_t = tf.constant(mean), tf.constant(std)
+
+  def fn(image, label, index):
+    image = tf.cast(image, tf.float32) / 255.0
+    return randomize_image(image, index, effective, mean_t, std_t), label
+
+  ds = tf.data.Dataset.from_tensor_slices((arrays.images, arrays.labels, arrays.index))
+  return ds.map(fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def make_pipelines(name: str, data_dir: str | None, rand: Randomization,
+                   batch_size: int, train_size: int | None = None,
+                   random_crop: bool = False, eval_batch_size: int | None = None
+                   ) -> Pipelines:
+  """Builds the train, train-eval and test pipelines for an in-memory data set.
+
+  The randomized, preprocessed training set is cached after its first pass:
+  safe because every randomization is fixed per example (section 2.1). Only
+  the shuffle order and the random crop (per step) change between epochs;
+  both are seeded, so the whole run is reproducible.
+  """
+  if not DATASETS[name].info.in_memory:
+    from rethinking_tf import imagenet  # pylint: disable=g-import-not-at-top
+    return imagenet.make_pipelines(data_dir, rand, batch_size, train_size,
+                                   random_crop, eval_batch_size)
+  train, test, num_classes, noise = randomized_arrays(name, data_dir, rand, train_size)
+  mean, std = channel_stats(train.images)
+  eval_batch_size = eval_batch_size or max(batch_size, 1000)
+  auto = tf.data.AUTOTUNE
+
+  train_raw = apply_inputs(train, rand, mean, std, is_train=True)
+  test_raw = apply_inputs(test, rand, mean, std, is_train=False)
+  centre = lambda x, y: (standardize(x, 'centre'), y)
+  train_eval = train_raw.map(centre, num_parallel_calls=auto).cache()
+  test_ds = test_raw.map(centre, num_parallel_calls=auto).cache()
+
+  shuffle_seed = rand.seed * 1000 + _SALT_SHUFFLE
+  if random_crop:
+    fit = train_raw.cache().shuffle(len(train.labels), seed=shuffle_seed,
+                                    reshuffle_each_iteration=True)
+    keys = tf.data.Dataset.random(seed=rand.seed * 1000 + _SALT_CROP,
+                                  rerandomize_each_iteration=True)
+    fit = tf.data.Dataset.zip((fit, keys)).map(
+        lambda xy, k: (standardize(xy[0], 'random', tf.stack([k, _SALT_CROP])), xy[1]),
+        num_parallel_calls=auto, deterministic=True)
+  else:
+    fit = train_eval.shuffle(len(train.labels), seed=shuffle_seed,
+                             reshuffle_each_iteration=True)
+  steps = -(-len(train.labels) // batch_size)
+  return Pipelines(
+      train=fit.batch(batch_size).prefetch(auto),
+      train_eval=train_eval.batch(eval_batch_size).prefetch(auto),
+      test=test_ds.batch(eval_batch_size).prefetch(auto),
+      num_train=len(train.labels), num_test=len(test.labels),
+      num_classes=num_classes, input_shape=(CROP_SIZE, CROP_SIZE, 3),
+      label_noise_fraction=noise, steps_per_epoch=steps)
+
+
+def numpy_arrays(name: str, data_dir: str | None, rand: Randomization,
+                 train_size: int | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+  """The randomized, preprocessed train and test sets as numpy arrays.
+
+  The same data the training binary sees (centre crop, standardization), for
+  the non-training experiments (sections 4 and 5). Returns
+  (x_train [N, 28, 28, 3] float32, y_train, x_test, y_test, label_noise_fraction).
+  """
+  p = make_pipelines(name, data_dir, rand, batch_size=1000, train_size=train_size)
+  xs, ys = [], []
+  for ds in (p.train_eval, p.test):
+    x, y = zip(*[(a.numpy(), b.numpy()) for a, b in ds])
+    xs.append(np.concatenate(x))
+    ys.append(np.concatenate(y))
+  return xs[0], ys[0], xs[1], ys[1], p.label_noise_fraction
