@@ -45,7 +45,6 @@ IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif')
 
 # Salts that keep the independent random streams apart.
 _SALT_CORRUPT, _SALT_CLASS, _SALT_PERM, _SALT_PIXELS, _SALT_GAUSS = 11, 12, 13, 14, 15
-_SALT_SHUFFLE, _SALT_CROP = 21, 22
 
 
 class DataError(ValueError):
@@ -324,13 +323,10 @@ def randomize_image(image: tf.Tensor, index: tf.Tensor, rand: Randomization,
   return tf.reshape(tf.gather(flat, perm), [h, w, c])
 
 
-def standardize(image: tf.Tensor, crop: str, seed: tf.Tensor | None = None) -> tf.Tensor:
-  """Appendix A: crop to 28x28 (centre or random), per-image standardization."""
+def standardize(image: tf.Tensor) -> tf.Tensor:
+  """Appendix A: centre crop to 28x28, then per-image standardization."""
   h, w = image.shape[-3], image.shape[-2]
-  if crop == 'random':
-    image = tf.image.stateless_random_crop(image, [CROP_SIZE, CROP_SIZE, image.shape[-1]],
-                                           seed)
-  elif h != CROP_SIZE or w != CROP_SIZE:
+  if h != CROP_SIZE or w != CROP_SIZE:
     top, left = (h - CROP_SIZE) // 2, (w - CROP_SIZE) // 2
     image = image[..., top:top + CROP_SIZE, left:left + CROP_SIZE, :]
   return tf.image.per_image_standardization(image)
@@ -344,11 +340,13 @@ def standardize(image: tf.Tensor, crop: str, seed: tf.Tensor | None = None) -> t
 class Pipelines:
   """What the trainer consumes.
 
-  train: shuffled, batched (global batch) training set for one epoch.
-  train_eval: the same randomized training set, unshuffled, centre-cropped.
+  train(initial_epoch): an endless stream of shuffled global batches, epoch
+    after epoch from `initial_epoch` on (each epoch's order keyed by its
+    number, so a resumed run sees exactly the batches of an uninterrupted one).
+  train_eval: the same randomized training set, in order, centre-cropped.
   test: the test set (labels never randomized).
   """
-  train: tf.data.Dataset
+  train: Callable[[int], tf.data.Dataset]
   train_eval: tf.data.Dataset
   test: tf.data.Dataset
   num_train: int
@@ -383,72 +381,128 @@ def randomized_arrays(name: str, data_dir: str | None, rand: Randomization,
 
 
 def channel_stats(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """Per-channel mean and std of uint8 images, in [0, 1] units."""
-  x = images.reshape(-1, images.shape[-1]).astype(np.float64) / 255.0
-  return x.mean(0).astype(np.float32), x.std(0).astype(np.float32)
+  """Per-channel mean and std of uint8 images, in [0, 1] units (exact)."""
+  values = np.arange(256, dtype=np.float64) / 255.0
+  mean, std = [], []
+  for c in range(images.shape[-1]):
+    counts = np.bincount(images[..., c].ravel(), minlength=256).astype(np.float64)
+    m = counts @ values / counts.sum()
+    mean.append(m)
+    std.append(np.sqrt(counts @ (values - m) ** 2 / counts.sum()))
+  return np.asarray(mean, np.float32), np.asarray(std, np.float32)
 
 
 def apply_inputs(arrays: Arrays, rand: Randomization, mean: np.ndarray,
-                 std: np.ndarray, is_train: bool) -> tf.data.Dataset:
-  """(float image in [0, 1] with the input randomization, label) per example."""
+                 std: np.ndarray, is_train: bool,
+                 batch: int = 1024) -> tf.data.Dataset:
+  """Batches of (float images in [0, 1] with the input randomization, labels).
+
+  The per-example op `randomize_image` runs on every example of a batch,
+  keyed by its stable index (vectorized when the op does not depend on it).
+  """
   effective = rand if is_train or rand.inputs == 'shuffled_pixels' else (
       dataclasses.replace(rand, inputs='original'))
   mean_t, std_t = tf.constant(mean), tf.constant(std)
+  per_example = lambda a: randomize_image(a[0], a[1], effective, mean_t, std_t)
 
-  def fn(image, label, index):
-    image = tf.cast(image, tf.float32) / 255.0
-    return randomize_image(image, index, effective, mean_t, std_t), label
+  def fn(images, labels, index):
+    images = tf.cast(images, tf.float32) / 255.0
+    if effective.inputs == 'shuffled_pixels':
+      h, w, c = images.shape[1:]
+      flat = tf.reshape(images, [-1, h * w, c])
+      perm = pixel_permutation(h, w, effective.seed)
+      images = tf.reshape(tf.gather(flat, perm, axis=1), [-1, h, w, c])
+    elif effective.inputs != 'original':
+      images = tf.map_fn(per_example, (images, index),
+                         fn_output_signature=tf.float32)
+    return images, labels
 
   ds = tf.data.Dataset.from_tensor_slices((arrays.images, arrays.labels, arrays.index))
-  return ds.map(fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  return ds.batch(batch).map(fn, num_parallel_calls=tf.data.AUTOTUNE,
+                             deterministic=True)
+
+
+def _materialize(ds: tf.data.Dataset) -> tuple[tf.Variable, tf.Variable]:
+  """Runs a finite batched (images, labels) pipeline once into two variables."""
+  xs, ys = [], []
+  for x, y in ds:
+    xs.append(x.numpy())
+    ys.append(y.numpy())
+  return (tf.Variable(np.concatenate(xs), trainable=False),
+          tf.Variable(np.concatenate(ys), trainable=False))
+
+
+def random_crop_batch(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+  """An independent random CROP_SIZE window for each image of a batch."""
+  n, h, w = tf.shape(images)[0], images.shape[1], images.shape[2]
+  offsets = tf.random.stateless_uniform([n, 2], seed, minval=0,
+                                        maxval=h - CROP_SIZE + 1, dtype=tf.int32)
+  rows = offsets[:, :1] + tf.range(CROP_SIZE)[None]
+  cols = offsets[:, 1:] + tf.range(CROP_SIZE)[None]
+  images = tf.gather(images, rows, axis=1, batch_dims=1)
+  return tf.gather(images, cols, axis=2, batch_dims=1)
 
 
 def make_pipelines(name: str, data_dir: str | None, rand: Randomization,
                    batch_size: int, train_size: int | None = None,
-                   random_crop: bool = False, eval_batch_size: int | None = None
-                   ) -> Pipelines:
-  """Builds the train, train-eval and test pipelines for an in-memory data set.
+                   random_crop: bool = False, eval_batch_size: int | None = None,
+                   augment: bool = False) -> Pipelines:
+  """Builds the train, train-eval and test pipelines of a data set.
 
-  The randomized, preprocessed training set is cached after its first pass:
-  safe because every randomization is fixed per example (section 2.1). Only
-  the shuffle order and the random crop (per step) change between epochs;
-  both are seeded, so the whole run is reproducible.
+  For in-memory data sets the randomization ops run once as a tf.data pass
+  and their result is kept in memory (safe because every randomization is
+  fixed per example, section 2.1). Each epoch then gathers batches from it in
+  an order drawn statelessly from (seed, epoch); the random crop (per step)
+  is keyed by (seed, epoch, batch). The whole run is reproducible.
   """
   if not DATASETS[name].info.in_memory:
     from rethinking_tf import imagenet  # pylint: disable=g-import-not-at-top
     return imagenet.make_pipelines(data_dir, rand, batch_size, train_size,
-                                   random_crop, eval_batch_size)
+                                   random_crop or augment, eval_batch_size)
   train, test, num_classes, noise = randomized_arrays(name, data_dir, rand, train_size)
   mean, std = channel_stats(train.images)
   eval_batch_size = eval_batch_size or max(batch_size, 1000)
   auto = tf.data.AUTOTUNE
+  n = len(train.labels)
 
+  centre = lambda x, y: (standardize(x), y)
   train_raw = apply_inputs(train, rand, mean, std, is_train=True)
-  test_raw = apply_inputs(test, rand, mean, std, is_train=False)
-  centre = lambda x, y: (standardize(x, 'centre'), y)
-  train_eval = train_raw.map(centre, num_parallel_calls=auto).cache()
-  test_ds = test_raw.map(centre, num_parallel_calls=auto).cache()
-
-  shuffle_seed = rand.seed * 1000 + _SALT_SHUFFLE
+  test_x, test_y = _materialize(
+      apply_inputs(test, rand, mean, std, is_train=False).map(centre, auto))
   if random_crop:
-    fit = train_raw.cache().shuffle(len(train.labels), seed=shuffle_seed,
-                                    reshuffle_each_iteration=True)
-    keys = tf.data.Dataset.random(seed=rand.seed * 1000 + _SALT_CROP,
-                                  rerandomize_each_iteration=True)
-    fit = tf.data.Dataset.zip((fit, keys)).map(
-        lambda xy, k: (standardize(xy[0], 'random', tf.stack([k, _SALT_CROP])), xy[1]),
-        num_parallel_calls=auto, deterministic=True)
+    train_x, train_y = _materialize(train_raw)
+    eval_map = lambda i: centre(tf.gather(train_x, i), tf.gather(train_y, i))
   else:
-    fit = train_eval.shuffle(len(train.labels), seed=shuffle_seed,
-                             reshuffle_each_iteration=True)
-  steps = -(-len(train.labels) // batch_size)
+    train_x, train_y = _materialize(train_raw.map(centre, auto))
+    eval_map = lambda i: (tf.gather(train_x, i), tf.gather(train_y, i))
+
+  def epoch(e):
+    order = tf.random.experimental.stateless_shuffle(
+        tf.range(n, dtype=tf.int64), tf.stack([tf.constant(rand.seed, tf.int64), e]))
+    batches = tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+    return batches.enumerate().map(lambda b, i: (e, b, i))
+
+  def gather(e, b, i):
+    x, y = tf.gather(train_x, i), tf.gather(train_y, i)
+    if random_crop:
+      key = tf.random.experimental.stateless_fold_in(
+          tf.stack([tf.constant(rand.seed, tf.int64), e]), b)
+      x = tf.image.per_image_standardization(random_crop_batch(x, key))
+    return x, y
+
+  def train_ds(initial_epoch: int) -> tf.data.Dataset:
+    return (tf.data.Dataset.counter(initial_epoch).flat_map(epoch)
+            .map(gather, num_parallel_calls=auto, deterministic=True).prefetch(auto))
+
+  index_batches = lambda size, b: tf.data.Dataset.range(size).batch(b)
   return Pipelines(
-      train=fit.batch(batch_size).prefetch(auto),
-      train_eval=train_eval.batch(eval_batch_size).prefetch(auto),
-      test=test_ds.batch(eval_batch_size).prefetch(auto),
-      num_train=len(train.labels), num_test=len(test.labels),
+      train=train_ds,
+      train_eval=index_batches(n, eval_batch_size).map(eval_map, auto).prefetch(auto),
+      test=index_batches(len(test.labels), eval_batch_size).map(
+          lambda i: (tf.gather(test_x, i), tf.gather(test_y, i))).prefetch(auto),
+      num_train=n, num_test=len(test.labels),
       num_classes=num_classes, input_shape=(CROP_SIZE, CROP_SIZE, 3),
-      label_noise_fraction=noise, steps_per_epoch=steps)
+      label_noise_fraction=noise, steps_per_epoch=-(-n // batch_size))
 
 
 def numpy_arrays(name: str, data_dir: str | None, rand: Randomization,

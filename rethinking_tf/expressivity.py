@@ -1,0 +1,361 @@
+"""Finite-sample expressivity: Theorem 1 of the paper (section 4).
+
+A two-layer ReLU network c(z) = sum_j w_j max(<a, z> - b_j, 0) with exactly
+2n + d weights (a: d, b: n, w: n) takes any real targets y_i on any n distinct
+points z_i in R^d:
+
+1. a is a random unit vector (float64), so the projections x_i = <a, z_i> are
+   distinct almost surely (re-drawn if two distinct points tie).
+2. Sort the projections x_1 < ... < x_n and interleave the thresholds,
+   b_1 < x_1 < b_2 < ... < b_n < x_n.
+3. A_ij = max(x_i - b_j, 0) is lower triangular with diagonal x_i - b_i > 0,
+   so w = A^-1 y exists. A is never formed: between thresholds the network is
+   linear with slope s_k = w_1 + ... + w_k, and fitting y_k at x_k gives
+       s_1 = y_1 / (x_1 - b_1),
+       s_k = (y_k - y_{k-1}) / (x_k - b_k) - s_{k-1} (b_k - x_{k-1}) / (x_k - b_k),
+   then w_k = s_k - s_{k-1}: O(n) after the sort, a first-order linear
+   recurrence run by `scipy.signal.lfilter`.
+
+Choices where the paper is silent:
+* b_k = x_{k-1} + theta (x_k - x_{k-1}) with theta = 0.1 by default (b_1 sits
+  (1 - theta) mean gaps below x_1). The recurrence above multiplies s_{k-1} by
+  -theta / (1 - theta): the midpoint (theta = 1/2) never damps a rounding
+  error, theta > 1/2 amplifies it geometrically, a small theta makes the
+  network nearly the piecewise-linear interpolant of the sorted targets.
+* Identical inputs with identical targets share one unit; the left-over units
+  get w = 0 (and b above every projection), so the count stays 2n + d.
+  Identical inputs with different targets raise `SeparationError`.
+* Classification: the target is the class index as a real number and a
+  prediction is correct when the output rounds to it (2n + d weights). The
+  one-hot variant has k outputs (d + n + k n weights) and predicts the argmax.
+* The Keras model computes in float64 (the conditioning needs it: the
+  smallest gap x_i - b_i of 50,000 random projections is ~1e-9 of their
+  range); `build_model(..., dtype='float32')` gives the same weights in
+  float32 so that its error can be reported beside it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import keras
+import numpy as np
+from scipy import signal
+
+
+class SeparationError(ValueError):
+  """Points that no function can separate: identical inputs, different targets."""
+
+
+@dataclasses.dataclass
+class Construction:
+  """Theorem 1's weights, in the sorted order of the projections.
+
+  Attributes:
+    a: [d] unit projection direction (float64).
+    b: [n] thresholds (float64).
+    w: [n, k] output weights (float64); k = 1 for scalar targets.
+    min_gap: min_i (x_i - b_i), the smallest eigenvalue of A (input units).
+    projection_range: max_i x_i - min_i x_i.
+    num_duplicates: inputs identical to an earlier input (same target).
+    tries: directions a drawn until the projections were distinct.
+  """
+  a: np.ndarray
+  b: np.ndarray
+  w: np.ndarray
+  min_gap: float
+  projection_range: float
+  num_duplicates: int
+  tries: int
+
+  @property
+  def num_weights(self) -> int:
+    """d + n + k n: 2n + d for scalar targets (Theorem 1)."""
+    return self.a.size + self.b.size + self.w.size
+
+
+def _flat(inputs: np.ndarray) -> np.ndarray:
+  x = np.asarray(inputs).reshape(len(inputs), -1)
+  return np.ascontiguousarray(x) + 0  # + 0 maps -0.0 to 0.0 (equal bytes)
+
+
+def _unique_rows(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """(index of first occurrence of each distinct row, group id of every row)."""
+  if flat.shape[1] == 0:
+    return np.zeros(min(len(flat), 1), np.int64), np.zeros(len(flat), np.int64)
+  rows = flat.view(np.dtype((np.void, flat.shape[1] * flat.itemsize))).ravel()
+  _, first, group = np.unique(rows, return_index=True, return_inverse=True)
+  return first, group.ravel()
+
+
+def _project(flat: np.ndarray, a: np.ndarray, chunk: int = 4096) -> np.ndarray:
+  """<a, z_i> in float64 without a float64 copy of all inputs."""
+  out = np.empty(len(flat), np.float64)
+  for i in range(0, len(flat), chunk):
+    out[i:i + chunk] = flat[i:i + chunk].astype(np.float64) @ a
+  return out
+
+
+def construct(inputs: np.ndarray, targets: np.ndarray, seed: int = 0,
+              theta: float = 0.1, max_tries: int = 5) -> Construction:
+  """Theorem 1 (section 4): weights of a 2n + d network that fits the targets.
+
+  Args:
+    inputs: [n, ...] points (flattened to d = prod(shape[1:])).
+    targets: [n] real targets, or [n, k] (one network output per column).
+    seed: seed of the random direction a.
+    theta: threshold placement in (0, 1), see the module docstring.
+    max_tries: directions to draw before giving up on distinct projections.
+
+  Returns:
+    The construction; never forms an n x n matrix (memory O(n d + n k)).
+
+  Raises:
+    SeparationError: identical inputs with different targets.
+    ValueError: bad arguments, or no direction separated the points.
+  """
+  if not 0.0 < theta < 1.0:
+    raise ValueError(f'theta={theta} must be in (0, 1)')
+  flat = _flat(inputs)
+  y = np.asarray(targets, np.float64)
+  y = y.reshape(len(y), -1)
+  n, d = flat.shape
+  if len(y) != n or n == 0:
+    raise ValueError(f'need n > 0 points and as many targets (got {n} and {len(y)})')
+  if not (np.isfinite(y).all() and np.isfinite(flat).all()):
+    raise ValueError('inputs and targets must be finite')
+
+  first, group = _unique_rows(flat)
+  m = len(first)
+  if m < n:
+    clash = np.flatnonzero(np.any(y != y[first][group], axis=1))
+    if clash.size:
+      i = int(clash[0])
+      j = int(first[group[i]])
+      raise SeparationError(
+          f'{clash.size} input(s) are identical to another input with a different '
+          f'target, e.g. inputs {j} and {i} (targets {y[j].tolist()} vs '
+          f'{y[i].tolist()}): no function separates them')
+  uniq, y_u = flat[first], y[first]
+
+  rng = np.random.default_rng(seed)
+  for tries in range(1, max_tries + 1):
+    a = rng.standard_normal(d)
+    a /= np.linalg.norm(a) or 1.0
+    x = _project(uniq, a)
+    order = np.argsort(x, kind='stable')
+    xs = x[order]
+    gaps = np.diff(xs)
+    scale = max(float(np.max(np.abs(xs))), 1e-300)
+    # Distinct and far above rounding of the projection (~eps * |x|).
+    if m == 1 or gaps.min() > 1e3 * np.finfo(np.float64).eps * scale:
+      break
+  else:
+    raise ValueError(f'{max_tries} random directions failed to separate the {m} '
+                     f'distinct points (smallest projection gap {gaps.min():.3g})')
+  ys = y_u[order]
+
+  mean_gap = float(xs[-1] - xs[0]) / (m - 1) if m > 1 else 1.0
+  first_gap = mean_gap if mean_gap > 0 else 1.0
+  b = np.empty(m)
+  b[0] = xs[0] - (1.0 - theta) * first_gap
+  b[1:] = xs[:-1] + theta * gaps
+  diag = xs - b  # = (1 - theta) gaps, the diagonal of A
+  # Slope recurrence: s_k = c_k - r s_{k-1}.
+  c = np.empty_like(ys)
+  c[0] = ys[0] / diag[0]
+  c[1:] = np.diff(ys, axis=0) / diag[1:, None]
+  slopes = signal.lfilter([1.0], [1.0, theta / (1.0 - theta)], c, axis=0)
+  w = np.diff(slopes, axis=0, prepend=0.0)
+
+  if m < n:  # unused units: inactive on every point, zero weight
+    b = np.concatenate([b, np.full(n - m, xs[-1] + first_gap)])
+    w = np.concatenate([w, np.zeros((n - m, w.shape[1]))])
+  return Construction(a=a, b=b, w=w, min_gap=float(diag.min()),
+                      projection_range=float(xs[-1] - xs[0]),
+                      num_duplicates=n - m, tries=tries)
+
+
+def dense_matrix(construction: Construction, inputs: np.ndarray) -> np.ndarray:
+  """A_ij = max(<a, z_i> - b_j, 0), [n, n] float64 (small n: tests only)."""
+  x = _project(_flat(inputs), construction.a)
+  return np.maximum(x[:, None] - construction.b[None, :], 0.0)
+
+
+class ThresholdReLU(keras.layers.Layer):
+  """The hidden layer of Theorem 1: relu(x - b_j) for n thresholds b_j.
+
+  Input [batch, 1] (the projection <a, z>), output [batch, n]; n weights.
+  """
+
+  def __init__(self, units: int, **kwargs):
+    super().__init__(**kwargs)
+    self.units = units
+
+  def build(self, input_shape):
+    self.thresholds = self.add_weight(shape=(self.units,), initializer='zeros',
+                                      name='thresholds')
+
+  def call(self, x):
+    return keras.ops.relu(x - self.thresholds)
+
+  def get_config(self):
+    return {**super().get_config(), 'units': self.units}
+
+
+def build_model(construction: Construction, input_shape: tuple[int, ...],
+                dtype: str = 'float64') -> keras.Model:
+  """The Keras network of Theorem 1 with exactly d + n + k n parameters.
+
+  Flatten -> Dense(1, no bias) [a] -> ThresholdReLU(n) [b] -> Dense(k, no bias) [w].
+  """
+  n, k = construction.w.shape
+  inputs = keras.Input(shape=tuple(input_shape), dtype=dtype)
+  h = keras.layers.Flatten(dtype=dtype)(inputs)
+  h = keras.layers.Dense(1, use_bias=False, dtype=dtype, name='projection')(h)
+  h = ThresholdReLU(n, dtype=dtype, name='thresholds')(h)
+  outputs = keras.layers.Dense(k, use_bias=False, dtype=dtype, name='output')(h)
+  model = keras.Model(inputs, outputs, name='theorem1')
+  model.get_layer('projection').set_weights([construction.a[:, None].astype(dtype)])
+  model.get_layer('thresholds').set_weights([construction.b.astype(dtype)])
+  model.get_layer('output').set_weights([construction.w.astype(dtype)])
+  return model
+
+
+def predict(model: keras.Model, inputs: np.ndarray, batch_size: int = 256) -> np.ndarray:
+  """The model's forward pass in its own dtype, in batches ([batch, n] hidden)."""
+  dtype = model.inputs[0].dtype
+  outs = []
+  for i in range(0, len(inputs), batch_size):
+    batch = np.asarray(inputs[i:i + batch_size], dtype=dtype)
+    outs.append(np.asarray(model(batch, training=False), np.float64))
+  return np.concatenate(outs) if outs else np.zeros((0, model.outputs[0].shape[-1]))
+
+
+def class_targets(labels: np.ndarray, num_classes: int, one_hot: bool) -> np.ndarray:
+  """The theorem's targets for classification: class index, or one-hot rows."""
+  labels = np.asarray(labels, np.int64)
+  if one_hot:
+    return np.eye(num_classes)[labels]
+  return labels.astype(np.float64)
+
+
+def accuracy(outputs: np.ndarray, labels: np.ndarray, one_hot: bool) -> float:
+  """Rounded output equal to the class index, or argmax for one-hot outputs."""
+  if not len(labels):
+    return float('nan')
+  pred = np.argmax(outputs, axis=1) if one_hot else np.rint(outputs[:, 0])
+  return float(np.mean(pred == labels))
+
+
+def fit_and_evaluate(x_train: np.ndarray, y_train: np.ndarray,
+                     x_test: np.ndarray | None = None,
+                     y_test: np.ndarray | None = None, num_classes: int | None = None,
+                     one_hot: bool = False, seed: int = 0, theta: float = 0.1,
+                     batch_size: int = 256, float32_check: bool = True) -> dict:
+  """Builds Theorem 1's network on a training set and measures its fit.
+
+  max_abs_error is from the Keras float64 forward pass; the same weights in
+  float32 are reported beside it (`*_float32`).
+  """
+  num_classes = num_classes or int(np.max(y_train)) + 1
+  targets = class_targets(y_train, num_classes, one_hot)
+  t0 = time.perf_counter()
+  cons = construct(x_train, targets, seed=seed, theta=theta)
+  build_seconds = time.perf_counter() - t0
+  model = build_model(cons, x_train.shape[1:], 'float64')
+  n, d = len(x_train), int(np.prod(x_train.shape[1:]))
+  result = dict(n=n, d=d, k=cons.w.shape[1], one_hot=one_hot,
+                num_weights=int(model.count_params()),
+                theorem_weights=cons.num_weights, theta=theta,
+                min_gap=cons.min_gap, projection_range=cons.projection_range,
+                num_duplicates=cons.num_duplicates, direction_tries=cons.tries,
+                max_abs_weight=float(np.abs(cons.w).max()),
+                seconds=build_seconds, forward_dtype='float64')
+  t0 = time.perf_counter()
+  out = predict(model, x_train, batch_size)
+  result['max_abs_error'] = float(np.max(np.abs(out - targets.reshape(n, -1))))
+  result['train_accuracy'] = accuracy(out, y_train, one_hot)
+  if x_test is not None and len(x_test):
+    result['test_accuracy'] = accuracy(predict(model, x_test, batch_size), y_test, one_hot)
+  if float32_check:
+    out32 = predict(build_model(cons, x_train.shape[1:], 'float32'), x_train, batch_size)
+    result['max_abs_error_float32'] = float(np.max(np.abs(out32 - targets.reshape(n, -1))))
+    result['train_accuracy_float32'] = accuracy(out32, y_train, one_hot)
+  result['eval_seconds'] = time.perf_counter() - t0
+  return result
+
+
+def run(dataset: str, data_dir: str | None, train_size: int | None,
+        randomization, one_hot: bool = False, theta: float = 0.1,
+        batch_size: int = 256, float32_check: bool = True) -> dict:
+  """Theorem 1 on a data set's (randomized, preprocessed) training set.
+
+  Inputs are those the training binary sees (`data.numpy_arrays`: 28x28x3,
+  per-image standardized, d = 2,352).
+  """
+  from rethinking_tf import data  # pylint: disable=g-import-not-at-top
+  t0 = time.perf_counter()
+  x_train, y_train, x_test, y_test, noise = data.numpy_arrays(
+      dataset, data_dir, randomization, train_size)
+  _, num_classes = data.check_available(dataset, data_dir)
+  load_seconds = time.perf_counter() - t0
+  result = fit_and_evaluate(x_train, y_train, x_test, y_test, num_classes,
+                            one_hot=one_hot, seed=randomization.seed, theta=theta,
+                            batch_size=batch_size, float32_check=float32_check)
+  return dict(dataset=dataset, labels=randomization.labels, inputs=randomization.inputs,
+              label_noise_fraction=noise, load_seconds=load_seconds, **result)
+
+
+def main(argv):
+  del argv
+  import json  # pylint: disable=g-import-not-at-top
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from rethinking_tf import cli  # pylint: disable=g-import-not-at-top
+  FLAGS = flags.FLAGS  # pylint: disable=invalid-name
+  if not 0.0 < FLAGS.theta < 1.0:
+    cli.fail(f'--theta={FLAGS.theta} must be in (0, 1) (0.5 = midpoints)')
+  if FLAGS.batch_size < 1:
+    cli.fail(f'--batch_size={FLAGS.batch_size} must be >= 1')
+  args = cli.data_args(FLAGS)
+  try:
+    result = run(**args, one_hot=FLAGS.one_hot, theta=FLAGS.theta,
+                 batch_size=FLAGS.batch_size, float32_check=FLAGS.float32_check)
+  except SeparationError as e:
+    cli.fail(str(e))
+  print(f"Theorem 1 network on {result['dataset']} ({result['labels']} labels, "
+        f"{result['inputs']} inputs): n={result['n']} d={result['d']} "
+        f"k={result['k']}, {result['num_weights']:,} weights "
+        f"(theorem: {result['theorem_weights']:,})")
+  print(f"  built in {result['seconds']:.2f} s; min_i (x_i - b_i) = "
+        f"{result['min_gap']:.3g} over a projection range {result['projection_range']:.3g}; "
+        f"{result['num_duplicates']} duplicate inputs")
+  print(f"  float64 forward pass: max |error| = {result['max_abs_error']:.3g}, "
+        f"train accuracy {result['train_accuracy']:.4f}")
+  if 'max_abs_error_float32' in result:
+    print(f"  float32 forward pass (same weights): max |error| = "
+          f"{result['max_abs_error_float32']:.3g}, train accuracy "
+          f"{result['train_accuracy_float32']:.4f}")
+  if 'test_accuracy' in result:
+    print(f"  test accuracy {result['test_accuracy']:.4f}")
+  print(json.dumps(result))
+
+
+def define_flags() -> None:
+  """Flags of the expressivity binary (data flags from `cli`)."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from rethinking_tf import cli  # pylint: disable=g-import-not-at-top
+  cli.define_data_flags()
+  flags.DEFINE_bool('one_hot', False, 'k outputs fitting one-hot targets '
+                    '(d + n + k n weights) instead of the class index (2n + d).')
+  flags.DEFINE_float('theta', 0.1, 'Threshold placement b_k = x_{k-1} + theta '
+                     '(x_k - x_{k-1}), in (0, 1); 0.5 = midpoints.')
+  flags.DEFINE_integer('batch_size', 256, 'Examples per forward-pass batch.')
+  flags.DEFINE_bool('float32_check', True, 'Also evaluate the same weights in float32.')
+
+
+if __name__ == '__main__':
+  from absl import app  # pylint: disable=g-import-not-at-top
+  define_flags()
+  app.run(main)

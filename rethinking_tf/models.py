@@ -1,0 +1,204 @@
+"""The paper's models (appendix A) as Keras functional factories, by name.
+
+* `inception`: small Inception (1,649,402 trainable parameters on CIFAR-10);
+  `batch_norm=False` gives "Inception w/o BatchNorm" with the same count
+  (conv bias instead of BatchNorm's beta).
+* `alexnet`: small Alexnet (1,387,786).
+* `mlp_<layers>x<width>`: ReLU MLP, e.g. `mlp_1x512` (1,209,866) and
+  `mlp_3x512` (1,735,178).
+* `inception_v3`: Inception V3 for ImageNet (299x299), `keras.applications`
+  architecture with an optional dropout before the logits.
+
+Regularizers: `weight_decay` is the paper's (TF-slim) lambda: it adds
+lambda/2 * sum(W^2) over every conv and dense kernel to the loss
+(`keras.regularizers.L2(lambda / 2)`), not Keras' decoupled SGD weight decay;
+biases and BatchNorm parameters are not decayed. 0 or None disables it.
+`dropout` is the rate before the last dense layer(s); 0 or None disables it.
+
+BatchNorm uses `bn_momentum` (default 0.9 in the trainer: with the few steps
+per epoch of CPU-sized subsets, Keras' 0.99 leaves the moving statistics far
+behind the weights and inference-mode accuracy collapses; see
+ENGINEERING-NOTES) and is synchronized across replicas when distributed.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Callable
+
+import keras
+import tensorflow as tf
+
+MODEL_NAMES = ('inception', 'alexnet', 'mlp_1x512', 'mlp_3x512', 'inception_v3')
+_MLP = re.compile(r'^mlp_(\d+)x(\d+)$')
+
+
+def is_valid_name(name: str) -> bool:
+  return name in MODEL_NAMES or bool(_MLP.match(name))
+
+
+def default_learning_rate(name: str) -> float:
+  """Appendix A: 0.1 for small Inception, 0.01 for Alexnet and the MLPs."""
+  return 0.1 if name in ('inception', 'inception_v3') else 0.01
+
+
+def _l2(weight_decay: float | None):
+  return keras.regularizers.L2(weight_decay / 2) if weight_decay else None
+
+
+class LocalResponseNormalization(keras.layers.Layer):
+  """`tf.nn.local_response_normalization` (TF's CIFAR-10 tutorial settings)."""
+
+  def __init__(self, depth_radius: int = 4, bias: float = 1.0,
+               alpha: float = 0.001 / 9.0, beta: float = 0.75, **kwargs):
+    super().__init__(**kwargs)
+    self.depth_radius, self.bias, self.alpha, self.beta = depth_radius, bias, alpha, beta
+
+  def call(self, x):
+    return tf.nn.local_response_normalization(
+        x, depth_radius=self.depth_radius, bias=self.bias, alpha=self.alpha,
+        beta=self.beta)
+
+  def get_config(self):
+    return {**super().get_config(), 'depth_radius': self.depth_radius,
+            'bias': self.bias, 'alpha': self.alpha, 'beta': self.beta}
+
+
+def _dense_head(x, num_classes: int, dropout: float | None, reg, init):
+  if dropout:
+    x = keras.layers.Dropout(dropout)(x)
+  return keras.layers.Dense(num_classes, kernel_regularizer=reg,
+                            kernel_initializer=init, name='logits')(x)
+
+
+def mlp(input_shape, num_classes: int, layers: int, width: int,
+        weight_decay: float | None = None, dropout: float | None = None,
+        seed: int = 0, **unused) -> keras.Model:
+  """Multilayer perceptron with `layers` ReLU hidden layers of `width` units."""
+  reg = _l2(weight_decay)
+  inputs = keras.Input(input_shape)
+  x = keras.layers.Flatten()(inputs)
+  for i in range(layers):
+    x = keras.layers.Dense(width, activation='relu', kernel_regularizer=reg,
+                           kernel_initializer=keras.initializers.GlorotUniform(seed + i))(x)
+  logits = _dense_head(x, num_classes, dropout, reg,
+                       keras.initializers.GlorotUniform(seed + layers))
+  return keras.Model(inputs, logits, name=f'mlp_{layers}x{width}')
+
+
+def alexnet(input_shape, num_classes: int, weight_decay: float | None = None,
+            dropout: float | None = None, seed: int = 0, **unused) -> keras.Model:
+  """Small Alexnet: 2 x (conv5x5/64 -> maxpool3x3/2 -> LRN), dense 384, 192."""
+  reg = _l2(weight_decay)
+  init = lambda i: keras.initializers.GlorotUniform(seed + i)
+  inputs = keras.Input(input_shape)
+  x = inputs
+  for i in range(2):
+    x = keras.layers.Conv2D(64, 5, padding='same', activation='relu',
+                            kernel_regularizer=reg, kernel_initializer=init(i))(x)
+    x = keras.layers.MaxPooling2D(3, 2, padding='same')(x)
+    x = LocalResponseNormalization()(x)
+  x = keras.layers.Flatten()(x)
+  for i, units in enumerate((384, 192)):
+    x = keras.layers.Dense(units, activation='relu', kernel_regularizer=reg,
+                           kernel_initializer=init(2 + i))(x)
+    if dropout:
+      x = keras.layers.Dropout(dropout)(x)
+  logits = keras.layers.Dense(num_classes, kernel_regularizer=reg,
+                              kernel_initializer=init(4), name='logits')(x)
+  return keras.Model(inputs, logits, name='alexnet')
+
+
+def inception(input_shape, num_classes: int, weight_decay: float | None = None,
+              dropout: float | None = None, batch_norm: bool = True,
+              bn_momentum: float = 0.9, synchronized_bn: bool = False,
+              seed: int = 0, **unused) -> keras.Model:
+  """Small Inception (appendix A, figure 3 of the ICLR paper).
+
+  Conv module = conv -> BatchNorm(scale=False) -> ReLU; with BatchNorm off
+  the conv gets a bias instead, so both variants have 1,649,402 parameters.
+  """
+  reg = _l2(weight_decay)
+  counter = iter(range(10_000))
+
+  def conv(x, filters, kernel, strides=1):
+    x = keras.layers.Conv2D(filters, kernel, strides, padding='same',
+                            use_bias=not batch_norm, kernel_regularizer=reg,
+                            kernel_initializer=keras.initializers.GlorotUniform(
+                                seed + next(counter)))(x)
+    if batch_norm:
+      x = keras.layers.BatchNormalization(scale=False, momentum=bn_momentum,
+                                          synchronized=synchronized_bn)(x)
+    return keras.layers.ReLU()(x)
+
+  def inc(x, c1, c3):
+    return keras.layers.Concatenate()([conv(x, c1, 1), conv(x, c3, 3)])
+
+  def down(x, c3):
+    return keras.layers.Concatenate()([
+        conv(x, c3, 3, strides=2), keras.layers.MaxPooling2D(3, 2, padding='same')(x)])
+
+  inputs = keras.Input(input_shape)
+  x = conv(inputs, 96, 3)
+  x = inc(x, 32, 32)
+  x = inc(x, 32, 48)
+  x = down(x, 80)
+  for c1, c3 in ((112, 48), (96, 64), (80, 80), (48, 96)):
+    x = inc(x, c1, c3)
+  x = down(x, 96)
+  x = inc(x, 176, 160)
+  x = inc(x, 176, 160)
+  x = keras.layers.GlobalAveragePooling2D()(x)
+  logits = _dense_head(x, num_classes, dropout, reg,
+                       keras.initializers.GlorotUniform(seed + next(counter)))
+  return keras.Model(inputs, logits, name='inception')
+
+
+def inception_v3(input_shape, num_classes: int, weight_decay: float | None = None,
+                 dropout: float | None = None, batch_norm: bool = True,
+                 bn_momentum: float = 0.9, seed: int = 0, **unused) -> keras.Model:
+  """Inception V3 (ImageNet, Table 2) from keras.applications, random init.
+
+  Weight decay is attached by rewriting the functional config (the
+  application has no regularizer argument); dropout goes before the logits
+  as in TF-slim. BatchNorm cannot be turned off here.
+  """
+  del batch_norm, seed
+  base = keras.applications.InceptionV3(include_top=False, weights=None,
+                                        input_shape=input_shape, pooling='avg')
+  config = base.get_config()
+  for layer in config['layers']:
+    cfg = layer['config']
+    if 'kernel_regularizer' in cfg and weight_decay:
+      cfg['kernel_regularizer'] = keras.regularizers.serialize(_l2(weight_decay))
+    if layer['class_name'] == 'BatchNormalization':
+      cfg['momentum'] = bn_momentum
+  base = keras.Model.from_config(config)
+  logits = _dense_head(base.output, num_classes, dropout, _l2(weight_decay),
+                       'glorot_uniform')
+  return keras.Model(base.input, logits, name='inception_v3')
+
+
+_BUILDERS: dict[str, Callable[..., keras.Model]] = {
+    'inception': inception, 'alexnet': alexnet, 'inception_v3': inception_v3}
+
+
+def build(name: str, input_shape, num_classes: int, **kwargs) -> keras.Model:
+  """Builds a model by name; kwargs: weight_decay, dropout, batch_norm, ...
+
+  A regularizer given as 0 is off (None), as STYLE.md asks.
+  """
+  kwargs = {k: (v or None) if k in ('weight_decay', 'dropout') else v
+            for k, v in kwargs.items()}
+  match = _MLP.match(name)
+  if match:
+    return mlp(input_shape, num_classes, int(match[1]), int(match[2]), **kwargs)
+  if name not in _BUILDERS:
+    raise ValueError(f'unknown model {name!r}; allowed: {", ".join(MODEL_NAMES)} '
+                     'or mlp_<layers>x<width>')
+  return _BUILDERS[name](input_shape, num_classes, **kwargs)
+
+
+def trainable_params(model: keras.Model) -> int:
+  """Trainable parameters (Keras' count_params also counts BN moving stats)."""
+  return int(sum(int(tf.size(w)) for w in model.trainable_weights))

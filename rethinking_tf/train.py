@@ -1,0 +1,148 @@
+"""Trains one model on one (randomized) data set: the paper's experiments.
+
+    python -m rethinking_tf.train --dataset=cifar10 --labels=random \
+        --model=mlp_1x512 --logdir=runs/mlp_random
+
+A thin binary: flags are validated (before any data is read) into a
+`trainer.TrainConfig`, and `trainer.run` does the work. Re-running the same
+command resumes an interrupted run; a finished run is never overwritten
+without --overwrite. The resolved flags are written to <logdir>/flags.cfg:
+`python -m rethinking_tf.train --flagfile=<logdir>/flags.cfg` repeats the run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from rethinking_tf import cli
+from rethinking_tf import models
+
+FLAGS = flags.FLAGS
+
+cli.define_data_flags()
+flags.DEFINE_string('logdir', None, 'Directory for events, checkpoints, metrics.csv, '
+                    'flags.cfg and results.json.')
+flags.DEFINE_bool('overwrite', False, 'Replace a finished run in --logdir.')
+flags.DEFINE_bool('random_crop', False, 'A random 28x28 window per step instead of '
+                  'the centre crop (Table 1 "random crop").')
+flags.DEFINE_bool('augment', False, 'ImageNet: Inception-style random crop and flip.')
+flags.DEFINE_string('model', 'inception', 'Model: ' + ', '.join(models.MODEL_NAMES) +
+                    ', or mlp_<layers>x<width>.')
+flags.DEFINE_bool('batch_norm', True, 'BatchNorm in the Inception models '
+                  '(--nobatch_norm: "Inception w/o BatchNorm").')
+flags.DEFINE_float('bn_momentum', 0.9, 'BatchNorm moving-average momentum.')
+flags.DEFINE_float('weight_decay', 0.0, "The paper's weight decay lambda: adds "
+                   'lambda/2 * ||W||^2 of every kernel to the loss; 0 = off.', lower_bound=0)
+flags.DEFINE_float('dropout', 0.0, 'Dropout rate before the classifier; 0 = off.',
+                   lower_bound=0, upper_bound=0.99)
+flags.DEFINE_float('learning_rate', 0.0, 'Initial learning rate; 0 = the model '
+                   'default (0.1 Inception, 0.01 otherwise).', lower_bound=0)
+flags.DEFINE_float('lr_decay', 0.95, 'Learning-rate factor per decay interval.',
+                   lower_bound=0, upper_bound=1)
+flags.DEFINE_integer('lr_decay_steps', 0, 'Decay interval in steps; 0 = every epoch '
+                     '(391 = a full CIFAR-10 epoch at batch 128).', lower_bound=0)
+flags.DEFINE_float('momentum', 0.9, 'SGD momentum.', lower_bound=0, upper_bound=1)
+flags.DEFINE_integer('batch_size', 128, 'Global batch size, split over replicas.',
+                     lower_bound=1)
+flags.DEFINE_integer('epochs', 100, 'Number of epochs.', lower_bound=1)
+flags.DEFINE_integer('early_stopping_patience', 0, 'Stop after this many epochs '
+                     'without a better test accuracy; 0 = off.', lower_bound=0)
+flags.DEFINE_float('fit_threshold', 1.0, 'Evaluated training accuracy that counts '
+                   'as fitted (fit_epoch in results.json).', lower_bound=0, upper_bound=1)
+flags.DEFINE_bool('stop_on_fit', False, 'Stop once the training set is fitted.')
+flags.DEFINE_enum('strategy', 'default', ['default', 'mirrored', 'multi_worker'],
+                  'default: one device; mirrored: MirroredStrategy over local GPUs '
+                  '(or logical CPUs); multi_worker: MultiWorkerMirroredStrategy from TF_CONFIG.')
+flags.DEFINE_integer('num_cpu_devices', 1, 'Split the CPU into this many logical '
+                     'devices (to test --strategy=mirrored without GPUs).', lower_bound=1)
+flags.DEFINE_integer('steps_per_execution', 1, 'Training steps per tf.function call.',
+                     lower_bound=1)
+flags.DEFINE_bool('quiet', False, 'No line per epoch.')
+
+
+def _check_logdir(logdir: str | None) -> str:
+  if not logdir:
+    cli.fail('--logdir is required (a directory for this run\'s outputs)')
+  logdir = os.path.abspath(os.path.expanduser(logdir))
+  try:
+    os.makedirs(logdir, exist_ok=True)
+    tempfile.TemporaryFile(dir=logdir).close()
+  except OSError as e:
+    cli.fail(f'--logdir={logdir} is not writable ({e.strerror})')
+  return logdir
+
+
+def _flagfile_text() -> str:
+  """The resolved flags (this module's and the data flags) as a flagfile."""
+  names = sorted(f.name for f in FLAGS.get_flags_for_module(sys.modules[__name__]))
+  names += sorted(f.name for f in FLAGS.get_flags_for_module(cli))
+  skip = {'overwrite', 'logdir'}
+  lines = ['# Resolved flags of this run; re-run with:',
+           '#   python -m rethinking_tf.train --flagfile=<this file> --logdir=<dir>']
+  for name in names:
+    if name in skip:
+      continue
+    value = FLAGS[name].value
+    if isinstance(value, bool):
+      lines.append(f'--{name}' if value else f'--no{name}')
+    elif value is not None:
+      lines.append(f'--{name}={value}')
+  return '\n'.join(lines) + '\n'
+
+
+def main(argv):
+  logging.set_verbosity(logging.WARNING)
+  if len(argv) > 1:
+    cli.fail(f'unexpected arguments {argv[1:]}; flags look like --name=value')
+  if not models.is_valid_name(FLAGS.model):
+    cli.fail(f'--model={FLAGS.model} is unknown; allowed: '
+             f'{", ".join(models.MODEL_NAMES)} or mlp_<layers>x<width>')
+  if FLAGS.model == 'inception_v3' and FLAGS.dataset != 'imagenet2012':
+    cli.fail('--model=inception_v3 needs --dataset=imagenet2012 (299x299 input)')
+  if FLAGS.dataset == 'imagenet2012' and FLAGS.model != 'inception_v3':
+    cli.fail(f'--dataset=imagenet2012 needs --model=inception_v3 (got {FLAGS.model})')
+  if not FLAGS.batch_norm and FLAGS.model not in ('inception',):
+    cli.fail(f'--nobatch_norm applies to --model=inception only (got {FLAGS.model})')
+  logdir = _check_logdir(FLAGS.logdir)
+  data_args = cli.data_args(FLAGS)
+
+  # Only now touch TensorFlow devices (logical CPUs must be set up first).
+  from rethinking_tf import trainer  # pylint: disable=g-import-not-at-top
+  strategy = trainer.make_strategy(FLAGS.strategy, FLAGS.num_cpu_devices)
+  replicas = strategy.num_replicas_in_sync
+  if FLAGS.batch_size % replicas:
+    cli.fail(f'--batch_size={FLAGS.batch_size} is not divisible by the {replicas} '
+             'replicas; the global batch is split evenly over replicas')
+  config = trainer.TrainConfig(
+      logdir=logdir, random_crop=FLAGS.random_crop, augment=FLAGS.augment,
+      model=FLAGS.model, batch_norm=FLAGS.batch_norm, bn_momentum=FLAGS.bn_momentum,
+      weight_decay=FLAGS.weight_decay, dropout=FLAGS.dropout,
+      learning_rate=FLAGS.learning_rate or None, lr_decay=FLAGS.lr_decay,
+      lr_decay_steps=FLAGS.lr_decay_steps, momentum=FLAGS.momentum,
+      batch_size=FLAGS.batch_size, epochs=FLAGS.epochs,
+      early_stopping_patience=FLAGS.early_stopping_patience,
+      fit_threshold=FLAGS.fit_threshold, stop_on_fit=FLAGS.stop_on_fit,
+      steps_per_execution=FLAGS.steps_per_execution, overwrite=FLAGS.overwrite,
+      verbose=not FLAGS.quiet, **data_args)
+  try:
+    results = trainer.run(config, strategy, flagfile=_flagfile_text())
+  except trainer.RunExists as e:
+    cli.fail(str(e))
+  keys = ('train_accuracy', 'test_accuracy', 'best_test_accuracy', 'epochs_completed',
+          'fit_epoch', 'label_noise_fraction', 'wall_seconds')
+  print(json.dumps({k: results[k] for k in keys}))
+
+
+def run_main():
+  app.run(main)
+
+
+if __name__ == '__main__':
+  run_main()

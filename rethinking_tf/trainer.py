@@ -1,0 +1,373 @@
+"""The shared training loop (paper section 2 and appendix A), free of flags.
+
+`run(config)` trains one model on one (randomized) data set and writes to
+`config.logdir`:
+
+* `events.out.tfevents.*`: `train/loss`, `train/accuracy` (training-mode
+  running averages over the epoch), `train_eval/loss`, `train_eval/accuracy`
+  (an inference-mode pass over the whole randomized training set),
+  `test/loss`, `test/accuracy`, `learning_rate`; step = epoch. Plus an
+  hparams-plugin record.
+* `metrics.csv`: the same per epoch, with the global step and wall time.
+* `checkpoints/`: the model and optimizer after each epoch (the last two).
+* `results.json`: the final numbers, written only when the run finished.
+* `failed.txt`: the error of a run that failed.
+
+SGD with momentum 0.9; the learning rate is multiplied by `lr_decay` every
+epoch (appendix A), or every `lr_decay_steps` steps when that is set, so
+runs on a subset can keep the full data set's per-step schedule (391 steps =
+one CIFAR-10 epoch at batch 128). The default is per epoch of the data
+actually trained on: it is the paper's literal schedule, and with it a
+subset run anneals within the same number of epochs as a full run.
+
+Early stopping (section 3.2) watches test accuracy, as the paper reports it:
+training stops after `early_stopping_patience` epochs without a new best, and
+`best_test_accuracy` is the paper's parenthesised number.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+import platform
+import shutil
+import time
+import traceback
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from rethinking_tf import data
+from rethinking_tf import models
+
+CSV_FIELDS = ('epoch', 'step', 'learning_rate', 'train_loss', 'train_accuracy',
+              'train_eval_loss', 'train_eval_accuracy', 'test_loss',
+              'test_accuracy', 'seconds')
+
+
+class RunExists(RuntimeError):
+  """The logdir holds a finished run, or a run with other settings."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """Everything one training run needs; the binary builds it from flags."""
+  logdir: str
+  dataset: str = 'cifar10'
+  data_dir: str | None = None
+  train_size: int | None = None
+  randomization: data.Randomization = data.Randomization()
+  random_crop: bool = False
+  augment: bool = False
+  model: str = 'inception'
+  batch_norm: bool = True
+  bn_momentum: float = 0.9
+  weight_decay: float = 0.0
+  dropout: float = 0.0
+  learning_rate: float | None = None
+  lr_decay: float = 0.95
+  lr_decay_steps: int = 0
+  momentum: float = 0.9
+  batch_size: int = 128
+  epochs: int = 100
+  early_stopping_patience: int = 0
+  fit_threshold: float = 1.0
+  stop_on_fit: bool = False
+  steps_per_execution: int = 1
+  overwrite: bool = False
+  verbose: bool = True
+
+  def as_dict(self) -> dict[str, Any]:
+    d = dataclasses.asdict(self)
+    d.update(d.pop('randomization'))
+    d['learning_rate'] = self.lr
+    return d
+
+  @property
+  def lr(self) -> float:
+    return self.learning_rate or models.default_learning_rate(self.model)
+
+
+def versions() -> dict[str, str]:
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  return {'python': platform.python_version(), 'tensorflow': tf.__version__,
+          'keras': keras.__version__, 'numpy': np.__version__,
+          'tensorflow_datasets': tfds.__version__}
+
+
+def _read_metrics(path: str) -> list[dict[str, float]]:
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def _write_metrics(path: str, rows: list[dict[str, float]]) -> None:
+  tmp = path + '.tmp'
+  with open(tmp, 'w', newline='') as f:
+    writer = csv.DictWriter(f, CSV_FIELDS)
+    writer.writeheader()
+    writer.writerows(rows)
+  os.replace(tmp, path)
+
+
+def _write_json(path: str, obj: Any) -> None:
+  tmp = path + '.tmp'
+  with open(tmp, 'w') as f:
+    json.dump(obj, f, indent=2, sort_keys=True)
+  os.replace(tmp, path)
+
+
+def prepare_logdir(config: TrainConfig, flagfile: str | None) -> bool:
+  """Checks the logdir and claims it. Returns True when resuming a run.
+
+  A finished run (results.json) is never overwritten unless `overwrite`; an
+  unfinished run is resumed when its recorded settings match, else refused.
+  """
+  os.makedirs(config.logdir, exist_ok=True)
+  results = os.path.join(config.logdir, 'results.json')
+  settings_path = os.path.join(config.logdir, 'config.json')
+  settings = config.as_dict()
+  ignore = ('overwrite', 'verbose', 'epochs', 'logdir', 'steps_per_execution')
+  same = lambda a, b: all(a.get(k) == b.get(k) for k in set(a) | set(b) if k not in ignore)
+  if config.overwrite:
+    for name in os.listdir(config.logdir):
+      path = os.path.join(config.logdir, name)
+      if name in ('results.json', 'metrics.csv', 'config.json', 'failed.txt', 'flags.cfg',
+                  'checkpoints') or name.startswith('events.out.tfevents'):
+        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+  elif os.path.exists(results):
+    raise RunExists(f'--logdir={config.logdir} holds a finished run (results.json); '
+                    'pass --overwrite to replace it or choose another --logdir')
+  resuming = False
+  if os.path.exists(settings_path):
+    with open(settings_path) as f:
+      previous = json.load(f)
+    if not same(previous, json.loads(json.dumps(settings))):
+      diff = sorted(k for k in set(previous) | set(settings)
+                    if k not in ignore and previous.get(k) != settings.get(k))
+      raise RunExists(f'--logdir={config.logdir} holds an unfinished run with other '
+                      f'settings ({", ".join(diff)}); pass --overwrite or another --logdir')
+    resuming = True
+  _write_json(settings_path, settings)
+  if flagfile is not None:
+    with open(os.path.join(config.logdir, 'flags.cfg'), 'w') as f:
+      f.write(flagfile)
+  if os.path.exists(os.path.join(config.logdir, 'failed.txt')):
+    os.remove(os.path.join(config.logdir, 'failed.txt'))
+  return resuming
+
+
+class _EpochEnd(keras.callbacks.Callback):
+  """Evaluates, logs, checkpoints and decides to stop after each epoch."""
+
+  def __init__(self, trainer: '_Trainer'):
+    super().__init__()
+    self.t = trainer
+
+  def on_epoch_end(self, epoch, logs=None):
+    self.t.end_epoch(epoch + 1, logs or {})
+
+
+class _Trainer:
+  """One run's state; see `run`."""
+
+  def __init__(self, config: TrainConfig, strategy: tf.distribute.Strategy):
+    self.config, self.strategy = config, strategy
+    self.csv_path = os.path.join(config.logdir, 'metrics.csv')
+    self.ckpt_dir = os.path.join(config.logdir, 'checkpoints')
+    self.start = time.time()
+
+  def build(self, pipelines: data.Pipelines) -> None:
+    c = self.config
+    self.p = pipelines
+    keras.utils.set_random_seed(c.randomization.seed)
+    decay_steps = c.lr_decay_steps or pipelines.steps_per_epoch
+    with self.strategy.scope():
+      self.model = models.build(
+          c.model, pipelines.input_shape, pipelines.num_classes,
+          weight_decay=c.weight_decay, dropout=c.dropout, batch_norm=c.batch_norm,
+          bn_momentum=c.bn_momentum, seed=c.randomization.seed,
+          synchronized_bn=self.strategy.num_replicas_in_sync > 1)
+      self.schedule = keras.optimizers.schedules.ExponentialDecay(
+          c.lr, decay_steps, c.lr_decay, staircase=True)
+      self.optimizer = keras.optimizers.SGD(self.schedule, momentum=c.momentum)
+      self.model.compile(
+          optimizer=self.optimizer,
+          loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+          metrics=[keras.metrics.SparseCategoricalAccuracy(name='accuracy')],
+          steps_per_execution=c.steps_per_execution)
+      self.optimizer.build(self.model.trainable_variables)
+      self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer)
+    self.manager = tf.train.CheckpointManager(self.checkpoint, self.ckpt_dir, 2)
+    self.writer = tf.summary.create_file_writer(c.logdir)
+
+  def restore(self) -> int:
+    """Restores the last completed epoch; returns it (0 for a new run)."""
+    rows = _read_metrics(self.csv_path)
+    latest = self.manager.latest_checkpoint
+    if not latest:
+      self.rows = []
+      return 0
+    self.checkpoint.restore(latest).expect_partial()
+    steps = int(self.optimizer.iterations.numpy())
+    self.rows = [r for r in rows if r['step'] <= steps]
+    self.start -= self.rows[-1]['seconds'] if self.rows else 0.0
+    return len(self.rows)
+
+  def evaluate(self, ds) -> tuple[float, float]:
+    out = self.model.evaluate(ds, verbose=0, return_dict=True)
+    return float(out['loss']), float(out['accuracy'])
+
+  def end_epoch(self, epoch: int, logs: dict[str, float]) -> None:
+    c = self.config
+    train_eval = self.evaluate(self.p.train_eval)
+    test = self.evaluate(self.p.test)
+    step = int(self.optimizer.iterations.numpy())
+    lr = float(self.schedule(max(step - 1, 0)))
+    row = dict(epoch=epoch, step=step, learning_rate=lr,
+               train_loss=float(logs.get('loss', np.nan)),
+               train_accuracy=float(logs.get('accuracy', np.nan)),
+               train_eval_loss=train_eval[0], train_eval_accuracy=train_eval[1],
+               test_loss=test[0], test_accuracy=test[1],
+               seconds=time.time() - self.start)
+    self.rows.append(row)
+    with self.writer.as_default(step=epoch):
+      for split in ('train', 'train_eval', 'test'):
+        tf.summary.scalar(f'{split}/loss', row[f'{split}_loss'])
+        tf.summary.scalar(f'{split}/accuracy', row[f'{split}_accuracy'])
+      tf.summary.scalar('learning_rate', lr)
+      tf.summary.scalar('global_step', step)
+    self.writer.flush()
+    self.manager.save(checkpoint_number=epoch)
+    _write_metrics(self.csv_path, self.rows)
+    if c.verbose:
+      print(f'epoch {epoch:4d}/{c.epochs}  step {step:7d}  lr {lr:.5f}  '
+            f'loss {row["train_loss"]:.4f}  train acc {row["train_accuracy"]:.4f}  '
+            f'eval train acc {row["train_eval_accuracy"]:.4f}  '
+            f'test acc {row["test_accuracy"]:.4f}  {row["seconds"]:.0f}s', flush=True)
+    if self.should_stop():
+      self.model.stop_training = True
+
+  def fit_epoch(self) -> dict[str, int] | None:
+    for r in self.rows:
+      if r['train_eval_accuracy'] >= self.config.fit_threshold:
+        return {'epoch': int(r['epoch']), 'step': int(r['step'])}
+    return None
+
+  def should_stop(self) -> bool:
+    c = self.config
+    if c.stop_on_fit and self.fit_epoch():
+      return True
+    if c.early_stopping_patience:
+      best = int(np.argmax([r['test_accuracy'] for r in self.rows]))
+      return len(self.rows) - 1 - best >= c.early_stopping_patience
+    return False
+
+  def train(self) -> dict[str, Any]:
+    c = self.config
+    initial_epoch = self.restore()
+    if initial_epoch and c.verbose:
+      print(f'resuming from epoch {initial_epoch} in {c.logdir}', flush=True)
+    if initial_epoch == 0:
+      with self.writer.as_default():
+        from tensorboard.plugins.hparams import api as hp  # pylint: disable=g-import-not-at-top
+        hp.hparams({k: v if isinstance(v, (bool, int, float, str)) else str(v)
+                    for k, v in c.as_dict().items()}, trial_id=os.path.basename(c.logdir))
+    fit_start, fit_steps = time.time(), 0
+    if initial_epoch < c.epochs and not (initial_epoch and self.should_stop()):
+      steps_before = int(self.optimizer.iterations.numpy())
+      self.model.fit(self.p.train(initial_epoch), epochs=c.epochs,
+                     initial_epoch=initial_epoch, steps_per_epoch=self.p.steps_per_epoch,
+                     callbacks=[_EpochEnd(self)], verbose=0, shuffle=False)
+      fit_steps = int(self.optimizer.iterations.numpy()) - steps_before
+    return self.results(fit_steps, time.time() - fit_start)
+
+  def results(self, fit_steps: int, fit_seconds: float) -> dict[str, Any]:
+    c = self.config
+    last = self.rows[-1]
+    best = max(self.rows, key=lambda r: r['test_accuracy'])
+    fit = self.fit_epoch()
+    steps = int(last['step'])
+    return {
+        'train_accuracy': last['train_eval_accuracy'],
+        'train_loss': last['train_eval_loss'],
+        'train_running_accuracy': last['train_accuracy'],
+        'test_accuracy': last['test_accuracy'],
+        'test_loss': last['test_loss'],
+        'best_test_accuracy': best['test_accuracy'],
+        'best_test_epoch': int(best['epoch']),
+        'epochs_completed': int(last['epoch']),
+        'steps_completed': steps,
+        'fit_epoch': fit['epoch'] if fit else None,
+        'fit_step': fit['step'] if fit else None,
+        'fit_threshold': c.fit_threshold,
+        'trainable_params': models.trainable_params(self.model),
+        'label_noise_fraction': self.p.label_noise_fraction,
+        'num_train': self.p.num_train,
+        'num_test': self.p.num_test,
+        'num_replicas': self.strategy.num_replicas_in_sync,
+        'wall_seconds': last['seconds'],
+        'examples_per_second': (fit_steps * c.batch_size / fit_seconds
+                                if fit_steps else None),
+        'examples_per_second_note': 'training images per second over this '
+                                    "process's fit call, evaluation passes included",
+        'versions': versions(),
+        'config': c.as_dict(),
+    }
+
+
+def run(config: TrainConfig, strategy: tf.distribute.Strategy | None = None,
+        flagfile: str | None = None) -> dict[str, Any]:
+  """Trains one run (resuming it if interrupted) and returns results.json's dict.
+
+  Args:
+    config: the run.
+    strategy: a tf.distribute strategy (default: the default strategy).
+    flagfile: text of the resolved flagfile to store as `flags.cfg`.
+  Raises:
+    RunExists: the logdir holds a finished run or different settings.
+    data.DataError: the data set is unavailable.
+  """
+  strategy = strategy or tf.distribute.get_strategy()
+  prepare_logdir(config, flagfile)
+  try:
+    trainer = _Trainer(config, strategy)
+    pipelines = data.make_pipelines(
+        config.dataset, config.data_dir, config.randomization,
+        config.batch_size, config.train_size, config.random_crop,
+        augment=config.augment)
+    trainer.build(pipelines)
+    results = trainer.train()
+  except BaseException as e:  # Recorded for the sweep runner, then re-raised.
+    with open(os.path.join(config.logdir, 'failed.txt'), 'w') as f:
+      f.write(f'{type(e).__name__}: {e}\n\n{traceback.format_exc()}')
+    raise
+  _write_json(os.path.join(config.logdir, 'results.json'), results)
+  return results
+
+
+def make_strategy(name: str, num_cpu_devices: int = 1) -> tf.distribute.Strategy:
+  """`default`, `mirrored` (local GPUs, else logical CPUs) or `multi_worker`.
+
+  `num_cpu_devices > 1` splits the CPU into that many logical devices (before
+  any op runs) so that MirroredStrategy can be tested without GPUs.
+  """
+  if num_cpu_devices > 1:
+    cpu = tf.config.list_physical_devices('CPU')[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * num_cpu_devices)
+  if name == 'default':
+    return tf.distribute.get_strategy()
+  if name == 'mirrored':
+    gpus = tf.config.list_logical_devices('GPU')
+    devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices('CPU')]
+    return tf.distribute.MirroredStrategy(devices)
+  if name == 'multi_worker':
+    return tf.distribute.MultiWorkerMirroredStrategy()
+  raise ValueError(f'unknown strategy {name!r}; allowed: default, mirrored, multi_worker')
+
