@@ -1,0 +1,309 @@
+#!/usr/bin/env python
+"""Figures 1 and 2 of the paper (section 3) from a sweep's run directories.
+
+    python tools/make_figures.py --logdir=DIR --out=DIR [--figures=1,2]
+
+Writes figure1.png/.pdf and figure2.png/.pdf:
+
+* Figure 1 (CIFAR-10): (a) training loss against thousands of steps for small
+  Inception on true labels, random labels, shuffled pixels, random pixels and
+  Gaussian inputs (runs DIR/figure1/inception_<condition>); (b) convergence
+  time (the step at which training accuracy first reached 100%, fit_step)
+  relative to p = 0, against the label corruption p, for Inception, Alexnet
+  and MLP 1x512 (DIR/figure1/<model>_corrupt_<p>); (c) test error at the end
+  of those runs against p.
+* Figure 2: (a) test accuracy during training of small Inception with and
+  without BatchNorm (DIR/figure2/inception_bn, inception_nobn), the shading
+  up to the best-so-far accuracy being what early stopping could gain;
+  (b) final against best-during-training test accuracy for the Figure 2 runs
+  (including DIR/figure2/inception_early_stopping) and any finished Table 2
+  (ImageNet) run.
+
+Missing, running, interrupted and failed runs are listed under each panel,
+never drawn as numbers. Needs matplotlib (Agg), not TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # pylint: disable=wrong-import-position
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from make_tables import PAPER_TABLE2, Run, read_run  # pylint: disable=wrong-import-position
+
+FIG1A_CONDITIONS: tuple[tuple[str, str], ...] = (
+    ('figure1/inception_true', 'true labels'),
+    ('figure1/inception_random_labels', 'random labels'),
+    ('figure1/inception_shuffled_pixels', 'shuffled pixels'),
+    ('figure1/inception_random_pixels', 'random pixels'),
+    ('figure1/inception_gaussian', 'Gaussian'),
+)
+FIG1_MODELS: tuple[tuple[str, str], ...] = (
+    ('inception', 'Inception'), ('alexnet', 'Alexnet'), ('mlp_1x512', 'MLP 1x512'))
+CORRUPTIONS: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+FIG2_RUNS: tuple[tuple[str, str], ...] = (
+    ('figure2/inception_bn', 'Inception'),
+    ('figure2/inception_nobn', 'Inception w/o BatchNorm'),
+    ('figure2/inception_early_stopping', 'Inception, early stopping'),
+)
+COLORS = ('tab:blue', 'tab:red', 'tab:green', 'tab:purple', 'tab:orange', 'tab:brown')
+
+
+def corrupt_run(model: str, p: float) -> str:
+  """Run name of Figure 1b/c's model at corruption p, e.g. figure1/alexnet_corrupt_0.4."""
+  return f'figure1/{model}_corrupt_{p:.1f}'
+
+
+def _why_not(run: Run, label: str) -> str:
+  """'<label>: <status>' for a run that is not drawn (or drawn unfinished)."""
+  text = f'{label}: {run.label()}'
+  if run.status == 'failed' and run.failure:
+    text += f' ({run.failure[:60]})'
+  return text
+
+
+def _note(ax, lines: Sequence[str], title: str = 'not shown') -> None:
+  """Lists absent or partial runs under a panel."""
+  if lines:
+    ax.text(0.0, -0.16, f'{title}: ' + '; '.join(lines), transform=ax.transAxes,
+            fontsize=7, va='top', ha='left', wrap=True, color='0.3')
+
+
+def scale_text(runs: Sequence[Run]) -> str:
+  """One line on the training-set size and epochs of the runs drawn."""
+  sizes = sorted({r.train_size for r in runs if r.status != 'missing' and r.train_size
+                  is not None})
+  if not sizes:
+    return 'no runs found'
+  size = ', '.join('all' if s == 0 else f'{s:,}' for s in sizes)
+  epochs = sorted({r.epochs_target for r in runs if r.epochs_target is not None})
+  return (f'training examples per run: {size} (paper: all); '
+          f'epochs asked: {", ".join(map(str, epochs)) or "?"}')
+
+
+def fit_steps(logdir: str, model: str) -> dict[float, Run]:
+  """Figure 1b/c runs of one model by corruption p."""
+  return {p: read_run(logdir, corrupt_run(model, p)) for p in CORRUPTIONS}
+
+
+def relative_convergence(runs: dict[float, Run]) -> tuple[dict[float, float], list[str]]:
+  """fit_step(p) / fit_step(0) for every p that has both, and why others lack it."""
+  def fit(run: Run) -> float | None:
+    value = run.value('fit_step')
+    return value if value and value > 0 else None
+  base = fit(runs[0.0])
+  out, why = {}, []
+  for p, run in runs.items():
+    step = fit(run)
+    if run.status != 'finished':
+      why.append(_why_not(run, f'p={p:.1f}'))
+    elif step is None:
+      why.append(f'p={p:.1f}: never fitted ({run.epochs_done} ep)')
+    elif base is not None:
+      out[p] = step / base
+  if base is None and runs[0.0].status == 'finished':
+    why.insert(0, 'no p=0 fit to divide by')
+  return out, why
+
+
+def figure1(logdir: str) -> plt.Figure:
+  """Figure 1: (a) loss curves, (b) relative convergence time, (c) test error vs p."""
+  fig, axes = plt.subplots(1, 3, figsize=(16, 5.4))
+  all_runs = []
+
+  ax = axes[0]
+  absent = []
+  for (name, label), color in zip(FIG1A_CONDITIONS, COLORS):
+    run = read_run(logdir, name)
+    all_runs.append(run)
+    rows = [r for r in run.metrics if isinstance(r.get('step'), float)
+            and isinstance(r.get('train_loss'), float)]
+    if rows and run.status in ('finished', 'running', 'incomplete', 'failed'):
+      suffix = '' if run.status == 'finished' else f' ({run.label()})'
+      ax.plot([r['step'] / 1000 for r in rows], [r['train_loss'] for r in rows],
+              color=color, marker='.' if len(rows) < 30 else None, label=label + suffix)
+    if run.status != 'finished':
+      absent.append(_why_not(run, label))
+  ax.set_xlabel('thousands of training steps')
+  ax.set_ylabel('average training loss over the epoch')
+  ax.set_title('(a) Small Inception: training loss per input/label randomization',
+               fontsize=10)
+  ax.set_ylim(bottom=0)
+  if ax.lines:
+    ax.legend(fontsize=8)
+  _note(ax, absent, 'unfinished')
+
+  for panel, ax in (('b', axes[1]), ('c', axes[2])):
+    absent = []
+    for (model, label), color in zip(FIG1_MODELS, COLORS):
+      runs = fit_steps(logdir, model)
+      all_runs.extend(runs.values())
+      if panel == 'b':
+        rel, why = relative_convergence(runs)
+        if rel:
+          ps = sorted(rel)
+          ax.plot(ps, [rel[p] for p in ps], marker='o', color=color, label=label)
+        absent += [f'{label} {w}' for w in why]
+      else:
+        done = {p: r for p, r in runs.items() if r.status == 'finished'
+                and r.value('test_accuracy') is not None}
+        if done:
+          ps = sorted(done)
+          errors = [100 * (1 - done[p].value('test_accuracy')) for p in ps]
+          ax.plot(ps, errors, color=color, label=label)
+          fitted = [r.value('fit_step') is not None for r in (done[p] for p in ps)]
+          ax.scatter([p for p, f in zip(ps, fitted) if f],
+                     [e for e, f in zip(errors, fitted) if f], color=color, zorder=3)
+          ax.scatter([p for p, f in zip(ps, fitted) if not f],
+                     [e for e, f in zip(errors, fitted) if not f], facecolors='white',
+                     edgecolors=color, zorder=3)
+        absent += [f'{label} {_why_not(r, f"p={p:.1f}")}' for p, r in runs.items()
+                   if r.status != 'finished']
+    ax.set_xlabel('label corruption p (fraction of labels redrawn at random)')
+    ax.set_xticks(CORRUPTIONS)
+    if panel == 'b':
+      ax.axhline(1.0, color='0.6', lw=0.8, ls=':')
+      ax.set_ylabel('steps to 100% train accuracy / steps at p = 0')
+      ax.set_title('(b) Convergence slowdown (paper: about 1-4x)', fontsize=10)
+      ax.set_ylim(bottom=0)
+    else:
+      ax.axhline(90.0, color='0.6', lw=0.8, ls='--', label='chance (10 classes)')
+      ax.set_ylabel('test error at the end of training (%)')
+      ax.set_title('(c) Test error (paper: rises to ~90% as p -> 1)\n'
+                   'hollow = run ended without fitting', fontsize=10)
+      ax.set_ylim(0, 100)
+    if ax.lines:
+      ax.legend(fontsize=8)
+    _note(ax, absent)
+  fig.suptitle('Figure 1 (Zhang et al.): CIFAR-10 networks fit random labels and random '
+               'inputs, only a small factor slower\n' + scale_text(all_runs), fontsize=11)
+  fig.tight_layout(rect=(0, 0.06, 1, 1))
+  return fig
+
+
+def _best_curve(values: Sequence[float]) -> list[float]:
+  best, out = float('-inf'), []
+  for v in values:
+    best = max(best, v)
+    out.append(best)
+  return out
+
+
+def final_and_best(run: Run) -> tuple[float | None, float | None, int | None]:
+  """(final, best-during-training) test accuracy and the best epoch of a finished run."""
+  final = run.value('test_accuracy')
+  best = run.value('best_test_accuracy')
+  epoch = run.value('best_test_epoch')
+  if best is None:
+    accs = [r['test_accuracy'] for r in run.metrics if isinstance(r.get('test_accuracy'),
+                                                                   float)]
+    if accs:
+      best = max(accs)
+      epoch = accs.index(best) + 1
+  return final, best, int(epoch) if epoch is not None else None
+
+
+def figure2(logdir: str) -> plt.Figure:
+  """Figure 2: (a) test accuracy with/without BatchNorm; (b) early stopping best vs final."""
+  fig, axes = plt.subplots(1, 2, figsize=(13, 5.2))
+  ax = axes[0]
+  runs = [read_run(logdir, name) for name, _ in FIG2_RUNS]
+  absent = []
+  for run, (_, label), color in zip(runs[:2], FIG2_RUNS[:2], COLORS):
+    rows = [r for r in run.metrics if isinstance(r.get('step'), float)
+            and isinstance(r.get('test_accuracy'), float)]
+    if rows:
+      x = [r['step'] / 1000 for r in rows]
+      acc = [100 * r['test_accuracy'] for r in rows]
+      suffix = '' if run.status == 'finished' else f' ({run.label()})'
+      ax.plot(x, acc, color=color, label=label + suffix)
+      ax.fill_between(x, acc, _best_curve(acc), color=color, alpha=0.25, lw=0)
+    if run.status != 'finished':
+      absent.append(_why_not(run, label))
+  ax.set_xlabel('thousands of training steps')
+  ax.set_ylabel('test accuracy (%)')
+  ax.set_title('(a) CIFAR-10, small Inception, no crop, no weight decay\n'
+               'shaded: gap to the best test accuracy so far (what early stopping could '
+               'gain)', fontsize=10)
+  if ax.lines:
+    ax.legend(fontsize=8, loc='lower right')
+  _note(ax, absent, 'unfinished')
+
+  ax = axes[1]
+  bars = [(label, run) for run, (_, label) in zip(runs, FIG2_RUNS)]
+  for row in PAPER_TABLE2:
+    run = read_run(logdir, row.run)
+    if run.status == 'finished':
+      bars.append((f'ImageNet {row.run.split("/")[-1]}', run))
+  for i, (label, run) in enumerate(bars):
+    final, best, epoch = final_and_best(run) if run.status == 'finished' else (None,) * 3
+    if final is None:
+      ax.text(i, 2, run.label(), ha='center', va='bottom', rotation=90, fontsize=8)
+      continue
+    ax.bar(i - 0.2, 100 * final, 0.4, color='tab:blue', label='final')
+    if best is not None:
+      ax.bar(i + 0.2, 100 * best, 0.4, color='tab:orange', hatch='//',
+             label='best during training')
+      ax.text(i + 0.2, 100 * best + 1, f'ep {epoch}' if epoch else '', ha='center',
+              fontsize=7)
+  handles, labels = ax.get_legend_handles_labels()
+  unique = dict(zip(labels, handles))
+  if unique:
+    ax.legend(unique.values(), unique.keys(), fontsize=8, loc='lower right')
+  ax.set_xticks(range(len(bars)))
+  ax.set_xticklabels([label for label, _ in bars], rotation=20, ha='right', fontsize=8)
+  ax.set_ylim(0, 100)
+  ax.set_ylabel('test accuracy (%)')
+  ax.set_title('(b) Early stopping: final vs best test accuracy during training\n'
+               '(paper: no gain on CIFAR-10; a few points on ImageNet)', fontsize=10)
+  fig.suptitle('Figure 2 (Zhang et al.): implicit regularizers. BatchNorm stabilizes '
+               'training and moves test accuracy only 3-4 points\n' + scale_text(runs),
+               fontsize=11)
+  fig.tight_layout(rect=(0, 0.04, 1, 1))
+  return fig
+
+
+def make_figures(logdir: str, out: str, which: Sequence[str] = ('1', '2'),
+                 dpi: int = 150) -> list[str]:
+  """Writes figure<N>.png and .pdf under `out`; returns their paths."""
+  os.makedirs(out, exist_ok=True)
+  paths = []
+  for key, build in (('1', figure1), ('2', figure2)):
+    if key not in which:
+      continue
+    fig = build(logdir)
+    for ext in ('png', 'pdf'):
+      path = os.path.join(out, f'figure{key}.{ext}')
+      fig.savefig(path, dpi=dpi)
+      paths.append(path)
+    plt.close(fig)
+  return paths
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  parser = argparse.ArgumentParser(description='Figures 1 and 2 from a sweep\'s runs.')
+  parser.add_argument('--logdir', required=True, help='The sweep\'s --logdir.')
+  parser.add_argument('--out', required=True, help='Directory for figure<N>.png/.pdf.')
+  parser.add_argument('--figures', default='1,2', help='Comma-separated: 1, 2 or 1,2.')
+  parser.add_argument('--dpi', type=int, default=150)
+  args = parser.parse_args(argv)
+  which = [w.strip() for w in args.figures.split(',') if w.strip()]
+  if not which or set(which) - {'1', '2'}:
+    parser.error(f'--figures={args.figures}: allowed 1, 2 or 1,2')
+  if not os.path.isdir(args.logdir):
+    print(f'error: --logdir={args.logdir} is not a directory', file=sys.stderr)
+    return 2
+  for path in make_figures(args.logdir, args.out, which, args.dpi):
+    print(path)
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())
