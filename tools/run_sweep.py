@@ -250,11 +250,11 @@ class Sweep:
   """Runs jobs N at a time and reports progress."""
 
   def __init__(self, jobs: list[Job], parallel: int, progress_seconds: float,
-               out: IO[str] = sys.stdout):
+               out: IO[str] | None = None):
     self.jobs = jobs
     self.parallel = parallel
     self.progress_seconds = progress_seconds
-    self.out = out
+    self.out = out or sys.stdout
     self._print_lock = threading.Lock()
     self._procs: dict[str, subprocess.Popen] = {}
     self._stopping = False
