@@ -1,0 +1,56 @@
+"""Quickstart: the paper's central contrast in about two minutes, offline.
+
+    python -m rethinking_tf.quickstart [--logdir=runs/quickstart]
+
+Trains MLP 1x512 twice on scikit-learn's bundled handwritten digits (1,347
+training and 450 test images, presented at CIFAR-10's 28x28x3 input shape),
+with the same hyperparameters: once on the true labels, once on random
+labels (section 2.1). True labels generalize; random labels are memorized
+(100% training accuracy) while test accuracy stays near chance (10%).
+
+The learning rate decays by 0.95 every 391 steps (one CIFAR-10 epoch at
+batch 128, the paper's per-step schedule) because this data set has only 11
+steps per epoch. Training stops once the training set is fitted.
+"""
+
+from __future__ import annotations
+
+import os
+
+from absl import app
+from absl import flags
+from absl import logging
+
+flags.DEFINE_string('logdir', os.path.join('runs', 'quickstart'),
+                    'Where the two runs go (<logdir>/true_labels, <logdir>/random_labels).')
+flags.DEFINE_integer('epochs', 300, 'Maximum epochs per run.', lower_bound=1)
+flags.DEFINE_bool('overwrite', True, 'Replace earlier quickstart runs in --logdir.')
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)
+  from rethinking_tf import data, trainer  # pylint: disable=g-import-not-at-top
+  rows = []
+  for labels in ('true', 'random'):
+    print(f'--- MLP 1x512 on digits, {labels} labels ---', flush=True)
+    config = trainer.TrainConfig(
+        logdir=os.path.abspath(os.path.join(FLAGS.logdir, f'{labels}_labels')),
+        dataset='digits', model='mlp_1x512', epochs=FLAGS.epochs,
+        randomization=data.Randomization(labels=labels, seed=0),
+        lr_decay_steps=391, stop_on_fit=True, overwrite=FLAGS.overwrite)
+    rows.append((labels, trainer.run(config)))
+  print('\nlabels   train acc  test acc  epochs  seconds   (chance = 0.10)')
+  for labels, r in rows:
+    print(f'{labels:7s}  {r["train_accuracy"]:9.3f}  {r["test_accuracy"]:8.3f}  '
+          f'{r["epochs_completed"]:6d}  {r["wall_seconds"]:7.0f}')
+  print(f'\nTensorBoard: tensorboard --logdir={FLAGS.logdir}')
+
+
+def run_main():
+  app.run(main)
+
+
+if __name__ == '__main__':
+  run_main()

@@ -1,0 +1,195 @@
+"""Randomization semantics and determinism (section 2.1), data sets, subsets."""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from rethinking_tf import data
+
+
+def _arrays(n=2000, classes=10, size=8, seed=0):
+  rng = np.random.default_rng(seed)
+  images = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+  labels = np.arange(n, dtype=np.int64) % classes
+  return data.Arrays(images, labels, np.arange(n, dtype=np.int64))
+
+
+def _randomized_images(arrays, rand, is_train=True):
+  mean, std = data.channel_stats(arrays.images)
+  batches = list(data.apply_inputs(arrays, rand, mean, std, is_train, batch=256))
+  return np.concatenate([x.numpy() for x, _ in batches])
+
+
+@pytest.mark.parametrize('p', [0.0, 0.2, 0.5, 0.8, 1.0])
+def test_label_corruption_changes_the_expected_fraction(p):
+  n, k = 20000, 10
+  labels = tf.constant(np.arange(n) % k, tf.int64)
+  rand = data.Randomization(labels='corrupted', corrupt_prob=p, seed=3)
+  new = data.randomize_labels(labels, tf.range(n, dtype=tf.int64),
+                              data.label_tables(n, k, rand)).numpy()
+  changed = np.mean(new != labels.numpy())
+  # A redrawn label keeps its class with probability 1/k: 0.9p change.
+  assert abs(changed - 0.9 * p) < 0.015
+  assert new.min() >= 0 and new.max() < k
+
+
+def test_labels_fixed_per_example_and_by_seed():
+  n, k = 5000, 10
+  labels = tf.constant(np.arange(n) % k, tf.int64)
+  index = tf.range(n, dtype=tf.int64)
+  draw = lambda seed: data.randomize_labels(
+      labels, index, data.label_tables(n, k, data.Randomization('random', seed=seed))).numpy()
+  assert (draw(1) == draw(1)).all()
+  assert np.mean(draw(1) != draw(2)) > 0.8
+  # Keyed by the stable index: a subset or a reordering sees the same labels.
+  tables = data.label_tables(n, k, data.Randomization('random', seed=1))
+  sub = tf.constant([4999, 7, 100], tf.int64)
+  assert (data.randomize_labels(tf.gather(labels, sub), sub, tables).numpy()
+          == draw(1)[[4999, 7, 100]]).all()
+
+
+def test_shuffled_pixels_one_permutation_for_train_and_test():
+  arrays = _arrays(50)
+  rand = data.Randomization(inputs='shuffled_pixels', seed=5)
+  train = _randomized_images(arrays, rand, is_train=True)
+  test = _randomized_images(arrays, rand, is_train=False)
+  np.testing.assert_array_equal(train, test)
+  original = arrays.images.reshape(50, -1, 3).astype(np.float32) / 255
+  perm = data.pixel_permutation(8, 8, 5).numpy()
+  assert sorted(perm) == list(range(64)) and (perm != np.arange(64)).any()
+  np.testing.assert_allclose(train.reshape(50, -1, 3), original[:, perm], rtol=1e-6)
+
+
+def test_random_pixels_independent_permutation_per_image():
+  arrays = _arrays(20)
+  rand = data.Randomization(inputs='random_pixels', seed=5)
+  out = _randomized_images(arrays, rand).reshape(20, -1, 3)
+  original = arrays.images.reshape(20, -1, 3).astype(np.float32) / 255
+  perms = []
+  for i in range(20):
+    # Each image is a permutation of its own pixels (rows of 3 channels move together).
+    key = lambda a: np.lexsort(a.T[::-1])
+    np.testing.assert_allclose(out[i][key(out[i])], original[i][key(original[i])], rtol=1e-6)
+    perms.append(tuple(np.argsort(key(out[i]))))
+  assert len(set(perms)) == 20
+  # The test set keeps its real images.
+  np.testing.assert_allclose(_randomized_images(arrays, rand, is_train=False),
+                             arrays.images / np.float32(255), rtol=1e-6)
+  # Fixed: the same again.
+  np.testing.assert_array_equal(out, _randomized_images(arrays, rand).reshape(20, -1, 3))
+
+
+def test_gaussian_matches_channel_statistics():
+  arrays = _arrays(2000)
+  arrays.images[..., 0] //= 2  # Make the channels differ.
+  rand = data.Randomization(inputs='gaussian', seed=1)
+  out = _randomized_images(arrays, rand)
+  mean, std = data.channel_stats(arrays.images)
+  np.testing.assert_allclose(out.reshape(-1, 3).mean(0), mean, atol=3e-3)
+  np.testing.assert_allclose(out.reshape(-1, 3).std(0), std, rtol=1e-2)
+  assert not np.allclose(out, arrays.images / 255.0, atol=0.1)
+  np.testing.assert_array_equal(out, _randomized_images(arrays, rand))
+  other = _randomized_images(arrays, data.Randomization(inputs='gaussian', seed=2))
+  assert not np.allclose(out, other)
+
+
+def test_channel_stats_exact():
+  images = _arrays(100).images
+  mean, std = data.channel_stats(images)
+  x = images.reshape(-1, 3) / 255.0
+  np.testing.assert_allclose(mean, x.mean(0), rtol=1e-6)
+  np.testing.assert_allclose(std, x.std(0), rtol=1e-6)
+
+
+def test_balanced_subset():
+  labels = np.array([0, 1, 1, 2, 0, 2, 1, 0, 2, 0])
+  keep = data.balanced_subset(labels, 7, 3)
+  assert list(keep) == [0, 1, 2, 3, 4, 5, 7]  # first 3 of class 0, first 2 of 1 and 2
+  with pytest.raises(data.DataError, match='train_size'):
+    data.balanced_subset(labels, 11, 3)
+  with pytest.raises(data.DataError, match='class 1'):
+    data.balanced_subset(np.array([0, 0, 0, 1]), 4, 2)
+
+
+def test_pipeline_deterministic_per_epoch_and_fixed_across_epochs():
+  rand = data.Randomization(labels='random', seed=7)
+  p = data.make_pipelines('digits', None, rand, batch_size=100, train_size=500,
+                          random_crop=True)
+  q = data.make_pipelines('digits', None, rand, batch_size=100, train_size=500,
+                          random_crop=True)
+  assert p.steps_per_epoch == 5 and p.num_train == 500
+  first = lambda pipe, e: next(iter(pipe.train(e)))
+  # Same seed, same epoch: the same batch, images included (crops are seeded).
+  for e in (0, 3):
+    (x1, y1), (x2, y2) = first(p, e), first(q, e)
+    np.testing.assert_array_equal(x1, x2)
+    np.testing.assert_array_equal(y1, y2)
+  # Epochs differ in order, not in the labels each example carries.
+  def epoch_pairs(e):
+    it = iter(p.train(e))
+    xs, ys = zip(*[next(it) for _ in range(p.steps_per_epoch)])
+    return np.concatenate(ys)
+  y0, y1 = epoch_pairs(0), epoch_pairs(1)
+  assert (y0 != y1).any()
+  assert sorted(y0) == sorted(y1)
+  evaluated = np.concatenate([y.numpy() for _, y in p.train_eval])
+  assert sorted(evaluated) == sorted(y0)
+  # Test labels are never randomized.
+  test_true = data.load_arrays('digits', 'test').labels
+  np.testing.assert_array_equal(np.concatenate([y.numpy() for _, y in p.test]), test_true)
+  assert 0.8 < p.label_noise_fraction < 1.0
+
+
+def test_preprocessing_centre_crop_and_standardize():
+  x, _, xt, _, _ = data.numpy_arrays('digits', None, data.Randomization(), train_size=100)
+  assert x.shape == (100, 28, 28, 3) and xt.shape == (450, 28, 28, 3)
+  np.testing.assert_allclose(x.reshape(100, -1).mean(1), 0, atol=1e-5)
+  np.testing.assert_allclose(x.reshape(100, -1).std(1), 1, atol=1e-3)
+
+
+def test_image_folder(tmp_path):
+  rng = np.random.default_rng(0)
+  for split, n in (('train', 6), ('test', 2)):
+    for name in ('zebra', 'ant', 'cat'):  # Classes in sorted order: ant, cat, zebra.
+      os.makedirs(tmp_path / split / name)
+      for i in range(n):
+        image = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+        encode = tf.io.encode_png if i % 2 else tf.io.encode_jpeg
+        tf.io.write_file(str(tmp_path / split / name / f'{i}.{"png" if i % 2 else "jpg"}'),
+                         encode(image))
+  (tmp_path / 'train' / 'ant' / 'notes.txt').write_text('not an image')
+  assert data.check_available('image_folder', str(tmp_path)) == (18, 3)
+  train = data.load_arrays('image_folder', 'train', str(tmp_path))
+  assert train.images.shape == (18, 32, 32, 3)
+  assert list(train.labels) == [0] * 6 + [1] * 6 + [2] * 6
+  # PNG is lossless: the decoded pixels are the written ones.
+  png = tf.io.decode_png(tf.io.read_file(str(tmp_path / 'train' / 'ant' / '1.png'))).numpy()
+  np.testing.assert_array_equal(train.images[1], png)
+  p = data.make_pipelines('image_folder', str(tmp_path), data.Randomization(), 4,
+                          train_size=9)
+  assert p.num_train == 9 and p.num_classes == 3 and p.num_test == 6
+
+
+def test_image_folder_errors(tmp_path):
+  with pytest.raises(data.DataError, match='data_dir'):
+    data.check_available('image_folder', str(tmp_path / 'nope'))
+  os.makedirs(tmp_path / 'train' / 'a')
+  with pytest.raises(data.DataError, match='test/'):
+    data.check_available('image_folder', str(tmp_path))
+
+
+def test_unknown_dataset():
+  with pytest.raises(data.DataError, match='allowed: cifar10'):
+    data.check_available('mnist', None)
+
+
+def test_shared_cifar10_copy(cifar10_folder):
+  """The real CIFAR-10 copy of ../shared/data reads as an image_folder."""
+  assert data.check_available('image_folder', cifar10_folder) == (50000, 10)
+  train = data.load_arrays('image_folder', 'train', cifar10_folder)
+  assert train.images.shape == (50000, 32, 32, 3)
+  assert np.bincount(train.labels).tolist() == [5000] * 10
+  mean, _ = data.channel_stats(train.images)
+  np.testing.assert_allclose(mean * 255, [125.3, 123.0, 113.9], atol=2.0)

@@ -1,0 +1,86 @@
+"""Exact parameter counts (appendix A), regularizers, and memorization."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from rethinking_tf import models
+
+CIFAR = (28, 28, 3)
+
+
+@pytest.mark.parametrize('name, batch_norm, count', [
+    ('inception', True, 1_649_402),
+    ('inception', False, 1_649_402),
+    ('alexnet', True, 1_387_786),
+    ('mlp_1x512', True, 1_209_866),
+    ('mlp_3x512', True, 1_735_178),
+])
+def test_exact_trainable_parameter_counts(name, batch_norm, count):
+  model = models.build(name, CIFAR, 10, batch_norm=batch_norm)
+  assert models.trainable_params(model) == count
+
+
+def test_inception_batch_norm_toggle():
+  with_bn = models.build('inception', CIFAR, 10, batch_norm=True)
+  without = models.build('inception', CIFAR, 10, batch_norm=False)
+  bn = lambda m: [l for l in m.layers if isinstance(l, keras.layers.BatchNormalization)]
+  assert len(bn(with_bn)) == 19 and not bn(without)  # 1 + 8 x 2 + 2 conv modules
+  assert all(not l.scale and l.momentum == 0.9 for l in bn(with_bn))
+
+
+def test_weight_decay_is_half_lambda_sum_of_squared_kernels():
+  model = models.build('mlp_1x512', CIFAR, 10, weight_decay=1e-2)
+  kernels = [w for w in model.trainable_weights if 'kernel' in w.path]
+  expected = 1e-2 / 2 * sum(float(tf.reduce_sum(w ** 2)) for w in kernels)
+  assert len(model.losses) == 2
+  assert sum(float(l) for l in model.losses) == pytest.approx(expected, rel=1e-5)
+  assert not models.build('mlp_1x512', CIFAR, 10, weight_decay=0.0).losses
+
+
+def test_dropout_only_when_asked():
+  drop = lambda m: [l for l in m.layers if isinstance(l, keras.layers.Dropout)]
+  assert not drop(models.build('alexnet', CIFAR, 10, dropout=0.0))
+  assert len(drop(models.build('alexnet', CIFAR, 10, dropout=0.5))) == 2
+  assert len(drop(models.build('mlp_1x512', CIFAR, 10, dropout=0.5))) == 1
+
+
+def test_names_and_learning_rates():
+  assert models.is_valid_name('mlp_2x64') and not models.is_valid_name('resnet')
+  assert models.default_learning_rate('inception') == 0.1
+  assert models.default_learning_rate('alexnet') == 0.01
+  with pytest.raises(ValueError, match='allowed'):
+    models.build('resnet', CIFAR, 10)
+
+
+def test_lrn_layer_round_trips_its_config():
+  layer = models.LocalResponseNormalization(depth_radius=2)
+  clone = models.LocalResponseNormalization.from_config(layer.get_config())
+  x = tf.random.normal([2, 4, 4, 8])
+  np.testing.assert_allclose(layer(x), clone(x))
+  assert clone.depth_radius == 2
+
+
+def test_same_seed_same_initial_weights():
+  a = models.build('alexnet', CIFAR, 10, seed=3).get_weights()
+  b = models.build('alexnet', CIFAR, 10, seed=3).get_weights()
+  c = models.build('alexnet', CIFAR, 10, seed=4).get_weights()
+  assert all(np.array_equal(x, y) for x, y in zip(a, b))
+  assert not np.array_equal(a[0], c[0])
+
+
+def test_small_mlp_memorizes_random_labels():
+  """Section 2: a network fits a few dozen randomly labelled examples exactly."""
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(48, 28, 28, 3)).astype(np.float32)
+  y = rng.integers(0, 10, 48)
+  keras.utils.set_random_seed(0)
+  model = models.build('mlp_1x64', CIFAR, 10)
+  model.compile(keras.optimizers.SGD(0.01, momentum=0.9),
+                keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                metrics=['accuracy'])
+  before = model.evaluate(x, y, verbose=0)[1]
+  model.fit(x, y, batch_size=16, epochs=30, verbose=0)
+  assert before < 0.5
+  assert model.evaluate(x, y, verbose=0)[1] == 1.0
