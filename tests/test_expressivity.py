@@ -119,8 +119,3 @@ def test_binary_digits_random_labels():
   assert result['num_weights'] == 2 * 200 + 28 * 28 * 3
   assert result['train_accuracy'] == 1.0
 
-
-def test_binary_bad_flag_is_one_line():
-  proc = _run_binary('--dataset=digits', '--theta=0')
-  assert proc.returncode == 2
-  assert proc.stderr.strip().splitlines()[-1].startswith('error: --theta=0')

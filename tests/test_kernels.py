@@ -1,0 +1,104 @@
+"""Tests of minimum-norm kernel interpolation (paper section 5)."""
+
+import json
+import os
+import subprocess
+import sys
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from rethinking_tf import kernels
+
+
+def _dense_kernel(x, kernel, gamma):
+  x = x.astype(np.float64)
+  if kernel == 'linear':
+    return x @ x.T
+  sq = np.sum((x[:, None, :] - x[None, :, :]) ** 2, -1)
+  return np.exp(-gamma * sq)
+
+
+def _data(n, d, k=10, seed=0):
+  rng = np.random.default_rng(seed)
+  x = rng.uniform(0, 1, (n, d)).astype(np.float32)
+  return x, rng.integers(0, k, n)
+
+
+@pytest.mark.parametrize('kernel', kernels.KERNELS)
+def test_blocked_kernel_matches_numpy(kernel):
+  x, _ = _data(53, 9)
+  k = kernels.kernel_matrix(x, kernel, gamma=0.3, block_size=7)
+  np.testing.assert_allclose(k, _dense_kernel(x, kernel, 0.3), rtol=1e-5, atol=1e-5)
+  upper = kernels.kernel_matrix(x, kernel, gamma=0.3, block_size=7,
+                                out=np.zeros((53, 53), np.float32), upper_only=True)
+  np.testing.assert_allclose(np.triu(upper), np.triu(k), rtol=1e-6, atol=1e-6)
+  assert np.all(upper[7:, :7] == 0)  # below the first diagonal block: untouched
+
+
+@pytest.mark.parametrize('l2', [0.0, 0.1])
+def test_solve_matches_numpy(l2):
+  x, labels = _data(200, 30)
+  y = np.eye(10, dtype=np.float32)[labels]
+  sol = kernels.solve(x, y, 'gaussian', gamma=0.2, l2=l2, block_size=64)
+  k = _dense_kernel(x, 'gaussian', 0.2)
+  alpha = np.linalg.solve(k + l2 * np.eye(200), y)
+  assert sol.jitter == 0.0 and sol.cholesky_failures == 0
+  np.testing.assert_allclose(sol.alpha, alpha, rtol=1e-3, atol=1e-3 * np.abs(alpha).max())
+  np.testing.assert_allclose(np.sqrt(sol.sq_norm), np.sqrt(np.trace(alpha.T @ k @ alpha)),
+                             rtol=1e-4)
+
+
+def test_fit_and_evaluate_random_labels_interpolates():
+  x, labels = _data(300, 20)
+  xt, yt = _data(100, 20, seed=1)
+  r = kernels.fit_and_evaluate(x, labels, xt, yt, 10, 'gaussian', gamma=0.5)
+  assert r['train_error'] == 0.0 and r['max_residual'] < 1e-3
+  assert r['test_error'] > 0.6  # labels are unrelated to inputs
+  k = _dense_kernel(x, 'gaussian', 0.5)
+  alpha = np.linalg.solve(k, np.eye(10)[labels])
+  np.testing.assert_allclose(r['norm'], np.sqrt(np.trace(alpha.T @ k @ alpha)), rtol=1e-4)
+  np.testing.assert_allclose(r['norm_from_factor'], r['norm'], rtol=1e-4)
+  sub = kernels.fit_and_evaluate(x, labels, xt, yt, 10, 'gaussian', gamma=0.5,
+                                 train_eval_size=50)
+  assert sub['train_eval_size'] == 50 and sub['train_error'] == 0.0
+
+
+def test_singular_kernel_gets_reported_jitter():
+  x, labels = _data(100, 5)  # linear kernel of rank 5 < n
+  r = kernels.fit_and_evaluate(x, labels, x[:10], labels[:10], 10, 'linear')
+  assert r['cholesky_failures'] >= 1 and r['jitter'] > 0
+
+
+def test_kernel_memory_is_one_float32_matrix():
+  n, d = 3000, 16  # one float32 kernel: 36 MB; float64 would be 72 MB
+  x, labels = _data(n, d)
+  y = np.eye(10, dtype=np.float32)[labels]
+  tracemalloc.start()
+  kernels.solve(x, y, 'gaussian', gamma=0.5, block_size=128)
+  _, peak = tracemalloc.get_traced_memory()
+  tracemalloc.stop()
+  assert peak < n * n * 4 * 1.15, peak / (n * n * 4)
+
+
+def test_random_conv_features():
+  images = np.random.default_rng(0).standard_normal((6, 12, 12, 3)).astype(np.float32)
+  f = kernels.random_conv_features(images, num_filters=8, filter_size=3, pool=2, seed=1)
+  assert f.shape == (6, 8 * 4) and np.all(f >= 0)
+  np.testing.assert_array_equal(
+      f, kernels.random_conv_features(images, 8, 3, 2, seed=1, batch_size=4))
+
+
+def test_binary_digits_random_labels():
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3')
+  proc = subprocess.run(
+      [sys.executable, '-m', 'rethinking_tf.kernels', '--dataset=digits',
+       '--train_size=500', '--labels=random'],
+      capture_output=True, text=True, env=env, timeout=300, check=False)
+  assert proc.returncode == 0, proc.stderr
+  result = json.loads(proc.stdout.strip().splitlines()[-1])
+  for key in ('n', 'train_error', 'test_error', 'norm', 'seconds'):
+    assert key in result
+  assert result['n'] == 500 and result['train_error'] == 0.0
+  assert result['test_error'] > 0.6
