@@ -212,6 +212,9 @@ def test_dry_run_and_bad_arguments(fake, tmp_path, capsys):
   assert sweep(tmp_path / 'runs', '--dry_run', '--set', 'seed=3', f) == 0
   out = capsys.readouterr().out
   assert '--seed=3 --logdir=' in out and not (tmp_path / 'runs').exists()
+  assert sweep(tmp_path / 'runs', '--dry_run', '--set', 'steps_per_execution=16',
+               '--set', 'quiet', f) == 0
+  assert '--steps_per_execution=16 --quiet=true' in capsys.readouterr().out
   assert sweep(tmp_path / 'runs', '--set', 'no_such_flag=1', f) == 2
   assert 'unknown flag --no_such_flag' in capsys.readouterr().err
   assert sweep(tmp_path / 'runs', '--set', 'logdir=/x', f) == 2
@@ -220,6 +223,14 @@ def test_dry_run_and_bad_arguments(fake, tmp_path, capsys):
   bad = fake('t/bad', '--logdir=/x')
   assert sweep(tmp_path / 'runs', bad) == 2
   assert 'flagfiles never set --logdir' in capsys.readouterr().err
+
+
+def test_same_value():
+  assert run_sweep._same_value('train_size', '0', None)  # the binary's 'all'
+  assert not run_sweep._same_value('train_size', '0', 5000)
+  assert run_sweep._same_value('weight_decay', '5e-4', 0.0005)
+  assert run_sweep._same_value('random_crop', 'false', False)
+  assert not run_sweep._same_value('dataset', 'cifar10', 'digits')
 
 
 def test_run_name():

@@ -136,7 +136,7 @@ def figure1(logdir: str) -> plt.Figure:
   ax.set_title('(a) Small Inception: training loss per input/label randomization',
                fontsize=10)
   ax.set_ylim(bottom=0)
-  if ax.lines:
+  if ax.get_legend_handles_labels()[0]:
     ax.legend(fontsize=8)
   _note(ax, absent, 'unfinished')
 
@@ -179,7 +179,7 @@ def figure1(logdir: str) -> plt.Figure:
       ax.set_title('(c) Test error (paper: rises to ~90% as p -> 1)\n'
                    'hollow = run ended without fitting', fontsize=10)
       ax.set_ylim(0, 100)
-    if ax.lines:
+    if ax.get_legend_handles_labels()[0]:
       ax.legend(fontsize=8)
     _note(ax, absent)
   fig.suptitle('Figure 1 (Zhang et al.): CIFAR-10 networks fit random labels and random '
@@ -232,7 +232,7 @@ def figure2(logdir: str) -> plt.Figure:
   ax.set_title('(a) CIFAR-10, small Inception, no crop, no weight decay\n'
                'shaded: gap to the best test accuracy so far (what early stopping could '
                'gain)', fontsize=10)
-  if ax.lines:
+  if ax.get_legend_handles_labels()[0]:
     ax.legend(fontsize=8, loc='lower right')
   _note(ax, absent, 'unfinished')
 

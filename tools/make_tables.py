@@ -147,14 +147,20 @@ class Run:
     except (TypeError, ValueError):
       return None
 
-  def scale(self) -> str:
-    """E.g. '5,000 ex, 37/100 ep' ('all' = the full training set)."""
+  def scale(self, dataset: str | None = None) -> str:
+    """E.g. '5,000 ex, 37/100 ep' ('all' = the full training set).
+
+    Prefixed by the run's data set when it is not `dataset` (the paper's).
+    """
     if self.status == 'missing':
       return ''
+    ran_on = self.flags.get('dataset')
+    prefix = f'{ran_on}, ' if dataset and ran_on and ran_on != dataset else ''
     size = self.train_size
     size_text = 'all' if size == 0 else ('?' if size is None else f'{size:,}')
     target = self.epochs_target
-    return f'{size_text} ex, {self.epochs_done}/{target if target is not None else "?"} ep'
+    return (f'{prefix}{size_text} ex, '
+            f'{self.epochs_done}/{target if target is not None else "?"} ep')
 
   def label(self) -> str:
     """What to print instead of a number when the run is not finished."""
@@ -295,7 +301,8 @@ def _record(table: str, row: str, run: Run, metric: str, paper: float | None,
   return dict(table=table, row=row, run=run.name, status=run.status, metric=metric,
               paper=paper, ours=None if value is None else round(100 * value, 4),
               difference=None if value is None or paper is None else round(100 * value - paper, 4),
-              train_size=run.train_size, epochs_completed=run.epochs_done if run.status != 'missing'
+              dataset=run.flags.get('dataset'), train_size=run.train_size,
+              epochs_completed=run.epochs_done if run.status != 'missing'
               else None, epochs_target=run.epochs_target)
 
 
@@ -313,9 +320,9 @@ def _status_notes(runs: list[Run]) -> list[str]:
   return notes
 
 
-SCALE_NOTE = ('Scale = training examples used ("all" = the full set; the paper always uses '
-              'all) and epochs completed / epochs asked. Numbers from smaller runs are not '
-              'comparable to the paper\'s.')
+SCALE_NOTE = ('Scale = the data set if not the paper\'s, training examples used ("all" = '
+              'the full set; the paper always uses all) and epochs completed / epochs asked. '
+              'Numbers from smaller runs are not comparable to the paper\'s.')
 
 
 def table1(logdir: str) -> Table:
@@ -329,7 +336,7 @@ def table1(logdir: str) -> Table:
     cells = [row.model, yes(row.crop), yes(row.weight_decay)]
     cells += _metric_cells(run, 'train_accuracy', row.train)
     cells += _metric_cells(run, 'test_accuracy', row.test)
-    cells.append(run.scale())
+    cells.append(run.scale('cifar10'))
     rows.append(cells)
     label = f'{row.model}, crop {yes(row.crop)}, wd {yes(row.weight_decay)}'
     records.append(_record('1', label, run, 'train', row.train, 'train_accuracy'))
@@ -364,7 +371,7 @@ def table2(logdir: str) -> Table:
       records.append(_record('2', label, run, metric, getattr(row, attr), key))
       if paper_best is not None:
         records.append(_record('2', label, run, metric + ' best', paper_best, best_key))
-    cells.append(run.scale())
+    cells.append(run.scale('imagenet2012'))
     rows.append(cells)
   notes = ['Accuracy in %; Δ = ours − paper (final accuracy) in percentage points. '
            'Parenthesised: best test accuracy during training (early stopping).',
@@ -408,7 +415,7 @@ def to_latex(table: Table) -> str:
 
 
 CSV_FIELDS = ('table', 'row', 'run', 'status', 'metric', 'paper', 'ours', 'difference',
-              'train_size', 'epochs_completed', 'epochs_target')
+              'dataset', 'train_size', 'epochs_completed', 'epochs_target')
 
 
 def to_csv(tables: Sequence[Table]) -> str:

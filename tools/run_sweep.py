@@ -56,6 +56,11 @@ TRAIN_FLAGS: dict[str, str] = {
     'fit_threshold': 'float', 'stop_on_fit': 'bool', 'strategy': 'str',
     'logdir': 'str', 'overwrite': 'bool',
 }
+# Flags of the binary beyond the contract: fine for --set, not in flagfiles.
+EXTRA_FLAGS: dict[str, str] = {
+    'bn_momentum': 'float', 'momentum': 'float', 'num_cpu_devices': 'int',
+    'steps_per_execution': 'int', 'quiet': 'bool',
+}
 ENUM_VALUES: dict[str, tuple[str, ...]] = {
     'dataset': ('cifar10', 'imagenet2012', 'digits', 'image_folder'),
     'labels': ('true', 'corrupted', 'random'),
@@ -80,27 +85,29 @@ class SweepError(ValueError):
   """A bad flagfile or --set value; the message says which."""
 
 
-def parse_flag(text: str) -> tuple[str, str]:
+def parse_flag(text: str, extra: bool = False) -> tuple[str, str]:
   """Parses `--name=value`, `--name` or `--noname` into (name, value).
 
   Bool flags come back as 'true' or 'false'. Raises SweepError for a name
-  that is not a training flag or a value of the wrong kind.
+  that is not a contract flag (or, with `extra`, an EXTRA_FLAGS one) or a
+  value of the wrong kind.
   """
+  known = {**TRAIN_FLAGS, **EXTRA_FLAGS} if extra else TRAIN_FLAGS
   if not text.startswith('--'):
     raise SweepError(f'{text!r} is not of the form --name=value')
   body = text[2:]
   if '=' in body:
     name, value = body.split('=', 1)
-  elif body in TRAIN_FLAGS and TRAIN_FLAGS[body] == 'bool':
+  elif known.get(body) == 'bool':
     name, value = body, 'true'
-  elif body.startswith('no') and TRAIN_FLAGS.get(body[2:]) == 'bool':
+  elif body.startswith('no') and known.get(body[2:]) == 'bool':
     name, value = body[2:], 'false'
   else:
     raise SweepError(f'{text!r}: not a bool flag of the training binary, so it '
                      'needs =value')
-  if name not in TRAIN_FLAGS:
-    raise SweepError(f'{text!r}: unknown flag --{name}; known: {", ".join(TRAIN_FLAGS)}')
-  kind = TRAIN_FLAGS[name]
+  if name not in known:
+    raise SweepError(f'{text!r}: unknown flag --{name}; known: {", ".join(known)}')
+  kind = known[name]
   try:
     if kind == 'int':
       int(value)
@@ -149,7 +156,9 @@ def run_name(flagfile: str, flags_root: str | None = None) -> str:
 
 def _same_value(name: str, want: str, got: object) -> bool:
   """Whether a flag value `want` (flagfile text) equals a results.json config value."""
-  kind = TRAIN_FLAGS.get(name)
+  kind = {**TRAIN_FLAGS, **EXTRA_FLAGS}.get(name)
+  if got is None and name == 'train_size':
+    got = 0  # the binary stores 'all' as None
   try:
     if kind == 'bool':
       return (want == 'true') == bool(got)
@@ -378,7 +387,7 @@ def build_jobs(flagfiles: Sequence[str], logdir: str, sets: Sequence[str],
   """One Job per distinct flagfile, with the --set overrides applied."""
   overrides = []
   for s in sets:
-    pair = parse_flag('--' + s.lstrip('-'))
+    pair = parse_flag('--' + s.lstrip('-'), extra=True)
     if pair[0] in RUNNER_FLAGS:
       raise SweepError(f'--set {s}: the runner sets --{pair[0]} itself')
     overrides.append(pair)
