@@ -37,6 +37,7 @@ from __future__ import annotations
 import dataclasses
 import time
 
+from absl import logging
 import numpy as np
 from scipy.linalg import blas, lapack
 
@@ -150,12 +151,15 @@ def solve(x: np.ndarray, y: np.ndarray, kernel: str = 'gaussian', gamma: float =
     kernel_matrix(x, kernel, gamma, diag_add=l2 + jitter, block_size=block_size,
                   out=kmat, upper_only=True)
     t1 = time.perf_counter()
+    logging.info('kernel %d x %d (diagonal + %.3g) in %.1f s; Cholesky...', n, n,
+                 l2 + jitter, t1 - t0)
     # kmat is C-ordered, so kmat.T is the same memory in Fortran order, whose
     # lower triangle is kmat's upper triangle: factored in place, no copy.
     factor, info = lapack.spotrf(kmat.T, lower=1, clean=0, overwrite_a=1)
     t2 = time.perf_counter()
     kernel_seconds += t1 - t0
     solve_seconds += t2 - t1
+    logging.info('spotrf info=%d in %.1f s', info, t2 - t1)
     if info == 0:
       break
     if info < 0:
@@ -238,6 +242,7 @@ def fit_and_evaluate(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarra
   p_train = predict(x_train, sol.alpha, x_train[rows], kernel, gamma)
   p_test = predict(x_train, sol.alpha, x_test, kernel, gamma)
   predict_seconds = time.perf_counter() - t0
+  logging.info('predictions in %.1f s', predict_seconds)
   norm_from_factor = float(np.sqrt(max(sol.sq_norm, 0.0)))
   if len(rows) == n:
     norm = float(np.sqrt(max(float(np.sum(sol.alpha.astype(np.float64) * p_train)), 0.0)))
