@@ -57,9 +57,10 @@ def test_relative_convergence_divides_by_p0(tmp_path):
   fabricate(logdir, make_figures.corrupt_run('alexnet', 0.8), failed='exit code 1\n')
   rel, why = make_figures.relative_convergence(make_figures.fit_steps(logdir, 'alexnet'))
   assert rel == pytest.approx({0.0: 1.0, 0.2: 1.5, 0.4: 3.0})
-  assert any('p=0.6: never fitted' in w for w in why)
-  assert any('p=0.8: failed' in w for w in why)
-  assert any('p=1.0: missing' in w for w in why)
+  assert why == [('p=0.6', 'never fitted in 5 ep'), ('p=0.8', 'failed'),
+                 ('p=1.0', 'missing')]
+  assert make_figures.group(why[1:] + [('p=0.9', 'failed')]) == (
+      'failed: p=0.8, p=0.9; missing: p=1.0')
 
 
 def test_relative_convergence_without_baseline(tmp_path):
@@ -68,7 +69,8 @@ def test_relative_convergence_without_baseline(tmp_path):
   fabricate(logdir, make_figures.corrupt_run('mlp_1x512', 0.2), results={})
   rel, why = make_figures.relative_convergence(make_figures.fit_steps(logdir, 'mlp_1x512'))
   assert rel == {}
-  assert why[0] == 'no p=0 fit to divide by'
+  assert why[:3] == [('p=0.0', 'never fitted in 5 ep'), ('p=0.2', 'no fit at p=0 to divide by'),
+                     ('p=0.4', 'missing')]
 
 
 def test_final_and_best_falls_back_to_metrics(tmp_path):

@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import textwrap
 from typing import Sequence
 
 import matplotlib
@@ -61,19 +62,21 @@ def corrupt_run(model: str, p: float) -> str:
   return f'figure1/{model}_corrupt_{p:.1f}'
 
 
-def _why_not(run: Run, label: str) -> str:
-  """'<label>: <status>' for a run that is not drawn (or drawn unfinished)."""
-  text = f'{label}: {run.label()}'
-  if run.status == 'failed' and run.failure:
-    text += f' ({run.failure[:60]})'
-  return text
+def group(items: Sequence[tuple[str, str]]) -> str:
+  """'missing: a, b; failed: c' from (item, status) pairs, in first-seen order."""
+  by_status: dict[str, list[str]] = {}
+  for item, status in items:
+    by_status.setdefault(status, []).append(item)
+  return '; '.join(f'{status}: {", ".join(names)}' for status, names in by_status.items())
 
 
-def _note(ax, lines: Sequence[str], title: str = 'not shown') -> None:
-  """Lists absent or partial runs under a panel."""
-  if lines:
-    ax.text(0.0, -0.16, f'{title}: ' + '; '.join(lines), transform=ax.transAxes,
-            fontsize=7, va='top', ha='left', wrap=True, color='0.3')
+def _place_notes(fig: plt.Figure, notes: dict, top: float) -> None:
+  """Writes each panel's notes (absent or partial runs) under it, from `top` down."""
+  for ax, lines in notes.items():
+    if lines:
+      text = '\n'.join(textwrap.fill(line, 62, subsequent_indent='    ') for line in lines)
+      fig.text(ax.get_position().x0, top, text, fontsize=7, va='top', ha='left',
+               color='0.25')
 
 
 def scale_text(runs: Sequence[Run]) -> str:
@@ -93,8 +96,13 @@ def fit_steps(logdir: str, model: str) -> dict[float, Run]:
   return {p: read_run(logdir, corrupt_run(model, p)) for p in CORRUPTIONS}
 
 
-def relative_convergence(runs: dict[float, Run]) -> tuple[dict[float, float], list[str]]:
-  """fit_step(p) / fit_step(0) for every p that has both, and why others lack it."""
+def relative_convergence(runs: dict[float, Run]
+                         ) -> tuple[dict[float, float], list[tuple[str, str]]]:
+  """fit_step(p) / fit_step(0) for every p that has both.
+
+  Returns:
+    ({p: relative time}, [(f'p={p}', why it is not drawn)]).
+  """
   def fit(run: Run) -> float | None:
     value = run.value('fit_step')
     return value if value and value > 0 else None
@@ -103,20 +111,20 @@ def relative_convergence(runs: dict[float, Run]) -> tuple[dict[float, float], li
   for p, run in runs.items():
     step = fit(run)
     if run.status != 'finished':
-      why.append(_why_not(run, f'p={p:.1f}'))
+      why.append((f'p={p:.1f}', run.label()))
     elif step is None:
-      why.append(f'p={p:.1f}: never fitted ({run.epochs_done} ep)')
+      why.append((f'p={p:.1f}', f'never fitted in {run.epochs_done} ep'))
     elif base is not None:
       out[p] = step / base
-  if base is None and runs[0.0].status == 'finished':
-    why.insert(0, 'no p=0 fit to divide by')
+    else:
+      why.append((f'p={p:.1f}', 'no fit at p=0 to divide by'))
   return out, why
 
 
 def figure1(logdir: str) -> plt.Figure:
   """Figure 1: (a) loss curves, (b) relative convergence time, (c) test error vs p."""
-  fig, axes = plt.subplots(1, 3, figsize=(16, 5.4))
-  all_runs = []
+  fig, axes = plt.subplots(1, 3, figsize=(16, 6.2))
+  all_runs, notes = [], {}
 
   ax = axes[0]
   absent = []
@@ -130,7 +138,7 @@ def figure1(logdir: str) -> plt.Figure:
       ax.plot([r['step'] / 1000 for r in rows], [r['train_loss'] for r in rows],
               color=color, marker='.' if len(rows) < 30 else None, label=label + suffix)
     if run.status != 'finished':
-      absent.append(_why_not(run, label))
+      absent.append((label, run.label()))
   ax.set_xlabel('thousands of training steps')
   ax.set_ylabel('average training loss over the epoch')
   ax.set_title('(a) Small Inception: training loss per input/label randomization',
@@ -138,7 +146,7 @@ def figure1(logdir: str) -> plt.Figure:
   ax.set_ylim(bottom=0)
   if ax.get_legend_handles_labels()[0]:
     ax.legend(fontsize=8)
-  _note(ax, absent, 'unfinished')
+  notes[ax] = ['Not finished: ' + group(absent)] if absent else []
 
   for panel, ax in (('b', axes[1]), ('c', axes[2])):
     absent = []
@@ -150,7 +158,8 @@ def figure1(logdir: str) -> plt.Figure:
         if rel:
           ps = sorted(rel)
           ax.plot(ps, [rel[p] for p in ps], marker='o', color=color, label=label)
-        absent += [f'{label} {w}' for w in why]
+        if why:
+          absent.append(f'{label}: {group(why)}')
       else:
         done = {p: r for p, r in runs.items() if r.status == 'finished'
                 and r.value('test_accuracy') is not None}
@@ -164,8 +173,9 @@ def figure1(logdir: str) -> plt.Figure:
           ax.scatter([p for p, f in zip(ps, fitted) if not f],
                      [e for e, f in zip(errors, fitted) if not f], facecolors='white',
                      edgecolors=color, zorder=3)
-        absent += [f'{label} {_why_not(r, f"p={p:.1f}")}' for p, r in runs.items()
-                   if r.status != 'finished']
+        why = [(f'p={p:.1f}', r.label()) for p, r in runs.items() if r.status != 'finished']
+        if why:
+          absent.append(f'{label}: {group(why)}')
     ax.set_xlabel('label corruption p (fraction of labels redrawn at random)')
     ax.set_xticks(CORRUPTIONS)
     if panel == 'b':
@@ -181,10 +191,11 @@ def figure1(logdir: str) -> plt.Figure:
       ax.set_ylim(0, 100)
     if ax.get_legend_handles_labels()[0]:
       ax.legend(fontsize=8)
-    _note(ax, absent)
+    notes[ax] = ['Not drawn:'] + absent if absent else []
   fig.suptitle('Figure 1 (Zhang et al.): CIFAR-10 networks fit random labels and random '
                'inputs, only a small factor slower\n' + scale_text(all_runs), fontsize=11)
-  fig.tight_layout(rect=(0, 0.06, 1, 1))
+  fig.tight_layout(rect=(0, 0.2, 1, 1))
+  _place_notes(fig, notes, 0.14)
   return fig
 
 
@@ -212,7 +223,7 @@ def final_and_best(run: Run) -> tuple[float | None, float | None, int | None]:
 
 def figure2(logdir: str) -> plt.Figure:
   """Figure 2: (a) test accuracy with/without BatchNorm; (b) early stopping best vs final."""
-  fig, axes = plt.subplots(1, 2, figsize=(13, 5.2))
+  fig, axes = plt.subplots(1, 2, figsize=(13, 6.0))
   ax = axes[0]
   runs = [read_run(logdir, name) for name, _ in FIG2_RUNS]
   absent = []
@@ -226,7 +237,7 @@ def figure2(logdir: str) -> plt.Figure:
       ax.plot(x, acc, color=color, label=label + suffix)
       ax.fill_between(x, acc, _best_curve(acc), color=color, alpha=0.25, lw=0)
     if run.status != 'finished':
-      absent.append(_why_not(run, label))
+      absent.append((label, run.label()))
   ax.set_xlabel('thousands of training steps')
   ax.set_ylabel('test accuracy (%)')
   ax.set_title('(a) CIFAR-10, small Inception, no crop, no weight decay\n'
@@ -234,7 +245,7 @@ def figure2(logdir: str) -> plt.Figure:
                'gain)', fontsize=10)
   if ax.get_legend_handles_labels()[0]:
     ax.legend(fontsize=8, loc='lower right')
-  _note(ax, absent, 'unfinished')
+  notes = {ax: ['Not finished: ' + group(absent)] if absent else []}
 
   ax = axes[1]
   bars = [(label, run) for run, (_, label) in zip(runs, FIG2_RUNS)]
@@ -266,7 +277,8 @@ def figure2(logdir: str) -> plt.Figure:
   fig.suptitle('Figure 2 (Zhang et al.): implicit regularizers. BatchNorm stabilizes '
                'training and moves test accuracy only 3-4 points\n' + scale_text(runs),
                fontsize=11)
-  fig.tight_layout(rect=(0, 0.04, 1, 1))
+  fig.tight_layout(rect=(0, 0.1, 1, 1))
+  _place_notes(fig, notes, 0.06)
   return fig
 
 
