@@ -103,7 +103,8 @@ def _read_metrics(path: str) -> list[dict[str, float]]:
   if not os.path.exists(path):
     return []
   with open(path) as f:
-    return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    return [{k: int(v) if k in ('epoch', 'step') else float(v) for k, v in row.items()}
+            for row in csv.DictReader(f)]
 
 
 def _write_metrics(path: str, rows: list[dict[str, float]]) -> None:

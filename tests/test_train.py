@@ -1,0 +1,168 @@
+"""End-to-end runs of the training binary: outputs, strategies, resume, bad flags."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import REPO, run_module
+
+TRAIN = 'rethinking_tf.train'
+TINY = ['--dataset=digits', '--train_size=200', '--model=mlp_1x64', '--batch_size=50',
+        '--quiet']
+
+
+def _rows(logdir):
+  with open(os.path.join(logdir, 'metrics.csv')) as f:
+    return list(csv.DictReader(f))
+
+
+def test_default_strategy_writes_everything(tmp_path):
+  logdir = str(tmp_path / 'run')
+  proc = run_module(TRAIN, *TINY, '--epochs=2', '--labels=corrupted',
+                    '--corrupt_prob=0.5', f'--logdir={logdir}')
+  assert proc.returncode == 0, proc.stderr
+  results = json.load(open(os.path.join(logdir, 'results.json')))
+  for key in ('train_accuracy', 'test_accuracy', 'best_test_accuracy', 'epochs_completed',
+              'fit_epoch', 'trainable_params', 'label_noise_fraction', 'wall_seconds',
+              'examples_per_second', 'versions'):
+    assert key in results
+  assert results['epochs_completed'] == 2 and results['steps_completed'] == 8
+  assert results['trainable_params'] == 2352 * 64 + 64 + 650
+  assert 0.3 < results['label_noise_fraction'] < 0.6
+  assert results['config']['corrupt_prob'] == 0.5
+  assert results['versions']['tensorflow']
+  rows = _rows(logdir)
+  assert [r['epoch'] for r in rows] == ['1', '2'] and [r['step'] for r in rows] == ['4', '8']
+  assert float(rows[1]['learning_rate']) == pytest.approx(0.01 * 0.95)
+  assert os.listdir(os.path.join(logdir, 'checkpoints'))
+  events = [f for f in os.listdir(logdir) if f.startswith('events.out.tfevents')]
+  assert events
+  # The event file holds the split-prefixed scalars and an hparams record.
+  from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top
+  acc = event_accumulator.EventAccumulator(logdir, size_guidance={'tensors': 0})
+  acc.Reload()
+  tags = set(acc.Tags()['tensors'])
+  assert {'train/loss', 'train/accuracy', 'test/loss', 'test/accuracy',
+          'train_eval/accuracy', 'learning_rate', '_hparams_/session_start_info'} <= tags
+  # The stored flagfile repeats the run.
+  flagfile = open(os.path.join(logdir, 'flags.cfg')).read()
+  assert '--corrupt_prob=0.5' in flagfile and '--model=mlp_1x64' in flagfile
+  again = str(tmp_path / 'again')
+  proc = run_module(TRAIN, f'--flagfile={logdir}/flags.cfg', f'--logdir={again}')
+  assert proc.returncode == 0, proc.stderr
+  assert _rows(again)[1]['train_loss'] == rows[1]['train_loss']
+
+
+def test_finished_run_is_not_overwritten(tmp_path):
+  logdir = str(tmp_path / 'run')
+  assert run_module(TRAIN, *TINY, '--epochs=1', f'--logdir={logdir}').returncode == 0
+  before = open(os.path.join(logdir, 'results.json')).read()
+  proc = run_module(TRAIN, *TINY, '--epochs=1', f'--logdir={logdir}')
+  assert proc.returncode == 2
+  assert 'finished run' in proc.stderr and '--overwrite' in proc.stderr
+  assert open(os.path.join(logdir, 'results.json')).read() == before
+  proc = run_module(TRAIN, *TINY, '--epochs=1', '--seed=5', f'--logdir={logdir}',
+                    '--overwrite')
+  assert proc.returncode == 0
+  assert json.load(open(os.path.join(logdir, 'results.json')))['config']['seed'] == 5
+
+
+def test_mirrored_on_two_logical_cpus_matches_default(tmp_path):
+  args = [*TINY, '--epochs=2', '--labels=random']
+  one = run_module(TRAIN, *args, f'--logdir={tmp_path}/one')
+  two = run_module(TRAIN, *args, '--strategy=mirrored', '--num_cpu_devices=2',
+                   f'--logdir={tmp_path}/two')
+  assert one.returncode == 0 and two.returncode == 0, two.stderr
+  r1 = json.load(open(f'{tmp_path}/one/results.json'))
+  r2 = json.load(open(f'{tmp_path}/two/results.json'))
+  assert r2['num_replicas'] == 2 and r1['num_replicas'] == 1
+  # Same data, same batches, same initial weights: the same run up to float sums.
+  assert r2['label_noise_fraction'] == r1['label_noise_fraction']
+  assert r2['train_loss'] == pytest.approx(r1['train_loss'], rel=1e-3)
+
+
+def test_resume_after_interruption(tmp_path):
+  logdir = str(tmp_path / 'run')
+  args = [sys.executable, '-m', TRAIN, '--dataset=digits', '--model=mlp_1x64',
+          '--epochs=30', f'--logdir={logdir}']
+  proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+  deadline = time.time() + 120
+  while time.time() < deadline:
+    if os.path.exists(os.path.join(logdir, 'metrics.csv')) and len(_rows(logdir)) >= 3:
+      break
+    time.sleep(0.05)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  done = len(_rows(logdir))
+  assert 3 <= done < 30, 'the run was not interrupted midway'
+  assert not os.path.exists(os.path.join(logdir, 'results.json'))
+  resumed = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert resumed.returncode == 0, resumed.stderr
+  assert 'resuming from epoch' in resumed.stdout
+  rows = _rows(logdir)
+  assert [int(r['epoch']) for r in rows] == list(range(1, 31))
+  assert [int(r['step']) for r in rows] == [11 * e for e in range(1, 31)]
+  # An uninterrupted run gives the same numbers (the schedule and data order
+  # are keyed by epoch, and the optimizer state was restored).
+  straight = str(tmp_path / 'straight')
+  assert subprocess.run(args[:-1] + [f'--logdir={straight}'], cwd=REPO,
+                        capture_output=True, timeout=300).returncode == 0
+  a = json.load(open(os.path.join(logdir, 'results.json')))
+  b = json.load(open(os.path.join(straight, 'results.json')))
+  assert a['train_loss'] == pytest.approx(b['train_loss'], rel=1e-4)
+  assert a['test_accuracy'] == pytest.approx(b['test_accuracy'], abs=0.005)
+
+
+def test_resume_refuses_other_settings(tmp_path):
+  logdir = tmp_path / 'run'
+  logdir.mkdir()
+  (logdir / 'config.json').write_text(json.dumps({'model': 'alexnet'}))
+  proc = run_module(TRAIN, *TINY, f'--logdir={logdir}')
+  assert proc.returncode == 2 and 'other settings' in proc.stderr
+
+
+@pytest.mark.parametrize('flag, message', [
+    ('--model=resnet50', '--model=resnet50 is unknown; allowed: inception'),
+    ('--dataset=mnist', "flag --dataset=mnist: value should be one of"),
+    ('--corrupt_prob=1.5', '--corrupt_prob=1.5 is outside [0, 1]'),
+    ('--train_size=99999', '--train_size=99999 exceeds the 1347 training examples'),
+    ('--labels=noisy', 'flag --labels=noisy: value should be one of'),
+    ('--logdir=/proc/forbidden', '--logdir=/proc/forbidden is not writable'),
+    ('--strategy=mirrored --num_cpu_devices=2 --batch_size=5',
+     '--batch_size=5 is not divisible by the 2 replicas'),
+])
+def test_bad_flags_fail_fast_with_one_line(tmp_path, flag, message):
+  args = ['--dataset=digits', f'--logdir={tmp_path}/run', '--model=mlp_1x64']
+  start = time.time()
+  proc = run_module(TRAIN, *args, *flag.split())
+  assert proc.returncode != 0
+  assert message in proc.stderr
+  assert time.time() - start < 30
+  assert not os.path.exists(f'{tmp_path}/run/metrics.csv')
+  lines = [l for l in proc.stderr.splitlines() if l.strip() and 'E0000' not in l
+           and 'I0000' not in l and 'WARNING: All log' not in l]
+  assert len(lines) <= 2, proc.stderr  # absl prints a usage hint after its own errors.
+
+
+def test_image_folder_without_data_dir(tmp_path):
+  proc = run_module(TRAIN, '--dataset=image_folder', f'--logdir={tmp_path}/run')
+  assert proc.returncode == 2
+  assert "--data_dir=None is not a readable directory" in proc.stderr
+
+
+def test_cifar10_offline_fails_fast(tmp_path):
+  from rethinking_tf import data  # pylint: disable=g-import-not-at-top
+  if data._network_available('www.cs.toronto.edu'):
+    pytest.skip('network available: cifar10 would download')
+  start = time.time()
+  proc = run_module(TRAIN, '--dataset=cifar10', f'--data_dir={tmp_path}/tfds',
+                    f'--logdir={tmp_path}/run')
+  assert proc.returncode == 2
+  assert 'no network' in proc.stderr and 'image_folder' in proc.stderr
+  assert time.time() - start < 30
