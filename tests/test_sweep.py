@@ -6,8 +6,11 @@ import fcntl
 import glob
 import json
 import os
+import signal
+import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -194,6 +197,25 @@ def test_progress_lines(fake, tmp_path, monkeypatch, capsys):
   f = fake('t/a', '--model=mlp_1x512', '--epochs=7')
   assert sweep(tmp_path / 'runs', f) == 0
   assert 'progress t/a: epoch 0/7' in capsys.readouterr().out
+
+
+def test_sigterm_stops_runs_resumably(fake, tmp_path):
+  f = fake('t/a', '--model=mlp_1x512')
+  rundir = tmp_path / 'runs' / 't' / 'a'
+  env = dict(os.environ, FAKE_SLEEP='60')
+  proc = subprocess.Popen([sys.executable, os.path.join(REPO, 'tools', 'run_sweep.py'),
+                           f'--logdir={tmp_path / "runs"}', f], env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  deadline = time.time() + 10
+  while not (rundir / 'train.log').exists() and time.time() < deadline:
+    time.sleep(0.05)
+  time.sleep(0.3)
+  start = time.time()
+  proc.send_signal(signal.SIGTERM)
+  out, _ = proc.communicate(timeout=20)
+  assert proc.returncode == 130 and time.time() - start < 10, out
+  assert 'run the same command again to resume' in out
+  assert not (rundir / 'failed.txt').exists() and not (rundir / 'results.json').exists()
 
 
 def test_locked_run_is_skipped(fake, tmp_path, capsys):

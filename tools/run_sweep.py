@@ -39,6 +39,7 @@ import fcntl
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import threading
@@ -470,6 +471,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
   return args
 
 
+def _interrupt(signum: int, frame) -> None:  # pylint: disable=unused-argument
+  raise KeyboardInterrupt(f'signal {signum}')
+
+
 def main(argv: Sequence[str] | None = None) -> int:
   args = parse_args(sys.argv[1:] if argv is None else argv)
   base = shlex.split(args.train_cmd) if args.train_cmd else train_command()
@@ -489,6 +494,8 @@ def main(argv: Sequence[str] | None = None) -> int:
           shlex.join(job.command) if job.state == 'pending' else job.detail))
     return 0
   sweep = Sweep(jobs, args.parallel, args.progress_seconds)
+  in_main = threading.current_thread() is threading.main_thread()
+  previous = signal.signal(signal.SIGTERM, _interrupt) if in_main else None
   try:
     sweep.run()
   except KeyboardInterrupt:
@@ -496,6 +503,9 @@ def main(argv: Sequence[str] | None = None) -> int:
           file=sys.stderr)
     report(jobs, sys.stdout)
     return 130
+  finally:
+    if in_main:
+      signal.signal(signal.SIGTERM, previous)  # SIGTERM stops the runs as Ctrl-C does
   return report(jobs, sys.stdout)
 
 
