@@ -1,0 +1,555 @@
+"""Throughput of training, input pipeline and hardware (project issue 5).
+
+No flags: `tools/benchmark.py` is the binary. Everything here returns plain
+dicts. What each number includes:
+
+* `binary`: the training binary's own code path, `trainer._Trainer` built
+  from a `TrainConfig` over `data.make_pipelines`, trained by
+  `_Trainer.train()` (Keras `fit` over `p.train(0)` with the epoch-end
+  callback). Training images/s is measured per epoch from the end of one
+  epoch-end callback to the start of the next (so it includes the input
+  pipeline, Keras' per-epoch overhead and the metric updates, but not the
+  epoch-end work); the epoch-end work (train-set and test-set evaluation
+  passes, summaries, checkpoint, metrics.csv) is timed separately. The first
+  `warmup_epochs` epochs (tracing) are dropped.
+* `bare`: the same compiled Keras train function of the same model and
+  optimizer (`model.train_function`, same `steps_per_execution`) called in a
+  Python loop on one in-memory batch repeated (`Dataset.from_tensors(..)
+  .repeat()`): no pipeline, no callbacks, no epoch boundaries. One block of
+  bare steps runs right after every epoch of the binary run, so that the two
+  are measured side by side under the same machine load.
+* `flops_per_image`: analytic count of conv and dense multiply-adds (2 FLOPs
+  each): forward + gradient w.r.t. weights + gradient w.r.t. inputs (skipped
+  for the first layer, whose input is the image). BatchNorm, pooling, LRN,
+  activations, loss and optimizer update are not counted (all O(activations)
+  or O(params), small beside the convolutions).
+* `matmul`: a dense n x n float32 (or bfloat16) `tf.linalg.matmul`, timed in
+  this process; sampled again before every model so that each model's
+  `peak_fraction` is against the peak measured next to it.
+* `pipeline`: `make_pipelines(..).train(0)` iterated alone, per randomization.
+* peak memory: `resource.getrusage(RUSAGE_SELF).ru_maxrss` (process-wide
+  high-water mark, cumulative over everything measured before).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import resource
+import statistics
+import tempfile
+import time
+from typing import Any, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from rethinking_tf import data
+from rethinking_tf import trainer
+
+CIFAR_MODELS = ('inception', 'alexnet', 'mlp_1x512', 'mlp_3x512')
+
+# Issue 5 targets.
+TARGET_BINARY_VS_BARE = 0.95
+TARGET_RANDOMIZATION_OVERHEAD = 0.03
+TARGET_PIPELINE_MULTIPLE = 10.0
+TARGET_PEAK_FRACTION = {'inception': 0.80, 'alexnet': 0.80, 'mlp': 0.70}
+
+# The randomizations whose pipeline is measured: (name, Randomization kwargs, crop).
+PIPELINE_MODES: tuple[tuple[str, dict[str, Any], bool], ...] = (
+    ('baseline', {}, False),
+    ('labels=corrupted(0.5)', {'labels': 'corrupted', 'corrupt_prob': 0.5}, False),
+    ('labels=random', {'labels': 'random'}, False),
+    ('inputs=shuffled_pixels', {'inputs': 'shuffled_pixels'}, False),
+    ('inputs=random_pixels', {'inputs': 'random_pixels'}, False),
+    ('inputs=gaussian', {'inputs': 'gaussian'}, False),
+    ('random_crop', {}, True),
+)
+
+
+def peak_memory_mib() -> float:
+  """Process-wide peak resident memory so far (ru_maxrss), MiB."""
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def machine() -> dict[str, Any]:
+  """CPU model, core count, memory, CPU features relevant to speed, versions."""
+  info: dict[str, Any] = {'cpus': os.cpu_count(), 'platform': platform.platform()}
+  try:
+    with open('/proc/cpuinfo') as f:
+      text = f.read()
+    for line in text.splitlines():
+      if line.startswith('model name'):
+        info['cpu'] = line.split(':', 1)[1].strip()
+        break
+    flags = set(text.split())
+    info['cpu_features'] = sorted(flags & {'avx2', 'avx512f', 'avx512_bf16', 'amx_bf16',
+                                           'avx512_fp16', 'amx_tile'})
+    with open('/proc/meminfo') as f:
+      info['memory_gib'] = round(int(f.readline().split()[1]) / 2**20, 1)
+    info['load_average'] = [round(x, 2) for x in os.getloadavg()]
+  except OSError:
+    pass
+  info['gpus'] = [d.name for d in tf.config.list_physical_devices('GPU')]
+  info['tensorflow'], info['keras'] = tf.__version__, keras.__version__
+  return info
+
+
+# ---------------------------------------------------------------------------
+# Matrix-product peak.
+
+
+def matmul_peak(n: int = 2048, dtype: str = 'float32', seconds: float = 1.0,
+                min_repeats: int = 3) -> dict[str, float]:
+  """Dense n x n matrix product FLOP/s (2 n^3 per product), median of repeats."""
+  a = tf.random.stateless_normal([n, n], [1, 2], dtype=tf.float32)
+  b = tf.random.stateless_normal([n, n], [3, 4], dtype=tf.float32)
+  a, b = tf.cast(a, dtype), tf.cast(b, dtype)
+  tf.linalg.matmul(a, b).numpy()  # warm-up
+  times = []
+  start = time.perf_counter()
+  while len(times) < min_repeats or time.perf_counter() - start < seconds:
+    t = time.perf_counter()
+    tf.linalg.matmul(a, b)[0, 0].numpy()
+    times.append(time.perf_counter() - t)
+  flops = 2.0 * n**3
+  return {'flops_per_second': flops / statistics.median(times),
+          'best_flops_per_second': flops / min(times), 'repeats': len(times), 'n': n}
+
+
+# ---------------------------------------------------------------------------
+# FLOPs.
+
+
+def _layer_macs(layer: keras.layers.Layer) -> int:
+  """Multiply-adds of one forward pass of a conv or dense layer, per example."""
+  if isinstance(layer, keras.layers.Conv2D):
+    out = layer.output.shape  # (None, H, W, C) channels_last
+    kh, kw = layer.kernel_size
+    cin = layer.input.shape[-1]
+    return int(np.prod(out[1:])) * kh * kw * cin // layer.groups
+  if isinstance(layer, keras.layers.Dense):
+    shape = layer.input.shape
+    return int(np.prod(shape[1:-1] or [1])) * int(shape[-1]) * layer.units
+  return 0
+
+
+def flops_per_image(model: keras.Model) -> dict[str, Any]:
+  """Analytic FLOPs per training image (see module docstring)."""
+  macs = [(layer.name, _layer_macs(layer)) for layer in model.layers]
+  macs = [(name, m) for name, m in macs if m]
+  forward = 2 * sum(m for _, m in macs)
+  first = macs[0][1] if macs else 0
+  train = 3 * forward - 2 * first
+  return {'forward': forward, 'train': train,
+          'method': 'analytic: conv+dense multiply-adds x2; train = forward + '
+                    'weight grads + input grads (not for the first layer)'}
+
+
+# ---------------------------------------------------------------------------
+# Training throughput: the binary's path, and the bare step loop beside it.
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelCase:
+  """One model to measure; the other TrainConfig fields keep their defaults."""
+  model: str
+  batch_size: int = 128
+  train_size: int | None = 1280
+  epochs: int = 4
+  warmup_epochs: int = 1
+  steps_per_execution: int = 1
+  precision: str = 'float32'  # or mixed_bfloat16 / mixed_float16
+  dataset: str = 'digits'
+  data_dir: str | None = None
+
+
+class _Bare:
+  """The compiled train function of a model on one in-memory batch, repeated."""
+
+  def __init__(self, t: trainer._Trainer, strategy: tf.distribute.Strategy):
+    x, y = next(iter(t.p.train(0)))
+    ds = tf.data.Dataset.from_tensors((x, y)).repeat()
+    if strategy.num_replicas_in_sync > 1:
+      ds = strategy.experimental_distribute_dataset(ds)
+    self.iterator = iter(ds)
+    self.model = t.model
+    self.images_per_call = int(x.shape[0]) * t.model.steps_per_execution
+
+  def run(self, calls: int) -> float:
+    """Runs `calls` train-function calls; returns seconds."""
+    fn = self.model.make_train_function() or self.model.train_function
+    start = time.perf_counter()
+    out = None
+    for _ in range(calls):
+      out = fn(self.iterator)
+    if out is not None:  # wait for the last step's results
+      tf.nest.map_structure(lambda v: v.numpy() if hasattr(v, 'numpy') else v,
+                            out.get_value() if hasattr(out, 'get_value') else out)
+    return time.perf_counter() - start
+
+
+def _set_precision(precision: str) -> None:
+  keras.mixed_precision.set_global_policy(precision)
+
+
+def measure_model(case: ModelCase, strategy: tf.distribute.Strategy | None = None,
+                  bare_calls: int | None = None) -> dict[str, Any]:
+  """Trains `case` through the binary's code path with bare blocks interleaved.
+
+  Returns images/s (binary and bare medians over the timed epochs), their
+  ratio, epoch-end (evaluation etc.) seconds, FLOPs per image and memory.
+  """
+  strategy = strategy or tf.distribute.get_strategy()
+  _set_precision(case.precision)
+  try:
+    with tempfile.TemporaryDirectory() as logdir:
+      config = trainer.TrainConfig(
+          logdir=logdir, dataset=case.dataset, data_dir=case.data_dir,
+          train_size=case.train_size, model=case.model, batch_size=case.batch_size,
+          epochs=case.epochs, steps_per_execution=case.steps_per_execution,
+          verbose=False)
+      trainer.prepare_logdir(config, None)
+      t = trainer._Trainer(config, strategy)  # pylint: disable=protected-access
+      t0 = time.perf_counter()
+      pipelines = data.make_pipelines(config.dataset, config.data_dir,
+                                      config.randomization, config.batch_size,
+                                      config.train_size, config.random_crop)
+      t.build(pipelines)
+      setup_seconds = time.perf_counter() - t0
+      bare = _Bare(t, strategy)
+      calls = bare_calls or max(1, pipelines.steps_per_epoch // case.steps_per_execution)
+      log: list[dict[str, float]] = []
+      end_epoch, evaluate = t.end_epoch, t.evaluate
+      eval_seconds = [0.0]
+
+      def timed_evaluate(ds):
+        s = time.perf_counter()
+        out = evaluate(ds)
+        eval_seconds[0] += time.perf_counter() - s
+        return out
+
+      def timed_end_epoch(epoch, logs):
+        enter = time.perf_counter()
+        steps = int(t.optimizer.iterations.numpy())
+        eval_seconds[0] = 0.0
+        end_epoch(epoch, logs)
+        leave = time.perf_counter()
+        bare_seconds = bare.run(calls)  # side by side, under the same load
+        log.append(dict(enter=enter, leave=leave, steps=steps,
+                        end_seconds=leave - enter, eval_seconds=eval_seconds[0],
+                        bare_seconds=bare_seconds, resume=time.perf_counter()))
+
+      t.end_epoch, t.evaluate = timed_end_epoch, timed_evaluate
+      fit_start = time.perf_counter()
+      t.train()
+      # Epoch k's training: from the end of callback k-1 to the start of callback k.
+      prev_time, prev_steps = fit_start, 0
+      binary, bare_rates, ends, evals, steps_per_epoch = [], [], [], [], []
+      for k, row in enumerate(log):
+        # Bare steps ran between epochs: discount them from the step counter.
+        steps = row['steps'] - prev_steps
+        if k >= case.warmup_epochs:
+          binary.append(steps * case.batch_size / (row['enter'] - prev_time))
+          bare_rates.append(calls * bare.images_per_call / row['bare_seconds'])
+          ends.append(row['end_seconds'])
+          evals.append(row['eval_seconds'])
+        steps_per_epoch.append(steps)
+        prev_time = row['resume']
+        prev_steps = row['steps'] + calls * case.steps_per_execution
+      flops = flops_per_image(t.model)
+      params = sum(int(np.prod(w.shape)) for w in t.model.trainable_weights)
+  finally:
+    _set_precision('float32')
+  if not binary:
+    raise ValueError(f'{case.model}: no timed epoch (epochs={case.epochs}, '
+                     f'warmup_epochs={case.warmup_epochs})')
+  med = statistics.median
+  return {
+      'model': case.model, 'precision': case.precision,
+      'batch_size': case.batch_size, 'steps_per_execution': case.steps_per_execution,
+      'num_train': pipelines.num_train, 'num_test': pipelines.num_test,
+      'steps_per_epoch_expected': pipelines.steps_per_epoch,
+      'steps_per_epoch_run': steps_per_epoch,
+      'timed_epochs': len(binary),
+      'images_per_second': med(binary),
+      'images_per_second_all': binary,
+      'bare_images_per_second': med(bare_rates),
+      'bare_images_per_second_all': bare_rates,
+      'binary_vs_bare': med([a / b for a, b in zip(binary, bare_rates)]),
+      'epoch_end_seconds': med(ends),
+      'evaluation_seconds': med(evals),
+      'evaluated_images_per_epoch': pipelines.num_train + pipelines.num_test,
+      'setup_seconds': setup_seconds,
+      'flops_per_image': flops['train'],
+      'forward_flops_per_image': flops['forward'],
+      'flops_method': flops['method'],
+      'trainable_params': params,
+      'peak_memory_mib': peak_memory_mib(),
+  }
+
+
+# ---------------------------------------------------------------------------
+# Input pipeline alone.
+
+
+def _drain(iterator, batches: int) -> float:
+  """Seconds to pull `batches` batches inside one tf.function (as `fit` does)."""
+
+  @tf.function
+  def drain(n):
+    total = tf.constant(0.0)
+    for _ in tf.range(n):
+      x, _ = next(iterator)
+      total += tf.cast(x[0, 0, 0, 0], tf.float32)
+    return total
+
+  drain(tf.constant(2)).numpy()  # trace and warm up
+  start = time.perf_counter()
+  drain(tf.constant(batches)).numpy()
+  return time.perf_counter() - start
+
+
+def measure_pipeline(dataset: str = 'digits', data_dir: str | None = None,
+                     batch_size: int = 128, train_size: int | None = 1280,
+                     batches: int = 200, repeats: int = 3,
+                     modes: Sequence[tuple[str, dict[str, Any], bool]] = PIPELINE_MODES
+                     ) -> dict[str, dict[str, float]]:
+  """Images/s of `make_pipelines(..).train(0)` alone, per randomization.
+
+  `setup_seconds` is the one-time cost (load, randomize, materialize);
+  `seconds_per_batch` is the steady-state cost of one global batch pulled
+  inside a tf.function (as Keras' train function pulls them), the median of
+  `repeats` rounds that visit the modes in turn (side by side under the same
+  machine load).
+  """
+  iterators, setups = {}, {}
+  for name, kwargs, crop in modes:
+    t0 = time.perf_counter()
+    p = data.make_pipelines(dataset, data_dir, data.Randomization(**kwargs),
+                            batch_size, train_size, crop)
+    iterators[name] = iter(p.train(0))
+    next(iterators[name])
+    setups[name] = time.perf_counter() - t0
+  times: dict[str, list[float]] = {name: [] for name in iterators}
+  for _ in range(repeats):
+    for name, it in iterators.items():
+      times[name].append(_drain(it, batches) / batches)
+  out = {}
+  for name, ts in times.items():
+    s = statistics.median(ts)
+    out[name] = {'images_per_second': batch_size / s, 'seconds_per_batch': s,
+                 'setup_seconds': setups[name]}
+  return out
+
+
+# ---------------------------------------------------------------------------
+# Accuracy effect of mixed precision.
+
+
+def precision_accuracy(model: str, precision: str, epochs: int,
+                       dataset: str = 'digits', data_dir: str | None = None,
+                       train_size: int | None = None, batch_size: int = 128
+                       ) -> dict[str, Any]:
+  """Trains `model` with `trainer.run` under a precision policy; final accuracies."""
+  _set_precision(precision)
+  try:
+    with tempfile.TemporaryDirectory() as logdir:
+      config = trainer.TrainConfig(logdir=logdir, dataset=dataset, data_dir=data_dir,
+                                   train_size=train_size, model=model,
+                                   batch_size=batch_size, epochs=epochs, verbose=False)
+      start = time.perf_counter()
+      r = trainer.run(config)
+  finally:
+    _set_precision('float32')
+  return {'model': model, 'precision': precision, 'epochs': epochs,
+          'train_accuracy': r['train_accuracy'], 'test_accuracy': r['test_accuracy'],
+          'train_loss': r['train_loss'], 'seconds': time.perf_counter() - start}
+
+
+# ---------------------------------------------------------------------------
+# The whole benchmark.
+
+
+def _target(model: str) -> float:
+  return TARGET_PEAK_FRACTION['mlp' if model.startswith('mlp') else model] if (
+      model.startswith('mlp') or model in TARGET_PEAK_FRACTION) else 0.0
+
+
+def run(cases: Sequence[ModelCase], strategy: tf.distribute.Strategy | None = None,
+        pipeline_batches: int = 200, pipeline_train_size: int | None = 1280,
+        matmul_n: int = 2048, accuracy_epochs: int = 0) -> dict[str, Any]:
+  """Measures every case, the pipeline per randomization and the matmul peak.
+
+  Returns the JSON-ready result; `checks` holds each target with PASS/FAIL.
+  """
+  results: dict[str, Any] = {'machine': machine(), 'models': {}, 'variants': []}
+  peaks: dict[str, list[float]] = {'float32': []}
+  half = lambda p: 'bfloat16' if 'bfloat16' in p else 'float16'
+  first = cases[0]
+  measured = []
+  for case in cases:
+    peaks['float32'].append(matmul_peak(matmul_n, seconds=0.5)['best_flops_per_second'])
+    if case.precision != 'float32':
+      peaks.setdefault(half(case.precision), []).append(
+          matmul_peak(matmul_n, half(case.precision), seconds=0.5)['best_flops_per_second'])
+    measured.append((case, measure_model(case, strategy)))
+  peaks['float32'].append(matmul_peak(matmul_n, seconds=0.5)['best_flops_per_second'])
+  # The peak is the best matmul rate seen in this run (the machine may be shared).
+  peak = {k: max(v) for k, v in peaks.items()}
+  for case, r in measured:
+    ref = peak['float32' if case.precision == 'float32' else half(case.precision)]
+    r['matmul_flops_per_second'] = ref
+    r['achieved_flops_per_second'] = r['images_per_second'] * r['flops_per_image']
+    r['peak_fraction'] = r['achieved_flops_per_second'] / ref
+    r['bare_peak_fraction'] = r['bare_images_per_second'] * r['flops_per_image'] / ref
+    if case.precision == 'float32' and case.model not in results['models']:
+      results['models'][case.model] = r
+    else:
+      results['variants'].append(r)
+  results['matmul_flops_per_second'] = peak['float32']
+  results['matmul_flops_per_second_samples'] = peaks['float32']
+  for k in ('bfloat16', 'float16'):
+    if k in peak:
+      results[f'matmul_{k}_flops_per_second'] = peak[k]
+
+  pipe = measure_pipeline(first.dataset, first.data_dir, first.batch_size,
+                          pipeline_train_size, pipeline_batches)
+  results['pipeline'] = pipe
+  results['pipeline_images_per_second'] = min(m['images_per_second'] for m in pipe.values())
+  models = results['models'] or {r['model']: r for r in results['variants']}
+  fastest = max(models.values(), key=lambda r: r['images_per_second'])
+  step = first.batch_size / fastest['bare_images_per_second']
+  base = pipe['baseline']['seconds_per_batch']
+  for m in pipe.values():
+    m['share_of_fastest_step'] = m['seconds_per_batch'] / step
+    m['added_share_of_fastest_step'] = (m['seconds_per_batch'] - base) / step
+  worst = max(pipe, key=lambda k: pipe[k]['added_share_of_fastest_step'])
+  results['randomization_overhead'] = pipe[worst]['added_share_of_fastest_step']
+  results['randomization_overhead_mode'] = worst
+  results['pipeline_share_of_fastest_step'] = max(
+      m['share_of_fastest_step'] for m in pipe.values())
+  results['fastest_model'] = fastest['model']
+  for r in models.values():
+    r['pipeline_share_of_step'] = base / (r['batch_size'] / r['bare_images_per_second'])
+
+  if accuracy_epochs:
+    results['precision_accuracy'] = [
+        precision_accuracy(c.model, p, accuracy_epochs, c.dataset, c.data_dir)
+        for c in cases if c.precision == 'float32'
+        for p in ('float32', 'mixed_bfloat16')]
+  results['checks'] = checks(results)
+  results['peak_memory_mib'] = peak_memory_mib()
+  return results
+
+
+def checks(results: dict[str, Any]) -> list[dict[str, Any]]:
+  """Every issue-5 target as {target, value, required, pass}."""
+  out = []
+  models = results['models'] or {r['model']: r for r in results['variants']}
+  for name, r in models.items():
+    out.append({'target': f'{name}: binary >= 95% of bare step loop',
+                'value': r['binary_vs_bare'], 'required': TARGET_BINARY_VS_BARE,
+                'pass': r['binary_vs_bare'] >= TARGET_BINARY_VS_BARE})
+  out.append({'target': f'every randomization adds <= 3% to a step '
+                        f'(worst: {results["randomization_overhead_mode"]}, '
+                        f'vs {results["fastest_model"]})',
+              'value': results['randomization_overhead'],
+              'required': TARGET_RANDOMIZATION_OVERHEAD,
+              'pass': results['randomization_overhead'] <= TARGET_RANDOMIZATION_OVERHEAD})
+  fastest = models[results['fastest_model']]['images_per_second']
+  multiple = results['pipeline_images_per_second'] / fastest
+  out.append({'target': f'pipeline alone >= 10x the fastest model '
+                        f'({results["fastest_model"]})',
+              'value': multiple, 'required': TARGET_PIPELINE_MULTIPLE,
+              'pass': multiple >= TARGET_PIPELINE_MULTIPLE})
+  for name, r in models.items():
+    required = _target(name)
+    if required:
+      out.append({'target': f'{name}: >= {required:.0%} of matmul peak',
+                  'value': r['peak_fraction'], 'required': required,
+                  'pass': r['peak_fraction'] >= required})
+  return out
+
+
+def summary(results: dict[str, Any]) -> dict[str, Any]:
+  """The last-line JSON object: per-model keys and the top-level numbers."""
+  keep = ('images_per_second', 'bare_images_per_second', 'flops_per_image',
+          'peak_fraction', 'binary_vs_bare', 'evaluation_seconds',
+          'epoch_end_seconds', 'peak_memory_mib', 'precision', 'steps_per_execution',
+          'batch_size')
+  out = {
+      'models': {name: {k: r[k] for k in keep} for name, r in results['models'].items()},
+      'variants': [{'model': r['model'], **{k: r[k] for k in keep}}
+                   for r in results['variants']],
+      'matmul_flops_per_second': results['matmul_flops_per_second'],
+      'pipeline_images_per_second': results['pipeline_images_per_second'],
+      'randomization_overhead': results['randomization_overhead'],
+      'randomization_overhead_mode': results['randomization_overhead_mode'],
+      'peak_memory_mib': results['peak_memory_mib'],
+      'checks_passed': sum(c['pass'] for c in results['checks']),
+      'checks_failed': [c['target'] for c in results['checks'] if not c['pass']],
+  }
+  for key in ('matmul_bfloat16_flops_per_second', 'matmul_float16_flops_per_second',
+              'precision_accuracy'):
+    if key in results:
+      out[key] = results[key]
+  return out
+
+
+def _fmt(x: float) -> str:
+  return f'{x:,.0f}' if abs(x) >= 100 else f'{x:.3g}'
+
+
+def format_table(results: dict[str, Any]) -> str:
+  """A readable report: models, pipeline, targets."""
+  m = results['machine']
+  lines = [f"machine: {m.get('cpu', '?')}, {m.get('cpus')} CPUs, "
+           f"{m.get('memory_gib', '?')} GiB, features {','.join(m.get('cpu_features', []))}, "
+           f"load average at start {m.get('load_average')}, TF {m['tensorflow']}",
+           f"matmul peak (float32, best of {len(results['matmul_flops_per_second_samples'])} "
+           f"samples of 0.5 s): {results['matmul_flops_per_second'] / 1e9:.1f} GFLOP/s"]
+  for k in ('bfloat16', 'float16'):
+    if f'matmul_{k}_flops_per_second' in results:
+      lines.append(f'matmul peak ({k}, best sample): '
+                   f"{results[f'matmul_{k}_flops_per_second'] / 1e9:.1f} GFLOP/s")
+  header = ('model', 'precision', 'spe', 'binary img/s', 'bare img/s', 'binary/bare',
+            'MFLOP/img', 'GFLOP/s', 'peak frac', 'pipe share', 'epoch-end s',
+            'peak MiB')
+  rows = []
+  for r in list(results['models'].values()) + results['variants']:
+    rows.append((r['model'], r['precision'], str(r['steps_per_execution']),
+                 _fmt(r['images_per_second']), _fmt(r['bare_images_per_second']),
+                 f"{r['binary_vs_bare']:.3f}", f"{r['flops_per_image'] / 1e6:.2f}",
+                 f"{r['achieved_flops_per_second'] / 1e9:.1f}",
+                 f"{r['peak_fraction']:.3f}",
+                 f"{r.get('pipeline_share_of_step', float('nan')):.4f}",
+                 f"{r['epoch_end_seconds']:.2f}", f"{r['peak_memory_mib']:.0f}"))
+  lines += ['', _table(header, rows),
+            '(binary = trainer._Trainer.train() steady-state epochs, epoch-end '
+            'evaluation/checkpoint excluded and shown as epoch-end s; bare = the '
+            'same compiled train function on one in-memory batch; medians)']
+  rows = [(name, _fmt(p['images_per_second']), f"{p['seconds_per_batch'] * 1e3:.3f}",
+           f"{p['share_of_fastest_step']:.4f}", f"{p['added_share_of_fastest_step']:+.4f}",
+           f"{p['setup_seconds']:.2f}") for name, p in results['pipeline'].items()]
+  lines += ['', _table(('pipeline mode', 'img/s', 'ms/batch',
+                        f"share of {results['fastest_model']} step", 'added vs baseline',
+                        'setup s'), rows)]
+  if 'precision_accuracy' in results:
+    rows = [(a['model'], a['precision'], str(a['epochs']), f"{a['train_accuracy']:.4f}",
+             f"{a['test_accuracy']:.4f}", f"{a['seconds']:.1f}")
+            for a in results['precision_accuracy']]
+    lines += ['', _table(('model', 'precision', 'epochs', 'train acc', 'test acc',
+                          'seconds'), rows)]
+  rows = [(c['target'], f"{c['value']:.3f}", f"{c['required']:g}",
+           'PASS' if c['pass'] else 'FAIL') for c in results['checks']]
+  lines += ['', _table(('target', 'measured', 'required', 'result'), rows)]
+  return '\n'.join(lines)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+  widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+  fmt = lambda row: '  '.join(str(x).ljust(w) for x, w in zip(row, widths))
+  return '\n'.join([fmt(header), fmt(['-' * w for w in widths])] + [fmt(r) for r in rows])

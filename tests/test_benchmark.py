@@ -1,0 +1,29 @@
+"""The benchmark binary on a small case: one MLP, few steps, digits."""
+
+import json
+import subprocess
+import sys
+import os
+
+from conftest import REPO
+
+
+def test_benchmark_last_line_json():
+  proc = subprocess.run(
+      [sys.executable, os.path.join(REPO, 'tools', 'benchmark.py'),
+       '--models=mlp_1x64', '--train_size=256', '--batch_size=64', '--steps=8',
+       '--pipeline_batches=10'],
+      capture_output=True, text=True, timeout=120, cwd=REPO)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  lines = proc.stdout.strip().splitlines()
+  assert any('PASS' in line or 'FAIL' in line for line in lines[:-1])
+  result = json.loads(lines[-1])
+  r = result['models']['mlp_1x64']
+  for key in ('images_per_second', 'bare_images_per_second', 'flops_per_image',
+              'peak_fraction'):
+    assert r[key] > 0, key
+  # 2352*64 + 64*10 multiply-adds forward; x3 minus the first layer's input grads.
+  assert r['flops_per_image'] == 3 * 2 * (2352 * 64 + 640) - 2 * 2352 * 64
+  for key in ('matmul_flops_per_second', 'pipeline_images_per_second'):
+    assert result[key] > 0, key
+  assert isinstance(result['randomization_overhead'], float)

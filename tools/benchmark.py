@@ -1,0 +1,131 @@
+#!/usr/bin/env python
+"""Training and input-pipeline throughput against the targets of issue 5.
+
+    python tools/benchmark.py --quick            # all four CIFAR models, ~2 min
+    python tools/benchmark.py --models=mlp_1x512 --steps_per_execution=1,16
+    python tools/benchmark.py --precision=float32,mixed_bfloat16 --accuracy_epochs=10
+    python tools/benchmark.py --dataset=image_folder --data_dir=/path/cifar10-jpeg
+
+Prints a table (models, input pipeline per randomization, targets with
+PASS/FAIL), then one JSON object on the last line. What each number includes
+is documented in `rethinking_tf/benchmark.py`; results in docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+from absl import app  # pylint: disable=wrong-import-position
+from absl import flags  # pylint: disable=wrong-import-position
+from absl import logging  # pylint: disable=wrong-import-position
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_list('models', 'inception,alexnet,mlp_1x512,mlp_3x512',
+                  'Models, spelled as --model of the training binary.')
+flags.DEFINE_integer('batch_size', 128, 'Global batch size.', lower_bound=1)
+flags.DEFINE_enum('strategy', 'default', ['default', 'mirrored'],
+                  'tf.distribute strategy (mirrored: local GPUs, else logical CPUs).')
+flags.DEFINE_integer('num_cpu_devices', 1, 'Logical CPU devices (for mirrored on a CPU).',
+                     lower_bound=1)
+flags.DEFINE_bool('quick', False, 'All models in about two minutes (few steps; '
+                  'small Inception on 256 images).')
+flags.DEFINE_integer('steps', 0, 'Timed training steps per model, rounded up to '
+                     'whole epochs (0 = default: 3 timed epochs, 10 for MLPs; --quick: '
+                     '2, 5 for MLPs), after one warm-up epoch.', lower_bound=0)
+flags.DEFINE_enum('dataset', 'digits', ['digits', 'image_folder', 'cifar10'],
+                  'Data set (digits is bundled and needs no network).')
+flags.DEFINE_string('data_dir', None, 'Root of the image_folder tree / tfds data_dir.')
+flags.DEFINE_integer('train_size', 1280, 'Training examples (0 = all); a multiple '
+                     'of --batch_size avoids a partial last batch.', lower_bound=0)
+flags.DEFINE_list('steps_per_execution', ['1'], 'Values of steps_per_execution to '
+                  'measure, side by side (e.g. 1,16).')
+flags.DEFINE_list('precision', ['float32'], 'Keras precision policies to measure: '
+                  'float32, mixed_bfloat16, mixed_float16.')
+flags.DEFINE_integer('accuracy_epochs', 0, 'If > 0, also train each model this many '
+                     'epochs in float32 and mixed_bfloat16 and report accuracies.',
+                     lower_bound=0)
+flags.DEFINE_integer('pipeline_batches', 0, 'Batches per pipeline mode (0 = 200, '
+                     '--quick 100).', lower_bound=0)
+flags.DEFINE_integer('intra_op_threads', 0, 'TF intra-op threads (0 = TF default).',
+                     lower_bound=0)
+flags.DEFINE_integer('inter_op_threads', 0, 'TF inter-op threads (0 = TF default).',
+                     lower_bound=0)
+flags.DEFINE_string('json_out', None, 'Also write the full results here.')
+
+
+def _fail(message: str) -> None:
+  print(f'error: {message}', file=sys.stderr)
+  sys.exit(2)
+
+
+def main(argv):
+  if len(argv) > 1:
+    _fail(f'unexpected arguments {argv[1:]}')
+  from rethinking_tf import models  # pylint: disable=g-import-not-at-top
+  for name in FLAGS.models:
+    if not models.is_valid_name(name) or name == 'inception_v3':
+      _fail(f'--models: {name} is unknown; allowed: inception, alexnet, '
+            'mlp_<layers>x<width>')
+  for p in FLAGS.precision:
+    if p not in ('float32', 'mixed_bfloat16', 'mixed_float16'):
+      _fail(f'--precision: {p}; allowed: float32, mixed_bfloat16, mixed_float16')
+  try:
+    spes = [int(s) for s in FLAGS.steps_per_execution]
+    assert all(s >= 1 for s in spes)
+  except (ValueError, AssertionError):
+    _fail(f'--steps_per_execution={",".join(FLAGS.steps_per_execution)}: '
+          'positive integers')
+  if FLAGS.dataset == 'image_folder' and not FLAGS.data_dir:
+    _fail('--dataset=image_folder needs --data_dir')
+
+  logging.set_verbosity(logging.WARNING)
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf.get_logger().setLevel('ERROR')
+  if FLAGS.intra_op_threads:
+    tf.config.threading.set_intra_op_parallelism_threads(FLAGS.intra_op_threads)
+  if FLAGS.inter_op_threads:
+    tf.config.threading.set_inter_op_parallelism_threads(FLAGS.inter_op_threads)
+  from rethinking_tf import benchmark  # pylint: disable=g-import-not-at-top
+  from rethinking_tf import trainer  # pylint: disable=g-import-not-at-top
+  strategy = trainer.make_strategy(FLAGS.strategy, FLAGS.num_cpu_devices)
+  if FLAGS.batch_size % strategy.num_replicas_in_sync:
+    _fail(f'--batch_size={FLAGS.batch_size} is not divisible by '
+          f'{strategy.num_replicas_in_sync} replicas')
+
+  cases = []
+  for name in FLAGS.models:
+    train_size = FLAGS.train_size or None
+    # MLP epochs take ~0.1 s here: time more of them.
+    timed_epochs, warmup = (10 if name.startswith('mlp') else 3), 1
+    if FLAGS.quick:
+      timed_epochs = 5 if name.startswith('mlp') else 2
+      if name == 'inception':  # ~120 images/s here: 2 steps per epoch.
+        train_size = min(train_size or 256, 2 * FLAGS.batch_size)
+    for spe in spes:
+      for precision in FLAGS.precision:
+        steps_per_epoch = -(-(train_size or 10**9) // FLAGS.batch_size)
+        epochs = warmup + (max(1, -(-FLAGS.steps // steps_per_epoch)) if FLAGS.steps
+                           else timed_epochs)
+        cases.append(benchmark.ModelCase(
+            model=name, batch_size=FLAGS.batch_size, train_size=train_size,
+            epochs=epochs, warmup_epochs=warmup, steps_per_execution=spe,
+            precision=precision, dataset=FLAGS.dataset, data_dir=FLAGS.data_dir))
+  batches = FLAGS.pipeline_batches or (100 if FLAGS.quick else 200)
+  results = benchmark.run(cases, strategy, pipeline_batches=batches,
+                          pipeline_train_size=FLAGS.train_size or None,
+                          accuracy_epochs=FLAGS.accuracy_epochs)
+  results['command'] = ' '.join(sys.argv)
+  if FLAGS.json_out:
+    with open(FLAGS.json_out, 'w') as f:
+      json.dump(results, f, indent=2)
+  print(benchmark.format_table(results))
+  print(json.dumps(benchmark.summary(results)), flush=True)
+
+
+if __name__ == '__main__':
+  app.run(main)
