@@ -46,7 +46,8 @@ from rethinking_tf import models
 
 CSV_FIELDS = ('epoch', 'step', 'learning_rate', 'train_loss', 'train_accuracy',
               'train_eval_loss', 'train_eval_accuracy', 'test_loss',
-              'test_accuracy', 'seconds')
+              'test_accuracy', 'seconds', 'train_eval_top5_accuracy',
+              'test_top5_accuracy')
 
 
 class RunExists(RuntimeError):
@@ -103,8 +104,9 @@ def _read_metrics(path: str) -> list[dict[str, float]]:
   if not os.path.exists(path):
     return []
   with open(path) as f:
-    return [{k: int(v) if k in ('epoch', 'step') else float(v) for k, v in row.items()}
-            for row in csv.DictReader(f)]
+    rows = list(csv.DictReader(f))
+  number = lambda k, v: int(v) if k in ('epoch', 'step') else float(v or 'nan')
+  return [{k: number(k, row.get(k)) for k in CSV_FIELDS} for row in rows]
 
 
 def _write_metrics(path: str, rows: list[dict[str, float]]) -> None:
@@ -200,7 +202,8 @@ class _Trainer:
       self.model.compile(
           optimizer=self.optimizer,
           loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-          metrics=[keras.metrics.SparseCategoricalAccuracy(name='accuracy')],
+          metrics=[keras.metrics.SparseCategoricalAccuracy(name='accuracy'),
+                   keras.metrics.SparseTopKCategoricalAccuracy(5, name='top5')],
           steps_per_execution=c.steps_per_execution)
       self.optimizer.build(self.model.trainable_variables)
       self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer)
@@ -220,9 +223,10 @@ class _Trainer:
     self.start -= self.rows[-1]['seconds'] if self.rows else 0.0
     return len(self.rows)
 
-  def evaluate(self, ds) -> tuple[float, float]:
+  def evaluate(self, ds) -> tuple[float, float, float]:
+    """(loss, top-1 accuracy, top-5 accuracy) in inference mode."""
     out = self.model.evaluate(ds, verbose=0, return_dict=True)
-    return float(out['loss']), float(out['accuracy'])
+    return float(out['loss']), float(out['accuracy']), float(out['top5'])
 
   def end_epoch(self, epoch: int, logs: dict[str, float]) -> None:
     c = self.config
@@ -235,7 +239,8 @@ class _Trainer:
                train_accuracy=float(logs.get('accuracy', np.nan)),
                train_eval_loss=train_eval[0], train_eval_accuracy=train_eval[1],
                test_loss=test[0], test_accuracy=test[1],
-               seconds=time.time() - self.start)
+               seconds=time.time() - self.start,
+               train_eval_top5_accuracy=train_eval[2], test_top5_accuracy=test[2])
     self.rows.append(row)
     with self.writer.as_default(step=epoch):
       for split in ('train', 'train_eval', 'test'):
@@ -301,6 +306,9 @@ class _Trainer:
         'test_accuracy': last['test_accuracy'],
         'test_loss': last['test_loss'],
         'best_test_accuracy': best['test_accuracy'],
+        'train_top5_accuracy': last['train_eval_top5_accuracy'],
+        'test_top5_accuracy': last['test_top5_accuracy'],
+        'best_test_top5_accuracy': max(r['test_top5_accuracy'] for r in self.rows),
         'best_test_epoch': int(best['epoch']),
         'epochs_completed': int(last['epoch']),
         'steps_completed': steps,
@@ -335,6 +343,10 @@ def run(config: TrainConfig, strategy: tf.distribute.Strategy | None = None,
     data.DataError: the data set is unavailable.
   """
   strategy = strategy or tf.distribute.get_strategy()
+  worker = _worker_dir(strategy)
+  if worker:  # Every worker saves (collectively), each to its own directory.
+    config = dataclasses.replace(config, logdir=os.path.join(config.logdir, worker),
+                                 verbose=False)
   prepare_logdir(config, flagfile)
   try:
     trainer = _Trainer(config, strategy)
@@ -350,6 +362,17 @@ def run(config: TrainConfig, strategy: tf.distribute.Strategy | None = None,
     raise
   _write_json(os.path.join(config.logdir, 'results.json'), results)
   return results
+
+
+def _worker_dir(strategy: tf.distribute.Strategy) -> str | None:
+  """'workers/<type>_<id>' for a non-chief multi-worker task, else None."""
+  resolver = getattr(strategy, 'cluster_resolver', None)
+  if resolver is None or not resolver.task_type:
+    return None
+  spec = resolver.cluster_spec().as_dict()
+  chief = (resolver.task_type == 'chief' or
+           (resolver.task_type == 'worker' and resolver.task_id == 0 and 'chief' not in spec))
+  return None if chief else os.path.join('workers', f'{resolver.task_type}_{resolver.task_id}')
 
 
 def make_strategy(name: str, num_cpu_devices: int = 1) -> tf.distribute.Strategy:

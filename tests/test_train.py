@@ -30,7 +30,8 @@ def test_default_strategy_writes_everything(tmp_path):
   results = json.load(open(os.path.join(logdir, 'results.json')))
   for key in ('train_accuracy', 'test_accuracy', 'best_test_accuracy', 'epochs_completed',
               'fit_epoch', 'trainable_params', 'label_noise_fraction', 'wall_seconds',
-              'examples_per_second', 'versions'):
+              'examples_per_second', 'versions', 'test_top5_accuracy',
+              'best_test_top5_accuracy'):
     assert key in results
   assert results['epochs_completed'] == 2 and results['steps_completed'] == 8
   assert results['trainable_params'] == 2352 * 64 + 64 + 650
