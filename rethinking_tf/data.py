@@ -225,7 +225,9 @@ def check_available(name: str, data_dir: str | None) -> tuple[int, int]:
         raise DataError(
             f'imagenet2012 is not prepared in {where}: place ILSVRC2012_img_train.tar '
             f'and ILSVRC2012_img_val.tar in {where}/downloads/manual/ (see BUILD.md)')
-      if not _network_available('www.cs.toronto.edu'):
+      manual = os.path.join(os.path.expanduser(where), 'downloads', 'manual',
+                            'cifar-10-binary.tar.gz')
+      if not os.path.exists(manual) and not _network_available('www.cs.toronto.edu'):
         raise DataError(
             f'cifar10 is not prepared in {where} and there is no network to '
             'download it: run once with network, or place cifar-10-binary.tar.gz '
