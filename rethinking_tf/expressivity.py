@@ -76,30 +76,34 @@ class Construction:
 
 
 def _flat(inputs: np.ndarray) -> np.ndarray:
-  x = np.asarray(inputs).reshape(len(inputs), -1)
-  return np.ascontiguousarray(x) + 0  # + 0 maps -0.0 to 0.0 (equal bytes)
+  return np.asarray(inputs).reshape(len(inputs), -1)
 
 
-def _unique_rows(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """(index of first occurrence of each distinct row, group id of every row)."""
-  if flat.shape[1] == 0:
-    return np.zeros(min(len(flat), 1), np.int64), np.zeros(len(flat), np.int64)
-  rows = flat.view(np.dtype((np.void, flat.shape[1] * flat.itemsize))).ravel()
-  _, first, group = np.unique(rows, return_index=True, return_inverse=True)
-  return first, group.ravel()
-
-
-def _project(flat: np.ndarray, a: np.ndarray, chunk: int = 4096) -> np.ndarray:
-  """<a, z_i> in float64 without a float64 copy of all inputs."""
+def _project(flat: np.ndarray, a: np.ndarray, chunk: int = 4096
+             ) -> tuple[np.ndarray, float]:
+  """(<a, z_i> in float64, max_i ||z_i||) without a float64 copy of all inputs."""
   out = np.empty(len(flat), np.float64)
+  max_norm = 0.0
   for i in range(0, len(flat), chunk):
-    out[i:i + chunk] = flat[i:i + chunk].astype(np.float64) @ a
-  return out
+    z = flat[i:i + chunk].astype(np.float64)
+    out[i:i + chunk] = z @ a
+    if len(z):
+      max_norm = max(max_norm, float(np.sqrt(np.max(np.einsum('ij,ij->i', z, z)))))
+  return out, max_norm
+
+
+def _identical(rows: np.ndarray) -> bool:
+  return bool(np.all(rows == rows[0]))  # -0.0 == 0.0, as it should
 
 
 def construct(inputs: np.ndarray, targets: np.ndarray, seed: int = 0,
               theta: float = 0.1, max_tries: int = 5) -> Construction:
   """Theorem 1 (section 4): weights of a 2n + d network that fits the targets.
+
+  Duplicates are found after sorting the projections: only points whose
+  projections differ by less than the rounding bound of a float64 dot
+  product (d eps max ||z||) are compared element by element. If two such
+  points differ, another direction is drawn.
 
   Args:
     inputs: [n, ...] points (flattened to d = prod(shape[1:])).
@@ -109,7 +113,8 @@ def construct(inputs: np.ndarray, targets: np.ndarray, seed: int = 0,
     max_tries: directions to draw before giving up on distinct projections.
 
   Returns:
-    The construction; never forms an n x n matrix (memory O(n d + n k)).
+    The construction; never forms an n x n matrix (memory O(n + n k), plus
+    one float64 chunk of inputs).
 
   Raises:
     SeparationError: identical inputs with different targets.
@@ -123,38 +128,48 @@ def construct(inputs: np.ndarray, targets: np.ndarray, seed: int = 0,
   n, d = flat.shape
   if len(y) != n or n == 0:
     raise ValueError(f'need n > 0 points and as many targets (got {n} and {len(y)})')
-  if not (np.isfinite(y).all() and np.isfinite(flat).all()):
-    raise ValueError('inputs and targets must be finite')
-
-  first, group = _unique_rows(flat)
-  m = len(first)
-  if m < n:
-    clash = np.flatnonzero(np.any(y != y[first][group], axis=1))
-    if clash.size:
-      i = int(clash[0])
-      j = int(first[group[i]])
-      raise SeparationError(
-          f'{clash.size} input(s) are identical to another input with a different '
-          f'target, e.g. inputs {j} and {i} (targets {y[j].tolist()} vs '
-          f'{y[i].tolist()}): no function separates them')
-  uniq, y_u = flat[first], y[first]
+  if not np.isfinite(y).all():
+    raise ValueError('targets must be finite')
 
   rng = np.random.default_rng(seed)
   for tries in range(1, max_tries + 1):
     a = rng.standard_normal(d)
     a /= np.linalg.norm(a) or 1.0
-    x = _project(uniq, a)
+    x, max_norm = _project(flat, a)
+    if not np.isfinite(x).all():
+      raise ValueError('inputs must be finite')
     order = np.argsort(x, kind='stable')
     xs = x[order]
-    gaps = np.diff(xs)
-    scale = max(float(np.max(np.abs(xs))), 1e-300)
-    # Distinct and far above rounding of the projection (~eps * |x|).
-    if m == 1 or gaps.min() > 1e3 * np.finfo(np.float64).eps * scale:
+    tol = 4.0 * max(d, 1) * np.finfo(np.float64).eps * max_norm
+    close = np.flatnonzero(np.diff(xs) <= tol)  # xs[i] ~ xs[i + 1]
+    keep = np.ones(n, bool)  # in sorted order: first of each group of duplicates
+    separated = True
+    if close.size:
+      # Runs of consecutive close projections: [start, stop] in sorted order.
+      breaks = np.flatnonzero(np.diff(close) > 1)
+      starts = np.concatenate([close[:1], close[breaks + 1]])
+      stops = np.concatenate([close[breaks], close[-1:]]) + 1
+      for lo, hi in zip(starts, stops):
+        idx = order[lo:hi + 1]
+        if not _identical(flat[idx]):
+          separated = False
+          break
+        clash = np.flatnonzero(np.any(y[idx] != y[idx[0]], axis=1))
+        if clash.size:
+          i, j = sorted((int(idx[0]), int(idx[clash[0]])))
+          raise SeparationError(
+              f'inputs {i} and {j} are identical but have different targets '
+              f'({y[i].tolist()} vs {y[j].tolist()}): no function separates them')
+        keep[lo + 1:hi + 1] = False
+    if separated:
       break
   else:
-    raise ValueError(f'{max_tries} random directions failed to separate the {m} '
-                     f'distinct points (smallest projection gap {gaps.min():.3g})')
-  ys = y_u[order]
+    raise ValueError(f'{max_tries} random directions failed to separate the '
+                     'distinct points (projections closer than rounding)')
+  xs = xs[keep]
+  ys = y[order][keep]
+  m = len(xs)
+  gaps = np.diff(xs)
 
   mean_gap = float(xs[-1] - xs[0]) / (m - 1) if m > 1 else 1.0
   first_gap = mean_gap if mean_gap > 0 else 1.0
@@ -168,6 +183,9 @@ def construct(inputs: np.ndarray, targets: np.ndarray, seed: int = 0,
   c[1:] = np.diff(ys, axis=0) / diag[1:, None]
   slopes = signal.lfilter([1.0], [1.0, theta / (1.0 - theta)], c, axis=0)
   w = np.diff(slopes, axis=0, prepend=0.0)
+  if not np.isfinite(w).all():
+    raise ValueError(f'the weights overflow float64 (smallest gap {diag.min():.3g}): '
+                     'rescale the inputs')
 
   if m < n:  # unused units: inactive on every point, zero weight
     b = np.concatenate([b, np.full(n - m, xs[-1] + first_gap)])
@@ -179,7 +197,7 @@ def construct(inputs: np.ndarray, targets: np.ndarray, seed: int = 0,
 
 def dense_matrix(construction: Construction, inputs: np.ndarray) -> np.ndarray:
   """A_ij = max(<a, z_i> - b_j, 0), [n, n] float64 (small n: tests only)."""
-  x = _project(_flat(inputs), construction.a)
+  x, _ = _project(_flat(inputs), construction.a)
   return np.maximum(x[:, None] - construction.b[None, :], 0.0)
 
 

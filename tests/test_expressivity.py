@@ -66,7 +66,7 @@ def test_duplicates_different_targets_raise():
   x, y = _points(20, 3)
   x = np.concatenate([x, x[7:8]])
   y = np.concatenate([y, y[7:8] + 1.0])
-  with pytest.raises(ex.SeparationError, match='inputs 7 and 20'):
+  with pytest.raises(ex.SeparationError, match="inputs 7 and 20 are identical"):
     ex.construct(x, y)
 
 
@@ -119,3 +119,9 @@ def test_binary_digits_random_labels():
   assert result['num_weights'] == 2 * 200 + 28 * 28 * 3
   assert result['train_accuracy'] == 1.0
 
+
+
+def test_distinct_points_closer_than_rounding_raise():
+  x = np.array([[1.0, 0.0], [1.0 + 1e-15, 0.0]])
+  with pytest.raises(ValueError, match='failed to separate'):
+    ex.construct(x, np.array([0.0, 1.0]), max_tries=2)
