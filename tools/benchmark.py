@@ -46,6 +46,8 @@ flags.DEFINE_list('steps_per_execution', ['1'], 'Values of steps_per_execution t
                   'measure, side by side (e.g. 1,16).')
 flags.DEFINE_list('precision', ['float32'], 'Keras precision policies to measure: '
                   'float32, mixed_bfloat16, mixed_float16.')
+flags.DEFINE_list('random_crop', ['false'], 'Train with --random_crop false and/or '
+                  'true (e.g. false,true: the end-to-end cost of the crop, side by side).')
 flags.DEFINE_integer('accuracy_epochs', 0, 'If > 0, also train each model this many '
                      'epochs in float32 and mixed_bfloat16 and report accuracies.',
                      lower_bound=0)
@@ -80,6 +82,7 @@ def main(argv):
   except (ValueError, AssertionError):
     _fail(f'--steps_per_execution={",".join(FLAGS.steps_per_execution)}: '
           'positive integers')
+  crops = [c.lower() in ('true', '1', 'yes') for c in FLAGS.random_crop]
   if FLAGS.dataset == 'image_folder' and not FLAGS.data_dir:
     _fail('--dataset=image_folder needs --data_dir')
 
@@ -107,14 +110,15 @@ def main(argv):
       if name == 'inception':  # ~120 images/s here: 2 steps per epoch.
         train_size = min(train_size or 256, 2 * FLAGS.batch_size)
     for spe in spes:
-      for precision in FLAGS.precision:
+      for precision, crop in [(p, c) for p in FLAGS.precision for c in crops]:
         steps_per_epoch = -(-(train_size or 10**9) // FLAGS.batch_size)
         epochs = warmup + (max(1, -(-FLAGS.steps // steps_per_epoch)) if FLAGS.steps
                            else timed_epochs)
         cases.append(benchmark.ModelCase(
             model=name, batch_size=FLAGS.batch_size, train_size=train_size,
             epochs=epochs, warmup_epochs=warmup, steps_per_execution=spe,
-            precision=precision, dataset=FLAGS.dataset, data_dir=FLAGS.data_dir))
+            precision=precision, random_crop=crop, dataset=FLAGS.dataset,
+            data_dir=FLAGS.data_dir))
   batches = FLAGS.pipeline_batches or (100 if FLAGS.quick else 200)
   results = benchmark.run(cases, strategy, pipeline_batches=batches,
                           pipeline_train_size=FLAGS.train_size or None,
