@@ -429,7 +429,8 @@ def _target(model: str) -> float:
 
 def run(cases: Sequence[ModelCase], strategy: tf.distribute.Strategy | None = None,
         pipeline_batches: int = 200, pipeline_train_size: int | None = 1280,
-        matmul_n: int = 2048, accuracy_epochs: int = 0) -> dict[str, Any]:
+        matmul_n: int = 2048, accuracy_epochs: int = 0,
+        pipeline_modes: Sequence[str] | None = None) -> dict[str, Any]:
   """Measures every case, the pipeline per randomization and the matmul peak.
 
   Returns the JSON-ready result; `checks` holds each target with PASS/FAIL.
@@ -477,8 +478,10 @@ def run(cases: Sequence[ModelCase], strategy: tf.distribute.Strategy | None = No
     if k in peak:
       results[f'matmul_{k}_flops_per_second'] = peak[k]
 
+  modes = [m for m in PIPELINE_MODES
+           if pipeline_modes is None or m[0] == 'baseline' or m[0] in pipeline_modes]
   pipe = measure_pipeline(first.dataset, first.data_dir, first.batch_size,
-                          pipeline_train_size, pipeline_batches)
+                          pipeline_train_size, pipeline_batches, modes=modes)
   results['pipeline'] = pipe
   results['pipeline_images_per_second'] = min(m['images_per_second'] for m in pipe.values())
   models = results['models'] or {r['model']: r for r in results['variants']}
@@ -503,7 +506,7 @@ def run(cases: Sequence[ModelCase], strategy: tf.distribute.Strategy | None = No
   results['fastest_model'] = fastest['model']
   for r in list(results['models'].values()) + results['variants']:
     r['pipeline_share_of_step'] = base / (r['batch_size'] / r['bare_images_per_second'])
-    crop = pipe['random_crop']['seconds_per_batch'] - base
+    crop = pipe['random_crop']['seconds_per_batch'] - base if 'random_crop' in pipe else 0
     r['crop_share_of_step'] = crop / (r['batch_size'] / r['bare_images_per_second'])
 
   if accuracy_epochs:

@@ -12,7 +12,7 @@ def test_benchmark_last_line_json():
   proc = subprocess.run(
       [sys.executable, os.path.join(REPO, 'tools', 'benchmark.py'),
        '--models=mlp_1x64', '--train_size=256', '--batch_size=64', '--steps=4',
-       '--pipeline_batches=5'],
+       '--pipeline_batches=5', '--pipeline_modes=random_crop'],
       capture_output=True, text=True, timeout=120, cwd=REPO)
   assert proc.returncode == 0, proc.stderr[-3000:]
   lines = proc.stdout.strip().splitlines()

@@ -53,11 +53,20 @@ flags.DEFINE_integer('accuracy_epochs', 0, 'If > 0, also train each model this m
                      lower_bound=0)
 flags.DEFINE_integer('pipeline_batches', 0, 'Batches per pipeline mode (0 = 200, '
                      '--quick 100).', lower_bound=0)
+flags.DEFINE_list('pipeline_modes', None, 'Pipeline randomizations to measure '
+                  '(default all; baseline always): ' + ', '.join(
+                      ['labels=corrupted(0.5)', 'labels=random', 'inputs=shuffled_pixels',
+                       'inputs=random_pixels', 'inputs=gaussian', 'random_crop']) + '.')
 flags.DEFINE_integer('intra_op_threads', 0, 'TF intra-op threads (0 = TF default).',
                      lower_bound=0)
 flags.DEFINE_integer('inter_op_threads', 0, 'TF inter-op threads (0 = TF default).',
                      lower_bound=0)
 flags.DEFINE_string('json_out', None, 'Also write the full results here.')
+
+
+def benchmark_modes():
+  from rethinking_tf import benchmark  # pylint: disable=g-import-not-at-top
+  return benchmark.PIPELINE_MODES
 
 
 def _fail(message: str) -> None:
@@ -83,6 +92,10 @@ def main(argv):
     _fail(f'--steps_per_execution={",".join(FLAGS.steps_per_execution)}: '
           'positive integers')
   crops = [c.lower() in ('true', '1', 'yes') for c in FLAGS.random_crop]
+  known = [m[0] for m in benchmark_modes()]
+  for m in FLAGS.pipeline_modes or []:
+    if m not in known:
+      _fail(f'--pipeline_modes: {m} is unknown; allowed: {", ".join(known)}')
   if FLAGS.dataset == 'image_folder' and not FLAGS.data_dir:
     _fail('--dataset=image_folder needs --data_dir')
 
@@ -122,7 +135,8 @@ def main(argv):
   batches = FLAGS.pipeline_batches or (100 if FLAGS.quick else 200)
   results = benchmark.run(cases, strategy, pipeline_batches=batches,
                           pipeline_train_size=FLAGS.train_size or None,
-                          accuracy_epochs=FLAGS.accuracy_epochs)
+                          accuracy_epochs=FLAGS.accuracy_epochs,
+                          pipeline_modes=FLAGS.pipeline_modes)
   results['command'] = ' '.join(sys.argv)
   if FLAGS.json_out:
     with open(FLAGS.json_out, 'w') as f:
