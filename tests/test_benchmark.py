@@ -1,9 +1,9 @@
 """The benchmark binary on a small case: one MLP, few steps, digits."""
 
 import json
+import os
 import subprocess
 import sys
-import os
 
 from conftest import REPO
 
