@@ -127,8 +127,8 @@ class Solution:
 
 
 def solve(x: np.ndarray, y: np.ndarray, kernel: str = 'gaussian', gamma: float = 0.02,
-          l2: float = 0.0, block_size: int = 2048, max_jitter_tries: int = 6
-          ) -> Solution:
+          l2: float = 0.0, block_size: int = 2048, max_jitter_tries: int = 6,
+          backup_bytes: int = 2**30) -> Solution:
   """Solves (K + (l2 + jitter) I) alpha = y by an in-place float32 Cholesky.
 
   Peak memory is one n x n float32 array plus O(block_size n).
@@ -139,17 +139,27 @@ def solve(x: np.ndarray, y: np.ndarray, kernel: str = 'gaussian', gamma: float =
     l2: ridge; 0 is the minimum-norm interpolant of section 5.
     max_jitter_tries: factorizations tried (jitter 0, then 1e-6, 1e-5, ...
       times the mean diagonal) before raising CholeskyError.
+    backup_bytes: after a first failure, if the kernel takes at most this many
+      bytes, a copy is kept so that later jitters do not recompute it.
   """
   x = np.ascontiguousarray(x, np.float32)
   n = len(x)
   kmat = np.empty((n, n), np.float32)
   mean_diag = 1.0 if kernel == 'gaussian' else float(np.mean(_sq_norms(x)))
   kernel_seconds = solve_seconds = 0.0
+  backup = None
+  diag = np.arange(n)
   for attempt in range(max_jitter_tries):
     jitter = 0.0 if attempt == 0 else mean_diag * 10.0 ** (attempt - 7)
     t0 = time.perf_counter()
-    kernel_matrix(x, kernel, gamma, diag_add=l2 + jitter, block_size=block_size,
-                  out=kmat, upper_only=True)
+    if backup is None:
+      kernel_matrix(x, kernel, gamma, diag_add=l2, block_size=block_size,
+                    out=kmat, upper_only=True)
+      if attempt == 1 and kmat.nbytes <= backup_bytes:
+        backup = kmat.copy()
+    else:
+      np.copyto(kmat, backup)
+    kmat[diag, diag] += np.float32(jitter)
     t1 = time.perf_counter()
     logging.info('kernel %d x %d (diagonal + %.3g) in %.1f s; Cholesky...', n, n,
                  l2 + jitter, t1 - t0)
@@ -168,6 +178,7 @@ def solve(x: np.ndarray, y: np.ndarray, kernel: str = 'gaussian', gamma: float =
     raise CholeskyError(f'Cholesky factorization of the {n} x {n} kernel failed '
                         f'{max_jitter_tries} times (last jitter {jitter:.3g}); '
                         'try --l2 > 0 or a larger --gamma')
+  del backup
   t0 = time.perf_counter()
   assert np.shares_memory(factor, kmat), 'spotrf copied the kernel'
   alpha, info = lapack.spotrs(factor, np.asfortranarray(y, np.float32), lower=1)

@@ -102,3 +102,12 @@ def test_binary_digits_random_labels():
     assert key in result
   assert result['n'] == 500 and result['train_error'] == 0.0
   assert result['test_error'] > 0.6
+
+
+def test_jitter_with_and_without_kernel_backup_agree():
+  x, labels = _data(120, 6)
+  y = np.eye(10, dtype=np.float32)[labels]
+  a = kernels.solve(x, y, 'linear', backup_bytes=0)
+  b = kernels.solve(x, y, 'linear')
+  assert a.jitter == b.jitter > 0
+  np.testing.assert_array_equal(a.alpha, b.alpha)
