@@ -120,6 +120,14 @@ def main(argv):
   if FLAGS.batch_size % replicas:
     cli.fail(f'--batch_size={FLAGS.batch_size} is not divisible by the {replicas} '
              'replicas; the global batch is split evenly over replicas')
+  from rethinking_tf import data  # pylint: disable=g-import-not-at-top
+  num_train = FLAGS.train_size or data.check_available(FLAGS.dataset, data_args['data_dir'])[0]
+  steps = -(-num_train // FLAGS.batch_size)
+  if steps % FLAGS.steps_per_execution:
+    divisors = [d for d in range(1, steps + 1) if steps % d == 0]
+    cli.fail(f'--steps_per_execution={FLAGS.steps_per_execution} does not divide the '
+             f'{steps} steps of an epoch (Keras would run whole executions past the '
+             f'epoch); allowed: {", ".join(map(str, divisors[:12]))}')
   config = trainer.TrainConfig(
       logdir=logdir, random_crop=FLAGS.random_crop, augment=FLAGS.augment,
       model=FLAGS.model, batch_norm=FLAGS.batch_norm, bn_momentum=FLAGS.bn_momentum,

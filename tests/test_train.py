@@ -167,3 +167,12 @@ def test_cifar10_offline_fails_fast(tmp_path):
   assert proc.returncode == 2
   assert 'no network' in proc.stderr and 'image_folder' in proc.stderr
   assert time.time() - start < 30
+
+
+def test_steps_per_execution_must_divide_the_epoch(tmp_path):
+  # digits: 1,347 images = 11 steps of 128; 4 does not divide 11.
+  proc = run_module(TRAIN, '--dataset=digits', '--model=mlp_1x64',
+                    '--steps_per_execution=4', f'--logdir={tmp_path}/run')
+  assert proc.returncode == 2
+  assert '--steps_per_execution=4 does not divide the 11 steps' in proc.stderr
+  assert 'allowed: 1, 11' in proc.stderr
