@@ -423,8 +423,8 @@ def precision_accuracy(model: str, precision: str, epochs: int,
 
 
 def _target(model: str) -> float:
-  return TARGET_PEAK_FRACTION['mlp' if model.startswith('mlp') else model] if (
-      model.startswith('mlp') or model in TARGET_PEAK_FRACTION) else 0.0
+  """The issue-5 peak-fraction target of a model (0 = none)."""
+  return TARGET_PEAK_FRACTION.get('mlp' if model.startswith('mlp') else model, 0.0)
 
 
 def run(cases: Sequence[ModelCase], strategy: tf.distribute.Strategy | None = None,
