@@ -107,6 +107,7 @@ def main(argv):
   if FLAGS.inter_op_threads:
     tf.config.threading.set_inter_op_parallelism_threads(FLAGS.inter_op_threads)
   from rethinking_tf import benchmark  # pylint: disable=g-import-not-at-top
+  from rethinking_tf import data  # pylint: disable=g-import-not-at-top
   from rethinking_tf import trainer  # pylint: disable=g-import-not-at-top
   strategy = trainer.make_strategy(FLAGS.strategy, FLAGS.num_cpu_devices)
   if FLAGS.batch_size % strategy.num_replicas_in_sync:
@@ -124,7 +125,11 @@ def main(argv):
         train_size = min(train_size or 256, 2 * FLAGS.batch_size)
     for spe in spes:
       for precision, crop in [(p, c) for p in FLAGS.precision for c in crops]:
-        steps_per_epoch = -(-(train_size or 10**9) // FLAGS.batch_size)
+        num_train = train_size or data.check_available(FLAGS.dataset, FLAGS.data_dir)[0]
+        steps_per_epoch = -(-num_train // FLAGS.batch_size)
+        if steps_per_epoch % spe:
+          _fail(f'--steps_per_execution={spe} does not divide the {steps_per_epoch} '
+                f'steps of a {name} epoch (Keras would run past the epoch)')
         epochs = warmup + (max(1, -(-FLAGS.steps // steps_per_epoch)) if FLAGS.steps
                            else timed_epochs)
         cases.append(benchmark.ModelCase(
