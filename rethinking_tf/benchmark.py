@@ -33,7 +33,6 @@ dicts. What each number includes:
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import platform
@@ -196,39 +195,6 @@ class _Bare:
     return time.perf_counter() - start, time.process_time() - cpu
 
 
-def _set_precision(precision: str) -> None:
-  keras.mixed_precision.set_global_policy(precision)
-
-
-class _FloatLogits:
-  """Within: models.build returns models whose logits are cast to float32.
-
-  Prototype of the changes mixed precision needs in models.py: the logits in
-  float32 (Keras' advice; without it the loss and the top-5 metric get
-  bfloat16 logits, which `in_top_k` refuses), and the LRN op in float32 (TF
-  has no bfloat16 CPU kernel for it).
-  """
-
-  def __enter__(self):
-    self.build = trainer.models.build
-    lrn = trainer.models.LocalResponseNormalization
-    self.lrn_call = lrn.call
-    lrn.call = lambda layer, x: tf.cast(
-        self.lrn_call(layer, tf.cast(x, tf.float32)), x.dtype)
-
-    def build(*args, **kwargs):
-      model = self.build(*args, **kwargs)
-      logits = keras.layers.Activation('linear', dtype='float32',
-                                       name='float32_logits')(model.output)
-      return keras.Model(model.input, logits, name=model.name)
-
-    trainer.models.build = build
-
-  def __exit__(self, *exc):
-    trainer.models.build = self.build
-    trainer.models.LocalResponseNormalization.call = self.lrn_call
-
-
 def measure_model(case: ModelCase, strategy: tf.distribute.Strategy | None = None,
                   bare_calls: int | None = None) -> dict[str, Any]:
   """Trains `case` through the binary's code path with bare blocks interleaved.
@@ -237,72 +203,67 @@ def measure_model(case: ModelCase, strategy: tf.distribute.Strategy | None = Non
   ratio, epoch-end (evaluation etc.) seconds, FLOPs per image and memory.
   """
   strategy = strategy or tf.distribute.get_strategy()
-  _set_precision(case.precision)
-  mixed = _FloatLogits() if case.precision != 'float32' else contextlib.nullcontext()
-  try:
-    with tempfile.TemporaryDirectory() as logdir, mixed:
-      config = trainer.TrainConfig(
-          logdir=logdir, dataset=case.dataset, data_dir=case.data_dir,
-          train_size=case.train_size, model=case.model, batch_size=case.batch_size,
-          random_crop=case.random_crop,
-          epochs=case.epochs, steps_per_execution=case.steps_per_execution,
-          verbose=False)
-      trainer.prepare_logdir(config, None)
-      t = trainer._Trainer(config, strategy)  # pylint: disable=protected-access
-      t0 = time.perf_counter()
-      pipelines = data.make_pipelines(config.dataset, config.data_dir,
-                                      config.randomization, config.batch_size,
-                                      config.train_size, config.random_crop)
-      t.build(pipelines)
-      setup_seconds = time.perf_counter() - t0
-      bare = _Bare(t, strategy)
-      calls = bare_calls or max(1, pipelines.steps_per_epoch // case.steps_per_execution)
-      log: list[dict[str, float]] = []
-      end_epoch, evaluate = t.end_epoch, t.evaluate
-      eval_seconds = [0.0]
+  with tempfile.TemporaryDirectory() as logdir:
+    config = trainer.TrainConfig(
+        logdir=logdir, dataset=case.dataset, data_dir=case.data_dir,
+        train_size=case.train_size, model=case.model, batch_size=case.batch_size,
+        random_crop=case.random_crop, precision=case.precision,
+        epochs=case.epochs, steps_per_execution=case.steps_per_execution,
+        verbose=False)
+    trainer.prepare_logdir(config, None)
+    t = trainer._Trainer(config, strategy)  # pylint: disable=protected-access
+    t0 = time.perf_counter()
+    pipelines = data.make_pipelines(config.dataset, config.data_dir,
+                                    config.randomization, config.batch_size,
+                                    config.train_size, config.random_crop)
+    t.build(pipelines)
+    setup_seconds = time.perf_counter() - t0
+    bare = _Bare(t, strategy)
+    calls = bare_calls or max(1, pipelines.steps_per_epoch // case.steps_per_execution)
+    log: list[dict[str, float]] = []
+    end_epoch, evaluate = t.end_epoch, t.evaluate
+    eval_seconds = [0.0]
 
-      def timed_evaluate(ds):
-        s = time.perf_counter()
-        out = evaluate(ds)
-        eval_seconds[0] += time.perf_counter() - s
-        return out
+    def timed_evaluate(ds):
+      s = time.perf_counter()
+      out = evaluate(ds)
+      eval_seconds[0] += time.perf_counter() - s
+      return out
 
-      def timed_end_epoch(epoch, logs):
-        enter, enter_cpu = time.perf_counter(), time.process_time()
-        steps = int(t.optimizer.iterations.numpy())
-        eval_seconds[0] = 0.0
-        end_epoch(epoch, logs)
-        leave = time.perf_counter()
-        bare_seconds, bare_cpu = bare.run(calls)  # side by side, under the same load
-        log.append(dict(enter=enter, enter_cpu=enter_cpu, leave=leave, steps=steps,
-                        end_seconds=leave - enter, eval_seconds=eval_seconds[0],
-                        bare_seconds=bare_seconds, bare_cpu=bare_cpu,
-                        resume=time.perf_counter(), resume_cpu=time.process_time()))
+    def timed_end_epoch(epoch, logs):
+      enter, enter_cpu = time.perf_counter(), time.process_time()
+      steps = int(t.optimizer.iterations.numpy())
+      eval_seconds[0] = 0.0
+      end_epoch(epoch, logs)
+      leave = time.perf_counter()
+      bare_seconds, bare_cpu = bare.run(calls)  # side by side, under the same load
+      log.append(dict(enter=enter, enter_cpu=enter_cpu, leave=leave, steps=steps,
+                      end_seconds=leave - enter, eval_seconds=eval_seconds[0],
+                      bare_seconds=bare_seconds, bare_cpu=bare_cpu,
+                      resume=time.perf_counter(), resume_cpu=time.process_time()))
 
-      t.end_epoch, t.evaluate = timed_end_epoch, timed_evaluate
-      fit_start, fit_start_cpu = time.perf_counter(), time.process_time()
-      t.train()
-      # Epoch k's training: from the end of callback k-1 to the start of callback k.
-      prev_time, prev_cpu, prev_steps = fit_start, fit_start_cpu, 0
-      binary, bare_rates, ends, evals, steps_per_epoch = [], [], [], [], []
-      binary_cpu, bare_cpu = [], []
-      for k, row in enumerate(log):
-        # Bare steps ran between epochs: discount them from the step counter.
-        steps = row['steps'] - prev_steps
-        if k >= case.warmup_epochs:
-          binary.append(steps * case.batch_size / (row['enter'] - prev_time))
-          bare_rates.append(calls * bare.images_per_call / row['bare_seconds'])
-          binary_cpu.append(steps * case.batch_size / (row['enter_cpu'] - prev_cpu))
-          bare_cpu.append(calls * bare.images_per_call / row['bare_cpu'])
-          ends.append(row['end_seconds'])
-          evals.append(row['eval_seconds'])
-        steps_per_epoch.append(steps)
-        prev_time, prev_cpu = row['resume'], row['resume_cpu']
-        prev_steps = row['steps'] + calls * case.steps_per_execution
-      flops = flops_per_image(t.model)
-      params = sum(int(np.prod(w.shape)) for w in t.model.trainable_weights)
-  finally:
-    _set_precision('float32')
+    t.end_epoch, t.evaluate = timed_end_epoch, timed_evaluate
+    fit_start, fit_start_cpu = time.perf_counter(), time.process_time()
+    t.train()
+    # Epoch k's training: from the end of callback k-1 to the start of callback k.
+    prev_time, prev_cpu, prev_steps = fit_start, fit_start_cpu, 0
+    binary, bare_rates, ends, evals, steps_per_epoch = [], [], [], [], []
+    binary_cpu, bare_cpu = [], []
+    for k, row in enumerate(log):
+      # Bare steps ran between epochs: discount them from the step counter.
+      steps = row['steps'] - prev_steps
+      if k >= case.warmup_epochs:
+        binary.append(steps * case.batch_size / (row['enter'] - prev_time))
+        bare_rates.append(calls * bare.images_per_call / row['bare_seconds'])
+        binary_cpu.append(steps * case.batch_size / (row['enter_cpu'] - prev_cpu))
+        bare_cpu.append(calls * bare.images_per_call / row['bare_cpu'])
+        ends.append(row['end_seconds'])
+        evals.append(row['eval_seconds'])
+      steps_per_epoch.append(steps)
+      prev_time, prev_cpu = row['resume'], row['resume_cpu']
+      prev_steps = row['steps'] + calls * case.steps_per_execution
+    flops = flops_per_image(t.model)
+    params = sum(int(np.prod(w.shape)) for w in t.model.trainable_weights)
   if not binary:
     raise ValueError(f'{case.model}: no timed epoch (epochs={case.epochs}, '
                      f'warmup_epochs={case.warmup_epochs})')
@@ -402,17 +363,12 @@ def precision_accuracy(model: str, precision: str, epochs: int,
                        train_size: int | None = None, batch_size: int = 128
                        ) -> dict[str, Any]:
   """Trains `model` with `trainer.run` under a precision policy; final accuracies."""
-  _set_precision(precision)
-  mixed = _FloatLogits() if precision != 'float32' else contextlib.nullcontext()
-  try:
-    with tempfile.TemporaryDirectory() as logdir, mixed:
-      config = trainer.TrainConfig(logdir=logdir, dataset=dataset, data_dir=data_dir,
-                                   train_size=train_size, model=model,
-                                   batch_size=batch_size, epochs=epochs, verbose=False)
-      start = time.perf_counter()
-      r = trainer.run(config)
-  finally:
-    _set_precision('float32')
+  with tempfile.TemporaryDirectory() as logdir:
+    config = trainer.TrainConfig(logdir=logdir, dataset=dataset, data_dir=data_dir,
+                                 train_size=train_size, model=model, precision=precision,
+                                 batch_size=batch_size, epochs=epochs, verbose=False)
+    start = time.perf_counter()
+    r = trainer.run(config)
   return {'model': model, 'precision': precision, 'epochs': epochs,
           'train_accuracy': r['train_accuracy'], 'test_accuracy': r['test_accuracy'],
           'train_loss': r['train_loss'], 'seconds': time.perf_counter() - start}

@@ -15,6 +15,9 @@ lambda/2 * sum(W^2) over every conv and dense kernel to the loss
 biases and BatchNorm parameters are not decayed. 0 or None disables it.
 `dropout` is the rate before the last dense layer(s); 0 or None disables it.
 
+Under a mixed-precision policy the logits layer stays float32 (the loss and
+metrics see float32) and LRN computes in float32.
+
 BatchNorm uses `bn_momentum` (default 0.9 in the trainer: with the few steps
 per epoch of CPU-sized subsets, Keras' 0.99 leaves the moving statistics far
 behind the weights and inference-mode accuracy collapses; see
@@ -55,9 +58,11 @@ class LocalResponseNormalization(keras.layers.Layer):
     self.depth_radius, self.bias, self.alpha, self.beta = depth_radius, bias, alpha, beta
 
   def call(self, x):
-    return tf.nn.local_response_normalization(
-        x, depth_radius=self.depth_radius, bias=self.bias, alpha=self.alpha,
-        beta=self.beta)
+    # Computed in float32: TensorFlow has no bfloat16 CPU kernel for LRN.
+    y = tf.nn.local_response_normalization(
+        tf.cast(x, tf.float32), depth_radius=self.depth_radius, bias=self.bias,
+        alpha=self.alpha, beta=self.beta)
+    return tf.cast(y, x.dtype)
 
   def get_config(self):
     return {**super().get_config(), 'depth_radius': self.depth_radius,
@@ -67,8 +72,8 @@ class LocalResponseNormalization(keras.layers.Layer):
 def _dense_head(x, num_classes: int, dropout: float | None, reg, init):
   if dropout:
     x = keras.layers.Dropout(dropout)(x)
-  return keras.layers.Dense(num_classes, kernel_regularizer=reg,
-                            kernel_initializer=init, name='logits')(x)
+  return keras.layers.Dense(num_classes, kernel_regularizer=reg, kernel_initializer=init,
+                            dtype='float32', name='logits')(x)
 
 
 def mlp(input_shape, num_classes: int, layers: int, width: int,
@@ -104,8 +109,8 @@ def alexnet(input_shape, num_classes: int, weight_decay: float | None = None,
                            kernel_initializer=init(2 + i))(x)
     if dropout:
       x = keras.layers.Dropout(dropout)(x)
-  logits = keras.layers.Dense(num_classes, kernel_regularizer=reg,
-                              kernel_initializer=init(4), name='logits')(x)
+  logits = keras.layers.Dense(num_classes, kernel_regularizer=reg, kernel_initializer=init(4),
+                              dtype='float32', name='logits')(x)
   return keras.Model(inputs, logits, name='alexnet')
 
 

@@ -64,6 +64,9 @@ flags.DEFINE_integer('num_cpu_devices', 1, 'Split the CPU into this many logical
                      'devices (to test --strategy=mirrored without GPUs).', lower_bound=1)
 flags.DEFINE_integer('steps_per_execution', 1, 'Training steps per tf.function call.',
                      lower_bound=1)
+flags.DEFINE_enum('precision', 'float32', ['float32', 'mixed_bfloat16', 'mixed_float16'],
+                  'Opt-in mixed precision: mixed_bfloat16 on CPUs with bf16 (AMX, '
+                  'AVX512_BF16), mixed_float16 on GPUs; see docs/performance.md.')
 flags.DEFINE_bool('quiet', False, 'No line per epoch.')
 
 
@@ -137,7 +140,8 @@ def main(argv):
       batch_size=FLAGS.batch_size, epochs=FLAGS.epochs,
       early_stopping_patience=FLAGS.early_stopping_patience,
       fit_threshold=FLAGS.fit_threshold, stop_on_fit=FLAGS.stop_on_fit,
-      steps_per_execution=FLAGS.steps_per_execution, overwrite=FLAGS.overwrite,
+      steps_per_execution=FLAGS.steps_per_execution, precision=FLAGS.precision,
+      overwrite=FLAGS.overwrite,
       verbose=not FLAGS.quiet, **data_args)
   try:
     results = trainer.run(config, strategy, flagfile=_flagfile_text())

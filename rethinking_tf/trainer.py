@@ -79,6 +79,7 @@ class TrainConfig:
   fit_threshold: float = 1.0
   stop_on_fit: bool = False
   steps_per_execution: int = 1
+  precision: str = 'float32'
   overwrite: bool = False
   verbose: bool = True
 
@@ -189,7 +190,20 @@ class _Trainer:
     c = self.config
     self.p = pipelines
     keras.utils.set_random_seed(c.randomization.seed)
+    if pipelines.steps_per_epoch % c.steps_per_execution:
+      raise ValueError(f'steps_per_execution={c.steps_per_execution} does not divide '
+                       f'the {pipelines.steps_per_epoch} steps of an epoch')
     decay_steps = c.lr_decay_steps or pipelines.steps_per_epoch
+    keras.mixed_precision.set_global_policy(c.precision)
+    try:
+      self._build_model(pipelines, decay_steps)
+    finally:
+      keras.mixed_precision.set_global_policy('float32')
+    self.manager = tf.train.CheckpointManager(self.checkpoint, self.ckpt_dir, 2)
+    self.writer = tf.summary.create_file_writer(c.logdir)
+
+  def _build_model(self, pipelines: data.Pipelines, decay_steps: int) -> None:
+    c = self.config
     with self.strategy.scope():
       self.model = models.build(
           c.model, pipelines.input_shape, pipelines.num_classes,
@@ -205,10 +219,10 @@ class _Trainer:
           metrics=[keras.metrics.SparseCategoricalAccuracy(name='accuracy'),
                    keras.metrics.SparseTopKCategoricalAccuracy(5, name='top5')],
           steps_per_execution=c.steps_per_execution)
+      # Under mixed_float16 Keras wraps the optimizer for loss scaling.
+      self.optimizer = self.model.optimizer
       self.optimizer.build(self.model.trainable_variables)
       self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer)
-    self.manager = tf.train.CheckpointManager(self.checkpoint, self.ckpt_dir, 2)
-    self.writer = tf.summary.create_file_writer(c.logdir)
 
   def restore(self) -> int:
     """Restores the last completed epoch; returns it (0 for a new run)."""

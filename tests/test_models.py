@@ -84,3 +84,15 @@ def test_small_mlp_memorizes_random_labels():
   model.fit(x, y, batch_size=16, epochs=30, verbose=0)
   assert before < 0.5
   assert model.evaluate(x, y, verbose=0)[1] == 1.0
+
+
+def test_mixed_bfloat16_keeps_float32_logits():
+  keras.mixed_precision.set_global_policy('mixed_bfloat16')
+  try:
+    model = models.build('alexnet', CIFAR, 10)
+  finally:
+    keras.mixed_precision.set_global_policy('float32')
+  out = model(tf.random.normal([2, *CIFAR]))
+  assert out.dtype == tf.float32
+  assert model.layers[1].compute_dtype == 'bfloat16'
+  assert models.trainable_params(model) == 1_387_786
