@@ -8,7 +8,8 @@ Writes figure1.png/.pdf and figure2.png/.pdf:
 * Figure 1 (CIFAR-10): (a) training loss against thousands of steps for small
   Inception on true labels, random labels, shuffled pixels, random pixels and
   Gaussian inputs (runs DIR/figure1/inception_<condition>); (b) convergence
-  time (the step at which training accuracy first reached 100%, fit_step)
+  time (the step at which training accuracy first reached --fit_threshold,
+  100% by default: fit_step)
   relative to p = 0, against the label corruption p, for Inception, Alexnet
   and MLP 1x512 (DIR/figure1/<model>_corrupt_<p>); (c) test error at the end
   of those runs against p.
@@ -157,7 +158,10 @@ def figure1(logdir: str) -> plt.Figure:
         rel, why = relative_convergence(runs)
         if rel:
           ps = sorted(rel)
-          ax.plot(ps, [rel[p] for p in ps], marker='o', color=color, label=label)
+          thresholds = sorted({runs[p].value('fit_threshold') for p in ps} - {None})
+          fit = ', '.join(f'{100 * t:g}%' for t in thresholds) or '?'
+          ax.plot(ps, [rel[p] for p in ps], marker='o', color=color,
+                  label=f'{label} (fitted = train acc >= {fit})')
         if why:
           absent.append(f'{label}: {group(why)}')
       else:
@@ -180,7 +184,7 @@ def figure1(logdir: str) -> plt.Figure:
     ax.set_xticks(CORRUPTIONS)
     if panel == 'b':
       ax.axhline(1.0, color='0.6', lw=0.8, ls=':')
-      ax.set_ylabel('steps to 100% train accuracy / steps at p = 0')
+      ax.set_ylabel('steps to fit / steps to fit at p = 0')
       ax.set_title('(b) Convergence slowdown (paper: about 1-4x)', fontsize=10)
       ax.set_ylim(bottom=0)
     else:
