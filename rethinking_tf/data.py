@@ -157,6 +157,17 @@ def _tfds_builder(name: str, data_dir: str | None):
   return tfds.builder(name, data_dir=data_dir)
 
 
+def _is_prepared(builder) -> bool:
+  """builder.is_prepared(), without tfds' warning about an unprepared folder."""
+  from absl import logging  # pylint: disable=g-import-not-at-top
+  verbosity = logging.get_verbosity()
+  logging.set_verbosity(logging.ERROR)
+  try:
+    return builder.is_prepared()
+  finally:
+    logging.set_verbosity(verbosity)
+
+
 def _cifar10(split: str, data_dir: str | None) -> Arrays:
   """CIFAR-10 from tensorflow-datasets (downloaded on first use)."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
@@ -220,7 +231,7 @@ def check_available(name: str, data_dir: str | None) -> tuple[int, int]:
   if name in ('cifar10', 'imagenet2012'):
     builder = _tfds_builder(name, data_dir)
     where = data_dir or '~/tensorflow_datasets'
-    if not builder.is_prepared():
+    if not _is_prepared(builder):
       if name == 'imagenet2012':
         raise DataError(
             f'imagenet2012 is not prepared in {where}: place ILSVRC2012_img_train.tar '
