@@ -172,7 +172,7 @@ def _cifar10(split: str, data_dir: str | None) -> Arrays:
   """CIFAR-10 from tensorflow-datasets (downloaded on first use)."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   builder = _tfds_builder('cifar10', data_dir)
-  if not builder.is_prepared():
+  if not _is_prepared(builder):
     builder.download_and_prepare()
   ds = builder.as_dataset(split=split, shuffle_files=False)
   batch = tfds.as_numpy(ds.batch(100_000).take(1).get_single_element())

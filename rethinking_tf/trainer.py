@@ -126,8 +126,8 @@ def _write_json(path: str, obj: Any) -> None:
   os.replace(tmp, path)
 
 
-def prepare_logdir(config: TrainConfig, flagfile: str | None) -> bool:
-  """Checks the logdir and claims it. Returns True when resuming a run.
+def prepare_logdir(config: TrainConfig, flagfile: str | None) -> None:
+  """Checks the logdir and claims it.
 
   A finished run (results.json) is never overwritten unless `overwrite`; an
   unfinished run is resumed when its recorded settings match, else refused.
@@ -137,7 +137,6 @@ def prepare_logdir(config: TrainConfig, flagfile: str | None) -> bool:
   settings_path = os.path.join(config.logdir, 'config.json')
   settings = config.as_dict()
   ignore = ('overwrite', 'verbose', 'epochs', 'logdir', 'steps_per_execution')
-  same = lambda a, b: all(a.get(k) == b.get(k) for k in set(a) | set(b) if k not in ignore)
   if config.overwrite:
     for name in os.listdir(config.logdir):
       path = os.path.join(config.logdir, name)
@@ -147,23 +146,21 @@ def prepare_logdir(config: TrainConfig, flagfile: str | None) -> bool:
   elif os.path.exists(results):
     raise RunExists(f'--logdir={config.logdir} holds a finished run (results.json); '
                     'pass --overwrite to replace it or choose another --logdir')
-  resuming = False
   if os.path.exists(settings_path):
     with open(settings_path) as f:
       previous = json.load(f)
-    if not same(previous, json.loads(json.dumps(settings))):
-      diff = sorted(k for k in set(previous) | set(settings)
-                    if k not in ignore and previous.get(k) != settings.get(k))
+    current = json.loads(json.dumps(settings))  # As config.json stores it.
+    diff = sorted(k for k in set(previous) | set(current)
+                  if k not in ignore and previous.get(k) != current.get(k))
+    if diff:
       raise RunExists(f'--logdir={config.logdir} holds an unfinished run with other '
                       f'settings ({", ".join(diff)}); pass --overwrite or another --logdir')
-    resuming = True
   _write_json(settings_path, settings)
   if flagfile is not None:
     with open(os.path.join(config.logdir, 'flags.cfg'), 'w') as f:
       f.write(flagfile)
   if os.path.exists(os.path.join(config.logdir, 'failed.txt')):
     os.remove(os.path.join(config.logdir, 'failed.txt'))
-  return resuming
 
 
 class _EpochEnd(keras.callbacks.Callback):
