@@ -247,6 +247,13 @@ def check_available(name: str, data_dir: str | None) -> tuple[int, int]:
   return _KNOWN_SIZES[name][0], DATASETS[name].info.num_classes
 
 
+def num_test_examples(name: str, data_dir: str | None) -> int:
+  """The size of a data set's test split (call `check_available` first)."""
+  if name == 'image_folder':
+    return len(_folder_files(data_dir, 'test')[0])
+  return _KNOWN_SIZES[name][1]
+
+
 def load_arrays(name: str, split: str, data_dir: str | None = None) -> Arrays:
   """Loads an in-memory data set split ('train' or 'test')."""
   entry = DATASETS[name]
@@ -255,20 +262,22 @@ def load_arrays(name: str, split: str, data_dir: str | None = None) -> Arrays:
   return entry.load(split, data_dir)
 
 
-def balanced_subset(labels: np.ndarray, size: int, num_classes: int) -> np.ndarray:
+def balanced_subset(labels: np.ndarray, size: int, num_classes: int,
+                    split: str = 'train') -> np.ndarray:
   """Indices of a deterministic class-balanced subset of `size` examples.
 
   The first size // k examples of each class in data set order, and one more
   for the first size % k classes. Returned in data set order.
   """
   if size > len(labels):
-    raise DataError(f'--train_size={size} exceeds the {len(labels)} training examples')
+    noun = 'training' if split == 'train' else split
+    raise DataError(f'--{split}_size={size} exceeds the {len(labels)} {noun} examples')
   keep = []
   for k in range(num_classes):
     want = size // num_classes + (1 if k < size % num_classes else 0)
     members = np.flatnonzero(labels == k)
     if want > len(members):
-      raise DataError(f'--train_size={size}: class {k} has only {len(members)} '
+      raise DataError(f'--{split}_size={size}: class {k} has only {len(members)} '
                       f'examples, {want} needed for a balanced subset')
     keep.append(members[:want])
   return np.sort(np.concatenate(keep))
@@ -371,9 +380,11 @@ class Pipelines:
 
 
 def randomized_arrays(name: str, data_dir: str | None, rand: Randomization,
-                      train_size: int | None = None
+                      train_size: int | None = None, test_size: int | None = None
                       ) -> tuple[Arrays, Arrays, int, float]:
   """Loads a data set and applies the label randomization (arrays, not images).
+
+  `train_size` / `test_size` keep a class-balanced subset (`balanced_subset`).
 
   Returns (train, test, num_classes, label_noise_fraction) where train.labels
   are already randomized; images are untouched uint8 (see `make_pipelines`
@@ -386,6 +397,9 @@ def randomized_arrays(name: str, data_dir: str | None, rand: Randomization,
   if train_size:
     keep = balanced_subset(train.labels, train_size, num_classes)
     train = Arrays(train.images[keep], train.labels[keep], train.index[keep])
+  if test_size:
+    keep = balanced_subset(test.labels, test_size, num_classes, split='test')
+    test = Arrays(test.images[keep], test.labels[keep], test.index[keep])
   tables = label_tables(full_size, num_classes, rand)
   new_labels = randomize_labels(tf.constant(train.labels), tf.constant(train.index),
                                 tables).numpy()
@@ -459,7 +473,7 @@ def random_crop_batch(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
 def make_pipelines(name: str, data_dir: str | None, rand: Randomization,
                    batch_size: int, train_size: int | None = None,
                    random_crop: bool = False, eval_batch_size: int | None = None,
-                   augment: bool = False) -> Pipelines:
+                   augment: bool = False, test_size: int | None = None) -> Pipelines:
   """Builds the train, train-eval and test pipelines of a data set.
 
   For in-memory data sets the randomization ops run once as a tf.data pass
@@ -469,10 +483,13 @@ def make_pipelines(name: str, data_dir: str | None, rand: Randomization,
   is keyed by (seed, epoch, batch). The whole run is reproducible.
   """
   if not DATASETS[name].info.in_memory:
+    if test_size:
+      raise DataError(f'--test_size applies to in-memory data sets, not --dataset={name}')
     from rethinking_tf import imagenet  # pylint: disable=g-import-not-at-top
     return imagenet.make_pipelines(data_dir, rand, batch_size, train_size,
                                    random_crop or augment, eval_batch_size)
-  train, test, num_classes, noise = randomized_arrays(name, data_dir, rand, train_size)
+  train, test, num_classes, noise = randomized_arrays(
+      name, data_dir, rand, train_size, test_size)
   mean, std = channel_stats(train.images)
   eval_batch_size = eval_batch_size or max(batch_size, 1000)
   auto = tf.data.AUTOTUNE

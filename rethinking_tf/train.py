@@ -30,6 +30,9 @@ cli.define_data_flags()
 flags.DEFINE_string('logdir', None, 'Directory for events, checkpoints, metrics.csv, '
                     'flags.cfg and results.json.')
 flags.DEFINE_bool('overwrite', False, 'Replace a finished run in --logdir.')
+flags.DEFINE_integer('test_size', 0, 'If > 0, evaluate on a deterministic '
+                     'class-balanced subset of this many test examples (cheaper '
+                     'per-epoch evaluation for runs on a training subset).', lower_bound=0)
 flags.DEFINE_bool('random_crop', False, 'A random 28x28 window per step instead of '
                   'the centre crop (Table 1 "random crop").')
 flags.DEFINE_bool('augment', False, 'ImageNet: Inception-style random crop and flip.')
@@ -125,6 +128,13 @@ def main(argv):
              'replicas; the global batch is split evenly over replicas')
   from rethinking_tf import data  # pylint: disable=g-import-not-at-top
   num_train = FLAGS.train_size or data.check_available(FLAGS.dataset, data_args['data_dir'])[0]
+  if FLAGS.test_size:
+    if not data.DATASETS[FLAGS.dataset].info.in_memory:
+      cli.fail(f'--test_size applies to in-memory data sets, not --dataset={FLAGS.dataset}')
+    num_test = data.num_test_examples(FLAGS.dataset, data_args['data_dir'])
+    if FLAGS.test_size > num_test:
+      cli.fail(f'--test_size={FLAGS.test_size} exceeds the {num_test} test examples '
+               f'of --dataset={FLAGS.dataset}; allowed: 0 (all) to {num_test}')
   steps = -(-num_train // FLAGS.batch_size)
   if steps % FLAGS.steps_per_execution:
     divisors = [d for d in range(1, steps + 1) if steps % d == 0]
@@ -141,7 +151,7 @@ def main(argv):
       early_stopping_patience=FLAGS.early_stopping_patience,
       fit_threshold=FLAGS.fit_threshold, stop_on_fit=FLAGS.stop_on_fit,
       steps_per_execution=FLAGS.steps_per_execution, precision=FLAGS.precision,
-      overwrite=FLAGS.overwrite,
+      overwrite=FLAGS.overwrite, test_size=FLAGS.test_size or None,
       verbose=not FLAGS.quiet, **data_args)
   try:
     results = trainer.run(config, strategy, flagfile=_flagfile_text())

@@ -61,6 +61,7 @@ class TrainConfig:
   dataset: str = 'cifar10'
   data_dir: str | None = None
   train_size: int | None = None
+  test_size: int | None = None
   randomization: data.Randomization = data.Randomization()
   random_crop: bool = False
   augment: bool = False
@@ -364,7 +365,7 @@ def run(config: TrainConfig, strategy: tf.distribute.Strategy | None = None,
     pipelines = data.make_pipelines(
         config.dataset, config.data_dir, config.randomization,
         config.batch_size, config.train_size, config.random_crop,
-        augment=config.augment)
+        augment=config.augment, test_size=config.test_size)
     trainer.build(pipelines)
     results = trainer.train()
   except BaseException as e:  # Recorded for the sweep runner, then re-raised.

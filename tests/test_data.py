@@ -111,6 +111,25 @@ def test_balanced_subset():
     data.balanced_subset(labels, 11, 3)
   with pytest.raises(data.DataError, match='class 1'):
     data.balanced_subset(np.array([0, 0, 0, 1]), 4, 2)
+  with pytest.raises(data.DataError, match='--test_size=11 exceeds the 10 test'):
+    data.balanced_subset(labels, 11, 3, split='test')
+
+
+def test_test_size_keeps_a_balanced_test_subset():
+  rand = data.Randomization(labels='random', seed=3)
+  full = data.make_pipelines('digits', None, rand, batch_size=100, train_size=200)
+  small = data.make_pipelines('digits', None, rand, batch_size=100, train_size=200,
+                              test_size=100)
+  assert (full.num_test, small.num_test) == (450, 100)
+  x_full, y_full = map(np.concatenate, zip(*[(x.numpy(), y.numpy()) for x, y in full.test]))
+  x, y = map(np.concatenate, zip(*[(x.numpy(), y.numpy()) for x, y in small.test]))
+  assert np.bincount(y, minlength=10).tolist() == [10] * 10
+  keep = data.balanced_subset(y_full, 100, 10, split='test')
+  np.testing.assert_array_equal(x, x_full[keep])  # the same images, preprocessed alike
+  np.testing.assert_array_equal(y, y_full[keep])
+  # The training set is untouched by --test_size.
+  a, b = next(iter(full.train(0))), next(iter(small.train(0)))
+  np.testing.assert_array_equal(a[0].numpy(), b[0].numpy())
 
 
 def test_pipeline_deterministic_per_epoch_and_fixed_across_epochs():

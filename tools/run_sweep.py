@@ -60,7 +60,7 @@ TRAIN_FLAGS: dict[str, str] = {
 # Flags of the binary beyond the contract: fine for --set, not in flagfiles.
 EXTRA_FLAGS: dict[str, str] = {
     'bn_momentum': 'float', 'momentum': 'float', 'num_cpu_devices': 'int',
-    'steps_per_execution': 'int', 'quiet': 'bool',
+    'steps_per_execution': 'int', 'quiet': 'bool', 'test_size': 'int', 'precision': 'str',
 }
 ENUM_VALUES: dict[str, tuple[str, ...]] = {
     'dataset': ('cifar10', 'imagenet2012', 'digits', 'image_folder'),
@@ -73,7 +73,7 @@ DEFAULTS: dict[str, str] = {
     'train_size': '0', 'labels': 'true', 'corrupt_prob': '0', 'inputs': 'original',
     'seed': '0', 'batch_norm': 'true', 'weight_decay': '0', 'dropout': '0',
     'early_stopping_patience': '0', 'lr_decay': '0.95', 'lr_decay_steps': '0',
-    'batch_size': '128', 'fit_threshold': '1.0', 'stop_on_fit': 'false',
+    'batch_size': '128', 'fit_threshold': '1.0', 'stop_on_fit': 'false', 'test_size': '0',
 }
 # Flags a flagfile or --set may not carry: the runner owns them.
 RUNNER_FLAGS = ('logdir', 'overwrite')
@@ -158,7 +158,7 @@ def run_name(flagfile: str, flags_root: str | None = None) -> str:
 def _same_value(name: str, want: str, got: object) -> bool:
   """Whether a flag value `want` (flagfile text) equals a results.json config value."""
   kind = {**TRAIN_FLAGS, **EXTRA_FLAGS}.get(name)
-  if got is None and name == 'train_size':
+  if got is None and name in ('train_size', 'test_size'):
     got = 0  # the binary stores 'all' as None
   try:
     if kind == 'bool':
