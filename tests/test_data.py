@@ -212,3 +212,17 @@ def test_shared_cifar10_copy(cifar10_folder):
   assert np.bincount(train.labels).tolist() == [5000] * 10
   mean, _ = data.channel_stats(train.images)
   np.testing.assert_allclose(mean * 255, [125.3, 123.0, 113.9], atol=2.0)
+
+
+def test_corrupted_at_p_0_and_1_are_true_and_random_labels():
+  """run_sweep treats these as the same run (tools/run_sweep.canonical_flags)."""
+  n, k = 5000, 10
+  labels = tf.constant(np.arange(n) % k, tf.int64)
+  index = tf.range(n, dtype=tf.int64)
+  def relabel(**kw):
+    tables = data.label_tables(n, k, data.Randomization(seed=4, **kw))
+    return data.randomize_labels(labels, index, tables).numpy()
+  np.testing.assert_array_equal(relabel(labels='corrupted', corrupt_prob=0.0), labels.numpy())
+  np.testing.assert_array_equal(relabel(labels='corrupted', corrupt_prob=1.0),
+                                relabel(labels='random'))
+  assert np.mean(relabel(labels='random') != labels.numpy()) > 0.85

@@ -292,3 +292,77 @@ def test_flagfile_parses(path):
     assert f'_corrupt_{float(flags["corrupt_prob"]):.1f}.cfg' in path
   else:
     assert 'corrupt_prob' not in flags
+
+
+def _finished_run(rundir, flags_cfg: str) -> None:
+  """A finished run as the binary leaves it: resolved flags.cfg, results, checkpoints."""
+  os.makedirs(os.path.join(rundir, 'checkpoints'))
+  with open(os.path.join(rundir, 'flags.cfg'), 'w') as f:
+    f.write('# Resolved flags of this run\n' + flags_cfg)
+  with open(os.path.join(rundir, 'results.json'), 'w') as f:
+    json.dump(dict(train_accuracy=1.0, test_accuracy=0.25, epochs_completed=7,
+                   config=dict(model='mlp_1x64', epochs=7)), f)
+  with open(os.path.join(rundir, 'metrics.csv'), 'w') as f:
+    f.write('epoch,test_accuracy\n1,0.25\n')
+  with open(os.path.join(rundir, 'checkpoints', 'ckpt-1.index'), 'w') as f:
+    f.write('weights')
+
+
+RESOLVED = ('--model=mlp_1x64\n--epochs=7\n--labels=corrupted\n--corrupt_prob=1.0\n'
+            '--batch_norm\n--noquiet\n--weight_decay=0.0\n--learning_rate=0.0\n')
+
+
+def test_identical_finished_run_is_copied_not_trained(fake, tmp_path, capsys):
+  logdir = tmp_path / 'runs'
+  _finished_run(str(logdir / 'table1' / 'a'), RESOLVED)
+  same = fake('figure1/b', '--model=mlp_1x64', '--epochs=7', '--labels=random')
+  other = fake('figure1/c', '--model=mlp_1x64', '--epochs=8', '--labels=random')
+  assert sweep(logdir, '--dry_run', same, other) == 0
+  assert 'reuse    figure1/b: copy table1/a (same flags)' in capsys.readouterr().out
+  assert sweep(logdir, same, other) == 0
+  out = capsys.readouterr().out
+  b, c = logdir / 'figure1' / 'b', logdir / 'figure1' / 'c'
+  assert 'reused   figure1/b: same flags as table1/a: train 100.00%, test 25.00%' in out
+  assert '1 copied from identical runs' in out
+  assert calls(str(b)) == [] and len(calls(str(c))) == 1  # b was not trained
+  assert (b / 'reused_from.txt').read_text() == 'table1/a\n'
+  assert json.loads((b / 'results.json').read_text())['test_accuracy'] == 0.25
+  assert (b / 'metrics.csv').exists() and not (b / 'checkpoints').exists()
+  assert 'copied its outputs instead of training' in (b / 'train.log').read_text()
+  # Finished now, so the next sweep skips it; --no_reuse trains a fresh copy.
+  assert sweep(logdir, same) == 0
+  assert 'already finished' in capsys.readouterr().out
+  d = fake('figure1/d', '--model=mlp_1x64', '--epochs=7', '--labels=random')
+  assert sweep(logdir, '--no_reuse', d) == 0
+  assert len(calls(str(logdir / 'figure1' / 'd'))) == 1
+
+
+def test_canonical_flags():
+  canon = run_sweep.canonical_flags
+  assert canon({'labels': 'corrupted', 'corrupt_prob': '0.0'}) == canon({})
+  assert canon({'labels': 'corrupted', 'corrupt_prob': '1'}) == canon({'labels': 'random'})
+  assert canon({'labels': 'corrupted', 'corrupt_prob': '0.2'}) != canon({'labels': 'random'})
+  assert canon({'weight_decay': '5e-4', 'quiet': 'true'}) == canon({'weight_decay': '0.0005'})
+  assert canon({'precision': 'mixed_bfloat16'}) != canon({})
+  assert canon({'data_dir': '/tmp/x/../y'}) == canon({'data_dir': '/tmp/y'})
+
+
+def test_binary_defaults_match_the_training_binary():
+  """BINARY_DEFAULTS must name every flag of the binary with its real default."""
+  code = textwrap.dedent('''\
+      import json, sys
+      from absl import flags
+      import rethinking_tf.train as train
+      from rethinking_tf import cli
+      found = {}
+      for module in (train, cli):
+        for f in flags.FLAGS.get_key_flags_for_module(module):
+          found[f.name] = f.default
+      print(json.dumps(found))''')
+  proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                        cwd=REPO, check=True, timeout=120)
+  binary = json.loads(proc.stdout.strip().splitlines()[-1])
+  known = {k for k in binary if k not in run_sweep.RUNNER_FLAGS and binary[k] is not None}
+  assert known == set(run_sweep.BINARY_DEFAULTS)
+  for name in known:
+    assert run_sweep.canonical_flags({name: str(binary[name])}) == run_sweep.canonical_flags({}), name

@@ -16,7 +16,12 @@ runs CPU-sized or on a local data copy.
 A run directory holding results.json is finished and skipped (reported as a
 conflict if it was run with other flag values); an unfinished one is started
 again and the training binary resumes it from its last completed epoch; a
-failed one (failed.txt) is retried unless --skip_failed. A run that exits
+failed one (failed.txt) is retried unless --skip_failed. A run whose
+resolved flags equal those of a run already finished anywhere under --logdir
+(say figure2/inception_bn and table1/inception, or labels=corrupted with
+p = 1 and labels=random) is not trained again: the finished run's outputs
+are copied (without checkpoints) and RUNDIR/reused_from.txt names the source;
+--no_reuse trains it anyway. A run that exits
 non-zero without results.json gets a failed.txt; the sweep keeps going, lists
 every failure at the end and then exits 1. Each run's stdout and stderr are
 appended to RUNDIR/train.log. While a run is going its directory holds a lock
@@ -39,6 +44,7 @@ import fcntl
 import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -75,11 +81,22 @@ DEFAULTS: dict[str, str] = {
     'early_stopping_patience': '0', 'lr_decay': '0.95', 'lr_decay_steps': '0',
     'batch_size': '128', 'fit_threshold': '1.0', 'stop_on_fit': 'false', 'test_size': '0',
 }
+# The binary's default for every flag it writes to RUNDIR/flags.cfg (a test
+# checks this against rethinking_tf.train), to resolve a job's flags fully.
+BINARY_DEFAULTS: dict[str, str] = {
+    **DEFAULTS, 'augment': 'false', 'bn_momentum': '0.9', 'dataset': 'cifar10',
+    'epochs': '100', 'learning_rate': '0', 'model': 'inception', 'momentum': '0.9',
+    'num_cpu_devices': '1', 'precision': 'float32', 'quiet': 'false',
+    'random_crop': 'false', 'steps_per_execution': '1', 'strategy': 'default',
+}
+# Flags that do not change what a run computes.
+COSMETIC_FLAGS = ('quiet',)
 # Flags a flagfile or --set may not carry: the runner owns them.
 RUNNER_FLAGS = ('logdir', 'overwrite')
 
-RESULTS, FAILED, METRICS, LOG, LOCK = (
-    'results.json', 'failed.txt', 'metrics.csv', 'train.log', '.sweep_lock')
+RESULTS, FAILED, METRICS, LOG, LOCK, FLAGS_CFG, REUSED = (
+    'results.json', 'failed.txt', 'metrics.csv', 'train.log', '.sweep_lock', 'flags.cfg',
+    'reused_from.txt')
 
 
 class SweepError(ValueError):
@@ -124,8 +141,11 @@ def parse_flag(text: str, extra: bool = False) -> tuple[str, str]:
   return name, value
 
 
-def read_flagfile(path: str) -> list[tuple[str, str]]:
-  """The (name, value) pairs of a flagfile: `--flag` lines, `#` comments, blanks."""
+def read_flagfile(path: str, extra: bool = False) -> list[tuple[str, str]]:
+  """The (name, value) pairs of a flagfile: `--flag` lines, `#` comments, blanks.
+
+  With `extra`, EXTRA_FLAGS are allowed too (a run's resolved flags.cfg).
+  """
   pairs = []
   with open(path) as f:
     for number, line in enumerate(f, 1):
@@ -133,7 +153,7 @@ def read_flagfile(path: str) -> list[tuple[str, str]]:
       if not line or line.startswith('#'):
         continue
       try:
-        pairs.append(parse_flag(line))
+        pairs.append(parse_flag(line, extra=extra))
       except SweepError as e:
         raise SweepError(f'{path}:{number}: {e}') from None
       if pairs[-1][0] in RUNNER_FLAGS:
@@ -181,7 +201,7 @@ class Job:
   rundir: str
   flags: dict[str, str]  # flagfile values with the --set overrides applied
   command: list[str]
-  state: str = 'pending'  # pending|done|conflict|skipped|running|finished|failed
+  state: str = 'pending'  # pending|done|conflict|skipped|running|finished|reused|failed
   detail: str = ''
   started: float = 0.0
 
@@ -195,6 +215,67 @@ class Job:
     want = {**DEFAULTS, **self.flags}
     return [f'--{k}={v} (ran with {config[k]!r})' for k, v in want.items()
             if k in config and not _same_value(k, v, config[k])]
+
+
+def canonical_flags(values: dict[str, str]) -> dict[str, object]:
+  """A run's complete flags (binary defaults filled in) in a comparable form.
+
+  Two runs with equal canonical flags compute the same thing. Besides number
+  and bool spelling, `--labels=corrupted` with p = 0 or 1 is the same run as
+  `--labels=true` or `--labels=random`: data.label_tables redraws a label
+  when u < p for u in [0, 1), so p = 0 redraws none and p = 1 all, from the
+  same tables (tests/test_data.py checks this).
+  """
+  kinds = {**TRAIN_FLAGS, **EXTRA_FLAGS}
+  out: dict[str, object] = {}
+  for name, value in {**BINARY_DEFAULTS, **values}.items():
+    if name in RUNNER_FLAGS or name in COSMETIC_FLAGS:
+      continue
+    kind = kinds.get(name)
+    if kind in ('int', 'float'):
+      out[name] = float(value)
+    elif kind == 'bool':
+      out[name] = str(value).lower() in ('true', '1')
+    elif name == 'data_dir':
+      out[name] = os.path.realpath(os.path.expanduser(value)) if value else None
+    else:
+      out[name] = value
+  if out.get('labels') == 'corrupted' and out.get('corrupt_prob') in (0.0, 1.0):
+    out['labels'] = 'true' if out['corrupt_prob'] == 0.0 else 'random'
+    out['corrupt_prob'] = 0.0
+  return out
+
+
+def finished_flags(rundir: str) -> dict[str, object] | None:
+  """Canonical flags of a finished run from its RUNDIR/flags.cfg; None if unknown."""
+  if not os.path.exists(os.path.join(rundir, RESULTS)):
+    return None
+  try:
+    return canonical_flags(dict(read_flagfile(os.path.join(rundir, FLAGS_CFG), extra=True)))
+  except (OSError, SweepError):
+    return None
+
+
+def find_same_run(job: 'Job', logdir: str) -> str | None:
+  """A finished run under `logdir` with the same canonical flags as `job`, if any."""
+  want = canonical_flags(job.flags)
+  for root, dirs, files in os.walk(logdir):
+    dirs[:] = sorted(d for d in dirs if d != 'checkpoints')
+    if (RESULTS in files and os.path.abspath(root) != os.path.abspath(job.rundir)
+        and REUSED not in files and finished_flags(root) == want):
+      return root
+  return None
+
+
+def copy_run(source: str, rundir: str) -> None:
+  """Copies a finished run's outputs (not checkpoints/, lock or log) into rundir."""
+  for root, dirs, files in os.walk(source):
+    dirs[:] = [d for d in dirs if d != 'checkpoints']
+    target = os.path.join(rundir, os.path.relpath(root, source))
+    os.makedirs(target, exist_ok=True)
+    for name in files:
+      if name not in (LOCK, LOG, FAILED):
+        shutil.copy2(os.path.join(root, name), os.path.join(target, name))
 
 
 def completed_epochs(rundir: str) -> int:
@@ -260,8 +341,9 @@ class Sweep:
   """Runs jobs N at a time and reports progress."""
 
   def __init__(self, jobs: list[Job], parallel: int, progress_seconds: float,
-               out: IO[str] | None = None):
+               out: IO[str] | None = None, reuse_root: str | None = None):
     self.jobs = jobs
+    self.reuse_root = reuse_root  # where to look for finished identical runs
     self.parallel = parallel
     self.progress_seconds = progress_seconds
     self.out = out or sys.stdout
@@ -276,7 +358,8 @@ class Sweep:
 
   def _counts(self) -> str:
     states = [j.state for j in self.jobs]
-    ended = sum(s in ('done', 'finished', 'failed', 'conflict', 'skipped') for s in states)
+    ended = sum(s in ('done', 'finished', 'reused', 'failed', 'conflict', 'skipped')
+                for s in states)
     return (f'{ended}/{len(states)} ended, {states.count("running")} running, '
             f'{states.count("failed")} failed')
 
@@ -292,6 +375,10 @@ class Sweep:
         return
       if os.path.exists(os.path.join(job.rundir, RESULTS)):  # finished meanwhile
         job.state, job.detail = 'done', 'finished by another sweep'
+        return
+      source = find_same_run(job, self.reuse_root) if self.reuse_root else None
+      if source:
+        self._reuse(job, source)
         return
       epochs = completed_epochs(job.rundir)
       retry = os.path.exists(os.path.join(job.rundir, FAILED))
@@ -332,6 +419,23 @@ class Sweep:
                 f'--- last lines of {LOG} ---\n{tail}')
       job.state, job.detail = 'failed', f'{why}: {_last_line(tail)}'
       self.say(f'FAILED   {job.name} after {took}: {job.detail} [{self._counts()}]')
+
+  def _reuse(self, job: Job, source: str) -> None:
+    """Copies a finished run with the same canonical flags instead of training."""
+    rel = os.path.relpath(source, self.reuse_root)
+    for stale in (METRICS, FAILED):  # an interrupted or failed attempt of this run
+      if os.path.exists(os.path.join(job.rundir, stale)):
+        os.remove(os.path.join(job.rundir, stale))
+    copy_run(source, job.rundir)
+    with open(os.path.join(job.rundir, REUSED), 'w') as f:
+      f.write(f'{rel}\n')
+    with open(os.path.join(job.rundir, LOG), 'a') as log:
+      log.write(f'\n=== run_sweep {datetime.datetime.now().isoformat(timespec="seconds")}: '
+                f'same flags as the finished run {rel}: copied its outputs instead of '
+                f'training again (--no_reuse trains anyway)\n')
+    job.state = 'reused'
+    job.detail = f'same flags as {rel}: {self._result_summary(job.rundir)}'
+    self.say(f'reused   {job.name}: {job.detail} [{self._counts()}]')
 
   @staticmethod
   def _result_summary(rundir: str) -> str:
@@ -433,11 +537,12 @@ def report(jobs: list[Job], out: IO[str]) -> int:
   """Prints the end-of-sweep summary; returns the exit code (1 if any failed)."""
   count = lambda *states: sum(j.state in states for j in jobs)
   print(f'\nSweep: {len(jobs)} runs: {count("finished")} finished now, '
+        f'{count("reused")} copied from identical runs, '
         f'{count("done")} already finished, {count("failed")} failed, '
         f'{count("conflict")} conflicting, {count("skipped", "pending")} not run.',
         file=out)
   for job in jobs:
-    if job.state in ('failed', 'conflict', 'skipped', 'pending'):
+    if job.state in ('failed', 'conflict', 'skipped', 'pending', 'reused'):
       log = os.path.join(job.rundir, LOG)
       print(f'  {job.state.upper():9s}{job.name}: {job.detail or "not started"}'
             + (f'\n           log: {log}' if job.state == 'failed' else ''), file=out)
@@ -457,6 +562,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                       '(bools: --set nobatch_norm or --set batch_norm=false). Repeatable.')
   parser.add_argument('--skip_failed', action='store_true',
                       help='Do not retry runs that hold failed.txt.')
+  parser.add_argument('--no_reuse', action='store_true',
+                      help='Train every run, even when a finished run under --logdir '
+                      'has the same resolved flags (by default its outputs are copied).')
   parser.add_argument('--dry_run', action='store_true',
                       help='Print what would run and exit.')
   parser.add_argument('--progress_seconds', type=float, default=60.0,
@@ -489,11 +597,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         f'{len(jobs) - len(todo)} not ({sum(j.state == "done" for j in jobs)} already '
         f'finished), {args.parallel} at a time.', flush=True)
   if args.dry_run:
+    root = None if args.no_reuse else os.path.abspath(args.logdir)
     for job in jobs:
-      print(f'  {job.state:8s} {job.name}: ' + (
-          shlex.join(job.command) if job.state == 'pending' else job.detail))
+      source = find_same_run(job, root) if root and job.state == 'pending' else None
+      if source:
+        print(f'  reuse    {job.name}: copy {os.path.relpath(source, root)} (same flags)')
+      else:
+        print(f'  {job.state:8s} {job.name}: ' + (
+            shlex.join(job.command) if job.state == 'pending' else job.detail))
     return 0
-  sweep = Sweep(jobs, args.parallel, args.progress_seconds)
+  sweep = Sweep(jobs, args.parallel, args.progress_seconds,
+                reuse_root=None if args.no_reuse else os.path.abspath(args.logdir))
   in_main = threading.current_thread() is threading.main_thread()
   previous = signal.signal(signal.SIGTERM, _interrupt) if in_main else None
   try:
