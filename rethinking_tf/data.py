@@ -449,25 +449,77 @@ def apply_inputs(arrays: Arrays, rand: Randomization, mean: np.ndarray,
                              deterministic=True)
 
 
-def _materialize(ds: tf.data.Dataset) -> tuple[tf.Variable, tf.Variable]:
-  """Runs a finite batched (images, labels) pipeline once into two variables."""
+def _collect(ds: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
+  """Runs a finite batched (images, labels) pipeline once into numpy arrays."""
   xs, ys = [], []
   for x, y in ds:
     xs.append(x.numpy())
     ys.append(y.numpy())
-  return (tf.Variable(np.concatenate(xs), trainable=False),
-          tf.Variable(np.concatenate(ys), trainable=False))
+  return np.concatenate(xs), np.concatenate(ys)
 
 
-def random_crop_batch(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-  """An independent random CROP_SIZE window for each image of a batch."""
-  n, h, w = tf.shape(images)[0], images.shape[1], images.shape[2]
-  offsets = tf.random.stateless_uniform([n, 2], seed, minval=0,
-                                        maxval=h - CROP_SIZE + 1, dtype=tf.int32)
-  rows = offsets[:, :1] + tf.range(CROP_SIZE)[None]
-  cols = offsets[:, 1:] + tf.range(CROP_SIZE)[None]
-  images = tf.gather(images, rows, axis=1, batch_dims=1)
-  return tf.gather(images, cols, axis=2, batch_dims=1)
+def _variable(array: np.ndarray) -> tf.Variable:
+  return tf.Variable(array, trainable=False)
+
+
+def crop_tables(images: np.ndarray, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+  """Lookup tables that make the random crop one gather (appendix A).
+
+  For float images [N, H, W, C] with s = W - CROP_SIZE + 1 column offsets:
+  `rows[(i * s + col) * H + r]` is row r of image i cut to columns
+  [col, col + CROP_SIZE), flattened; uint8 (exact) when every value is k/255,
+  as for all inputs but `gaussian`, else float32. `affine[(i * t + row) * s +
+  col]` (t = H - CROP_SIZE + 1 row offsets) is (a, b) such that `a * x + b`
+  standardizes window (row, col) as `tf.image.per_image_standardization`
+  does (mean 0, std max(std, 1/sqrt(#values))), with x the table value.
+  Built once per run; they replace per-step gathers and reductions that cost
+  more than the MLPs' whole step budget (docs/performance.md).
+  """
+  n, h, w, c = images.shape
+  t, s = h - CROP_SIZE + 1, w - CROP_SIZE + 1
+  scaled = images * 255.0
+  as_uint8 = bool(np.all(np.abs(scaled - np.round(scaled)) < 1e-3))
+  dtype = np.uint8 if as_uint8 else np.float32
+  rows = np.empty((n, s, h, CROP_SIZE * c), dtype)
+  affine = np.empty((n, t, s, 2), np.float32)
+  size = CROP_SIZE * CROP_SIZE * c
+  for lo in range(0, n, chunk):
+    x = images[lo:lo + chunk].astype(np.float64)
+    for col in range(s):
+      cut = x[:, :, col:col + CROP_SIZE, :].reshape(len(x), h, CROP_SIZE * c)
+      rows[lo:lo + chunk, col] = np.round(cut * 255.0) if as_uint8 else cut
+    # Window sums from integral images of the per-pixel sums over channels.
+    for power, k in ((1, 0), (2, 1)):
+      grid = np.zeros((len(x), h + 1, w + 1))
+      grid[:, 1:, 1:] = (x ** power).sum(-1).cumsum(1).cumsum(2)
+      sums = (grid[:, CROP_SIZE:, CROP_SIZE:] - grid[:, :t, CROP_SIZE:]
+              - grid[:, CROP_SIZE:, :s] + grid[:, :t, :s])
+      affine[lo:lo + chunk, ..., k] = sums / size
+  mean, square = affine[..., 0].astype(np.float64), affine[..., 1].astype(np.float64)
+  std = np.maximum(np.sqrt(np.maximum(square - mean ** 2, 0.0)), 1.0 / np.sqrt(size))
+  scale = 1.0 / std / (255.0 if as_uint8 else 1.0)
+  affine[..., 0], affine[..., 1] = scale, -mean / std
+  return rows.reshape(n * s * h, CROP_SIZE * c), affine.reshape(n * t * s, 2)
+
+
+def crop_batch(rows: tf.Tensor, affine: tf.Tensor, index: tf.Tensor,
+               offsets: tf.Tensor, height: int, width: int) -> tf.Tensor:
+  """Standardized CROP_SIZE windows at (row, col) `offsets` [B, 2] of images
+  `index` [B], from `crop_tables` of images of size height x width."""
+  t, s = height - CROP_SIZE + 1, width - CROP_SIZE + 1
+  index, row, col = tf.cast(index, tf.int64), offsets[:, 0], offsets[:, 1]
+  first = (index * s + col) * height + row
+  x = tf.gather(rows, tf.reshape(first[:, None] + tf.range(CROP_SIZE, dtype=tf.int64), [-1]))
+  ab = tf.gather(affine, (index * t + row) * s + col)
+  x = tf.reshape(tf.cast(x, tf.float32), [tf.shape(index)[0], -1]) * ab[:, :1] + ab[:, 1:]
+  return tf.reshape(x, [-1, CROP_SIZE, CROP_SIZE, rows.shape[1] // CROP_SIZE])
+
+
+def random_offsets(n: tf.Tensor, height: int, width: int, seed: tf.Tensor) -> tf.Tensor:
+  """Independent uniform (row, col) window offsets [n, 2] for a batch."""
+  t, s = height - CROP_SIZE + 1, width - CROP_SIZE + 1
+  k = tf.random.stateless_uniform([n], seed, minval=0, maxval=t * s, dtype=tf.int64)
+  return tf.stack([k // s, k % s], axis=1)
 
 
 def make_pipelines(name: str, data_dir: str | None, rand: Randomization,
@@ -497,13 +549,19 @@ def make_pipelines(name: str, data_dir: str | None, rand: Randomization,
 
   centre = lambda x, y: (standardize(x), y)
   train_raw = apply_inputs(train, rand, mean, std, is_train=True)
-  test_x, test_y = _materialize(
-      apply_inputs(test, rand, mean, std, is_train=False).map(centre, auto))
-  if random_crop:
-    train_x, train_y = _materialize(train_raw)
-    eval_map = lambda i: centre(tf.gather(train_x, i), tf.gather(train_y, i))
+  test_x, test_y = map(_variable, _collect(
+      apply_inputs(test, rand, mean, std, is_train=False).map(centre, auto)))
+  if random_crop:  # One gather per batch from crop_tables (train-eval: centre window).
+    images, labels = _collect(train_raw)
+    h, w = images.shape[1:3]
+    rows, affine = map(_variable, crop_tables(images))
+    del images
+    train_y = _variable(labels)
+    middle = tf.constant([(h - CROP_SIZE) // 2, (w - CROP_SIZE) // 2], tf.int64)
+    eval_map = lambda i: (crop_batch(rows, affine, i, tf.tile(middle[None], [tf.shape(i)[0], 1]),
+                                     h, w), tf.gather(train_y, i))
   else:
-    train_x, train_y = _materialize(train_raw.map(centre, auto))
+    train_x, train_y = map(_variable, _collect(train_raw.map(centre, auto)))
     eval_map = lambda i: (tf.gather(train_x, i), tf.gather(train_y, i))
 
   def epoch(e):
@@ -513,12 +571,12 @@ def make_pipelines(name: str, data_dir: str | None, rand: Randomization,
     return batches.enumerate().map(lambda b, i: (e, b, i))
 
   def gather(e, b, i):
-    x, y = tf.gather(train_x, i), tf.gather(train_y, i)
-    if random_crop:
-      key = tf.random.experimental.stateless_fold_in(
-          tf.stack([tf.constant(rand.seed, tf.int64), e]), b)
-      x = tf.image.per_image_standardization(random_crop_batch(x, key))
-    return x, y
+    if not random_crop:
+      return tf.gather(train_x, i), tf.gather(train_y, i)
+    key = tf.random.experimental.stateless_fold_in(
+        tf.stack([tf.constant(rand.seed, tf.int64), e]), b)
+    offsets = random_offsets(tf.shape(i)[0], h, w, key)
+    return crop_batch(rows, affine, i, offsets, h, w), tf.gather(train_y, i)
 
   def train_ds(initial_epoch: int) -> tf.data.Dataset:
     return (tf.data.Dataset.counter(initial_epoch).flat_map(epoch)

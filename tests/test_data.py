@@ -226,3 +226,54 @@ def test_corrupted_at_p_0_and_1_are_true_and_random_labels():
   np.testing.assert_array_equal(relabel(labels='corrupted', corrupt_prob=1.0),
                                 relabel(labels='random'))
   assert np.mean(relabel(labels='random') != labels.numpy()) > 0.85
+
+
+def _reference_crop(images: np.ndarray, index: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+  """The random crop as appendix A says it: slice the window, standardize it."""
+  c = data.CROP_SIZE
+  crops = [images[i, r:r + c, k:k + c, :] for i, (r, k) in zip(index, offsets)]
+  return tf.image.per_image_standardization(np.stack(crops)).numpy()
+
+
+@pytest.mark.parametrize('gaussian', [False, True])
+def test_crop_tables_give_standardized_windows(gaussian):
+  rng = np.random.default_rng(1)
+  if gaussian:  # not k/255 values: the table stays float32
+    images = rng.normal(0.5, 0.2, (7, 32, 30, 3)).astype(np.float32)
+  else:
+    images = rng.integers(0, 256, (7, 32, 30, 3)).astype(np.float32) / 255.0
+    images[3] = 128 / 255  # a constant image: std clamps to 1/sqrt(#values)
+  rows, affine = data.crop_tables(images, chunk=3)
+  assert rows.dtype == (np.float32 if gaussian else np.uint8)
+  index = np.array([0, 3, 6, 2, 2, 5])
+  offsets = np.array([[0, 0], [4, 2], [2, 1], [4, 0], [0, 2], [3, 1]])  # rows 0-4, cols 0-2
+  got = data.crop_batch(tf.constant(rows), tf.constant(affine), tf.constant(index),
+                        tf.constant(offsets, tf.int64), 32, 30).numpy()
+  np.testing.assert_allclose(got, _reference_crop(images, index, offsets), atol=2e-5)
+
+
+def test_random_offsets_cover_every_window_uniformly():
+  offsets = data.random_offsets(50_000, 32, 30, tf.constant([3, 4], tf.int64)).numpy()
+  counts = np.zeros((5, 3))
+  np.add.at(counts, (offsets[:, 0], offsets[:, 1]), 1)
+  assert counts.min() > 0.9 * 50_000 / 15 and counts.max() < 1.1 * 50_000 / 15
+
+
+def test_random_crop_pipeline_matches_reference():
+  """Training batches are standardized random windows; train-eval the centre one."""
+  rand = data.Randomization(seed=5)
+  p = data.make_pipelines('digits', None, rand, batch_size=64, train_size=128,
+                          random_crop=True)
+  arrays, _, _, _ = data.randomized_arrays('digits', None, rand, train_size=128)
+  images = arrays.images.astype(np.float32) / 255.0
+  x, y = next(iter(p.train(2)))
+  order = tf.random.experimental.stateless_shuffle(
+      tf.range(128, dtype=tf.int64), tf.constant([5, 2], tf.int64)).numpy()[:64]
+  key = tf.random.experimental.stateless_fold_in(tf.constant([5, 2], tf.int64),
+                                                tf.constant(0, tf.int64))  # batch 0
+  offsets = data.random_offsets(64, 32, 32, key).numpy()
+  np.testing.assert_allclose(x.numpy(), _reference_crop(images, order, offsets), atol=2e-5)
+  np.testing.assert_array_equal(y.numpy(), arrays.labels[order])
+  x_eval, _ = next(iter(p.train_eval))
+  np.testing.assert_allclose(x_eval.numpy(), data.standardize(images[:len(x_eval)]).numpy(),
+                             atol=2e-5)
