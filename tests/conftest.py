@@ -1,5 +1,7 @@
 """Shared test helpers."""
 
+import csv
+import json
 import os
 import subprocess
 import sys
@@ -9,6 +11,8 @@ import pytest
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+METRICS_FIELDS = ('epoch,step,learning_rate,train_loss,train_accuracy,train_eval_loss,'
+                  'train_eval_accuracy,test_loss,test_accuracy,seconds').split(',')
 SHARED_ARCHIVE = os.path.join(REPO, '..', 'shared', 'data', 'cifar10-jpeg.tar.gz')
 
 
@@ -29,3 +33,23 @@ def cifar10_folder(tmp_path_factory):
   with tarfile.open(SHARED_ARCHIVE) as tar:
     tar.extractall(root, filter='data')
   return str(root / 'cifar10-jpeg')
+
+
+def write_run_dir(logdir: str, name: str, *, flags: str, metrics: list[list],
+                  results: dict | None = None, failed: str | None = None) -> str:
+  """A fabricated run directory as the training binary leaves it: flags.cfg,
+  metrics.csv (rows in METRICS_FIELDS order) and optionally results.json or
+  failed.txt. Returns its path."""
+  rundir = os.path.join(logdir, name)
+  os.makedirs(rundir, exist_ok=True)
+  with open(os.path.join(rundir, 'flags.cfg'), 'w') as f:
+    f.write(flags)
+  with open(os.path.join(rundir, 'metrics.csv'), 'w', newline='') as f:
+    csv.writer(f).writerows([METRICS_FIELDS, *metrics])
+  if results is not None:
+    with open(os.path.join(rundir, 'results.json'), 'w') as f:
+      json.dump(results, f)
+  if failed is not None:
+    with open(os.path.join(rundir, 'failed.txt'), 'w') as f:
+      f.write(failed)
+  return rundir

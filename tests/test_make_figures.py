@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import sys
@@ -13,39 +12,24 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
                                 'tools'))
 import make_figures  # pylint: disable=wrong-import-position
 
-HEADER = ('epoch,step,learning_rate,train_loss,train_accuracy,train_eval_loss,'
-          'train_eval_accuracy,test_loss,test_accuracy,seconds').split(',')
+from conftest import write_run_dir  # pylint: disable=wrong-import-position
 
 
 def fabricate(logdir: str, name: str, epochs: int = 5, steps_per_epoch: int = 40,
               results: dict | None = None, failed: str | None = None,
               train_size: int = 5000, target: int = 150) -> str:
   """A run directory with metrics.csv, flags.cfg and optionally results/failed."""
-  rundir = os.path.join(logdir, name)
-  os.makedirs(rundir, exist_ok=True)
-  with open(os.path.join(rundir, 'flags.cfg'), 'w') as f:
-    f.write(f'--epochs={target}\n--train_size={train_size}\n')
-  with open(os.path.join(rundir, 'metrics.csv'), 'w', newline='') as f:
-    writer = csv.writer(f)
-    writer.writerow(HEADER)
-    for e in range(1, epochs + 1):
-      acc = min(1.0, 0.2 * e)
-      writer.writerow([e, e * steps_per_epoch, 0.1 * 0.95 ** e, 2.3 / e, acc, 2.3 / e, acc,
-                       1.5, 0.5 + 0.05 * (e % 3), 10 * e])
+  metrics = [[e, e * steps_per_epoch, 0.1 * 0.95 ** e, 2.3 / e, min(1.0, 0.2 * e), 2.3 / e,
+              min(1.0, 0.2 * e), 1.5, 0.5 + 0.05 * (e % 3), 10 * e] for e in range(1, epochs + 1)]
   if results is not None:
-    full = dict(train_accuracy=1.0, test_accuracy=0.6, best_test_accuracy=0.65,
-                best_test_epoch=2, epochs_completed=epochs,
-                steps_completed=epochs * steps_per_epoch, fit_epoch=epochs,
-                fit_step=epochs * steps_per_epoch, trainable_params=1,
-                label_noise_fraction=0.0, wall_seconds=1.0, examples_per_second=1.0,
-                versions={}, config=dict(train_size=train_size, epochs=target))
-    full.update(results)
-    with open(os.path.join(rundir, 'results.json'), 'w') as f:
-      json.dump(full, f)
-  if failed is not None:
-    with open(os.path.join(rundir, 'failed.txt'), 'w') as f:
-      f.write(failed)
-  return rundir
+    results = dict(train_accuracy=1.0, test_accuracy=0.6, best_test_accuracy=0.65,
+                   best_test_epoch=2, epochs_completed=epochs,
+                   steps_completed=epochs * steps_per_epoch, fit_epoch=epochs,
+                   fit_step=epochs * steps_per_epoch, trainable_params=1,
+                   label_noise_fraction=0.0, wall_seconds=1.0, examples_per_second=1.0,
+                   versions={}, config=dict(train_size=train_size, epochs=target)) | results
+  return write_run_dir(logdir, name, flags=f'--epochs={target}\n--train_size={train_size}\n',
+                       metrics=metrics, results=results, failed=failed)
 
 
 def test_relative_convergence_divides_by_p0(tmp_path):

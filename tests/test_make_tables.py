@@ -12,29 +12,16 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
                                 'tools'))
 import make_tables  # pylint: disable=wrong-import-position
 import run_sweep  # pylint: disable=wrong-import-position
+from conftest import write_run_dir  # pylint: disable=wrong-import-position
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-METRICS_HEADER = ('epoch,step,learning_rate,train_loss,train_accuracy,train_eval_loss,'
-                  'train_eval_accuracy,test_loss,test_accuracy,seconds\n')
 
 
 def write_run(logdir, name: str, *, results: dict | None = None, failed: str | None = None,
               epochs_done: int = 0, flags: str = '--epochs=100\n--train_size=5000\n') -> str:
-  rundir = os.path.join(logdir, name)
-  os.makedirs(rundir)
-  with open(os.path.join(rundir, 'flags.cfg'), 'w') as f:
-    f.write(flags)
-  with open(os.path.join(rundir, 'metrics.csv'), 'w') as f:
-    f.write(METRICS_HEADER)
-    for e in range(1, epochs_done + 1):
-      f.write(f'{e},{40 * e},0.01,1.0,0.5,1.0,0.5,1.2,0.4,{e}\n')
-  if results is not None:
-    with open(os.path.join(rundir, 'results.json'), 'w') as f:
-      json.dump(results, f)
-  if failed is not None:
-    with open(os.path.join(rundir, 'failed.txt'), 'w') as f:
-      f.write(failed)
-  return rundir
+  metrics = [[e, 40 * e, 0.01, 1.0, 0.5, 1.0, 0.5, 1.2, 0.4, e] for e in range(1, epochs_done + 1)]
+  return write_run_dir(logdir, name, flags=flags, metrics=metrics, results=results,
+                       failed=failed)
 
 
 def fabricated(tmp_path) -> str:
