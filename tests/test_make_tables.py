@@ -133,3 +133,11 @@ def test_latex_and_cli(tmp_path, capsys):
   assert make_tables.main([f'--logdir={logdir}', '--table=2']) == 0
   assert '### Table 2' in capsys.readouterr().out
   assert make_tables.main([f'--logdir={tmp_path / "nope"}']) == 2
+
+
+def test_scale_names_a_test_subset(tmp_path):
+  write_run(str(tmp_path), 'table1/inception', epochs_done=3,
+            flags='--epochs=40\n--train_size=1000\n--test_size=1000\n',
+            results=dict(train_accuracy=1.0, test_accuracy=0.45, epochs_completed=3))
+  row = row_of(make_tables.render(str(tmp_path), 'markdown'), 'Inception', 'no', 'no')
+  assert '| 1,000 ex, test 1,000, 3/40 ep |' in row
