@@ -477,13 +477,14 @@ def crop_tables(images: np.ndarray, chunk: int = 2048) -> tuple[np.ndarray, np.n
   """
   n, h, w, c = images.shape
   t, s = h - CROP_SIZE + 1, w - CROP_SIZE + 1
-  scaled = images * 255.0
-  as_uint8 = bool(np.all(np.abs(scaled - np.round(scaled)) < 1e-3))
+  chunks = range(0, n, chunk)
+  as_uint8 = all(np.all(np.abs(scaled - np.round(scaled)) < 1e-3)
+                 for scaled in (images[lo:lo + chunk] * 255.0 for lo in chunks))
   dtype = np.uint8 if as_uint8 else np.float32
   rows = np.empty((n, s, h, CROP_SIZE * c), dtype)
   affine = np.empty((n, t, s, 2), np.float32)
   size = CROP_SIZE * CROP_SIZE * c
-  for lo in range(0, n, chunk):
+  for lo in chunks:
     x = images[lo:lo + chunk].astype(np.float64)
     for col in range(s):
       cut = x[:, :, col:col + CROP_SIZE, :].reshape(len(x), h, CROP_SIZE * c)
