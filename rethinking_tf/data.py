@@ -44,7 +44,8 @@ CROP_SIZE = 28  # Appendix A: CIFAR-10 images are centre-cropped to 28x28.
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif')
 
 # Salts that keep the independent random streams apart.
-_SALT_CORRUPT, _SALT_CLASS, _SALT_PERM, _SALT_PIXELS, _SALT_GAUSS = 11, 12, 13, 14, 15
+_SALT_CORRUPT, _SALT_CLASS, _SALT_PERM, _SALT_PIXELS, _SALT_GAUSS, _SALT_CROP = (
+    11, 12, 13, 14, 15, 16)
 
 
 class DataError(ValueError):
@@ -503,17 +504,30 @@ def crop_tables(images: np.ndarray, chunk: int = 2048) -> tuple[np.ndarray, np.n
   return rows.reshape(n * s * h, CROP_SIZE * c), affine.reshape(n * t * s, 2)
 
 
+def crop_indices(index: tf.Tensor, offsets: tf.Tensor, height: int, width: int
+                 ) -> tuple[tf.Tensor, tf.Tensor]:
+  """Where the windows at (row, col) `offsets` [B, 2] of images `index` [B]
+  are in `crop_tables`' tables: (row ids [B, CROP_SIZE], affine ids [B])."""
+  t, s = height - CROP_SIZE + 1, width - CROP_SIZE + 1
+  index, row, col = tf.cast(index, tf.int64), offsets[:, 0], offsets[:, 1]
+  first = (index * s + col) * height + row
+  return first[:, None] + tf.range(CROP_SIZE, dtype=tf.int64), (index * t + row) * s + col
+
+
+def crop_from_tables(rows: tf.Tensor, affine: tf.Tensor, row_ids: tf.Tensor,
+                     affine_ids: tf.Tensor) -> tf.Tensor:
+  """The standardized windows [B, CROP_SIZE, CROP_SIZE, C] at `crop_indices`."""
+  x = tf.gather(rows, tf.reshape(row_ids, [-1]))
+  ab = tf.gather(affine, affine_ids)
+  x = tf.reshape(tf.cast(x, tf.float32), [tf.shape(affine_ids)[0], -1]) * ab[:, :1] + ab[:, 1:]
+  return tf.reshape(x, [-1, CROP_SIZE, CROP_SIZE, rows.shape[1] // CROP_SIZE])
+
+
 def crop_batch(rows: tf.Tensor, affine: tf.Tensor, index: tf.Tensor,
                offsets: tf.Tensor, height: int, width: int) -> tf.Tensor:
   """Standardized CROP_SIZE windows at (row, col) `offsets` [B, 2] of images
   `index` [B], from `crop_tables` of images of size height x width."""
-  t, s = height - CROP_SIZE + 1, width - CROP_SIZE + 1
-  index, row, col = tf.cast(index, tf.int64), offsets[:, 0], offsets[:, 1]
-  first = (index * s + col) * height + row
-  x = tf.gather(rows, tf.reshape(first[:, None] + tf.range(CROP_SIZE, dtype=tf.int64), [-1]))
-  ab = tf.gather(affine, (index * t + row) * s + col)
-  x = tf.reshape(tf.cast(x, tf.float32), [tf.shape(index)[0], -1]) * ab[:, :1] + ab[:, 1:]
-  return tf.reshape(x, [-1, CROP_SIZE, CROP_SIZE, rows.shape[1] // CROP_SIZE])
+  return crop_from_tables(rows, affine, *crop_indices(index, offsets, height, width))
 
 
 def random_offsets(n: tf.Tensor, height: int, width: int, seed: tf.Tensor) -> tf.Tensor:
@@ -532,8 +546,9 @@ def make_pipelines(name: str, data_dir: str | None, rand: Randomization,
   For in-memory data sets the randomization ops run once as a tf.data pass
   and their result is kept in memory (safe because every randomization is
   fixed per example, section 2.1). Each epoch then gathers batches from it in
-  an order drawn statelessly from (seed, epoch); the random crop (per step)
-  is keyed by (seed, epoch, batch). The whole run is reproducible.
+  an order drawn statelessly from (seed, epoch); the random crop's windows
+  (a new one per example per epoch) are keyed by (seed, epoch) too. The whole
+  run is reproducible.
   """
   if not DATASETS[name].info.in_memory:
     if test_size:
@@ -566,18 +581,19 @@ def make_pipelines(name: str, data_dir: str | None, rand: Randomization,
     eval_map = lambda i: (tf.gather(train_x, i), tf.gather(train_y, i))
 
   def epoch(e):
-    order = tf.random.experimental.stateless_shuffle(
-        tf.range(n, dtype=tf.int64), tf.stack([tf.constant(rand.seed, tf.int64), e]))
-    batches = tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
-    return batches.enumerate().map(lambda b, i: (e, b, i))
-
-  def gather(e, b, i):
+    key = tf.stack([tf.constant(rand.seed, tf.int64), e])
+    order = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), key)
     if not random_crop:
-      return tf.gather(train_x, i), tf.gather(train_y, i)
-    key = tf.random.experimental.stateless_fold_in(
-        tf.stack([tf.constant(rand.seed, tf.int64), e]), b)
-    offsets = random_offsets(tf.shape(i)[0], h, w, key)
-    return crop_batch(rows, affine, i, offsets, h, w), tf.gather(train_y, i)
+      return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+    # A window per example of the epoch, drawn and located for the whole
+    # epoch at once: each batch is then two gathers and an affine map.
+    offsets = random_offsets(n, h, w, tf.random.experimental.stateless_fold_in(key, _SALT_CROP))
+    return tf.data.Dataset.from_tensor_slices(
+        (order, *crop_indices(order, offsets, h, w))).batch(batch_size)
+
+  def gather(i, *crop_ids):
+    x = crop_from_tables(rows, affine, *crop_ids) if random_crop else tf.gather(train_x, i)
+    return x, tf.gather(train_y, i)
 
   def train_ds(initial_epoch: int) -> tf.data.Dataset:
     return (tf.data.Dataset.counter(initial_epoch).flat_map(epoch)
