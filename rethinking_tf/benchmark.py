@@ -102,20 +102,27 @@ def machine() -> dict[str, Any]:
 
 
 def matmul_peak(n: int = 2048, dtype: str = 'float32', seconds: float = 1.0,
-                min_repeats: int = 3) -> dict[str, float]:
-  """Dense n x n matrix product FLOP/s (2 n^3 per product), median of repeats."""
-  a = tf.random.stateless_normal([n, n], [1, 2], dtype=tf.float32)
-  b = tf.random.stateless_normal([n, n], [3, 4], dtype=tf.float32)
+                min_repeats: int = 3, shape: tuple[int, int, int] | None = None
+                ) -> dict[str, float]:
+  """Dense matrix product FLOP/s, median of repeats: n x n by n x n, or
+  `shape` = (m, k, p), an m x k by k x p product (2 m k p FLOPs)."""
+  m, k, p = shape or (n, n, n)
+  a = tf.random.stateless_normal([m, k], [1, 2], dtype=tf.float32)
+  b = tf.random.stateless_normal([k, p], [3, 4], dtype=tf.float32)
   a, b = tf.cast(a, dtype), tf.cast(b, dtype)
-  tf.linalg.matmul(a, b).numpy()  # warm-up
+  product = tf.function(tf.linalg.matmul)
+  product(a, b).numpy()  # warm-up
+  repeats = max(1, int(2e9 / (m * k * p)))  # >= ~4 GFLOP per timed sample
   times, cpu_times = [], []
   start = time.perf_counter()
   while len(times) < min_repeats or time.perf_counter() - start < seconds:
     t, c = time.perf_counter(), time.process_time()
-    tf.linalg.matmul(a, b)[0, 0].numpy()
-    times.append(time.perf_counter() - t)
-    cpu_times.append(time.process_time() - c)
-  flops = 2.0 * n**3
+    for _ in range(repeats):
+      out = product(a, b)
+    out[0, 0].numpy()
+    times.append((time.perf_counter() - t) / repeats)
+    cpu_times.append((time.process_time() - c) / repeats)
+  flops = 2.0 * m * k * p
   return {'flops_per_second': flops / statistics.median(times),
           'best_flops_per_second': flops / min(times),
           'flops_per_cpu_second': flops / statistics.median(cpu_times),

@@ -27,3 +27,17 @@ def test_benchmark_last_line_json():
   for key in ('matmul_flops_per_second', 'pipeline_images_per_second'):
     assert result[key] > 0, key
   assert isinstance(result['randomization_overhead'], float)
+
+
+def test_gemm_shapes():
+  proc = subprocess.run(
+      [sys.executable, os.path.join(REPO, 'tools', 'benchmark.py'),
+       '--gemm_shapes=64x64x64,32x100x10'], capture_output=True, text=True, timeout=120,
+      cwd=REPO)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  rates = json.loads(proc.stdout.strip().splitlines()[-1])['gemm_flops_per_second']
+  assert set(rates) == {'64x64x64', '32x100x10'} and min(rates.values()) > 0
+  bad = subprocess.run(
+      [sys.executable, os.path.join(REPO, 'tools', 'benchmark.py'), '--gemm_shapes=64x64'],
+      capture_output=True, text=True, timeout=120, cwd=REPO)
+  assert bad.returncode == 2 and '--gemm_shapes: 64x64; allowed: MxKxN' in bad.stderr

@@ -62,6 +62,9 @@ flags.DEFINE_integer('intra_op_threads', 0, 'TF intra-op threads (0 = TF default
 flags.DEFINE_integer('inter_op_threads', 0, 'TF inter-op threads (0 = TF default).',
                      lower_bound=0)
 flags.DEFINE_string('json_out', None, 'Also write the full results here.')
+flags.DEFINE_list('gemm_shapes', None, 'Instead of the models: float32 matrix-product '
+                  'GFLOP/s for each MxKxN (an MxK by KxN product), e.g. 2048x2048x2048,'
+                  '128x2352x512 (the first layer of MLP 1x512 at batch 128), then exit.')
 
 
 def benchmark_modes():
@@ -99,6 +102,14 @@ def main(argv):
   if FLAGS.dataset == 'image_folder' and not FLAGS.data_dir:
     _fail('--dataset=image_folder needs --data_dir')
 
+  shapes = []
+  for text in FLAGS.gemm_shapes or []:
+    try:
+      shapes.append(tuple(int(v) for v in text.lower().split('x')))
+      assert len(shapes[-1]) == 3 and min(shapes[-1]) >= 1
+    except (ValueError, AssertionError):
+      _fail(f'--gemm_shapes: {text}; allowed: MxKxN with positive integers')
+
   logging.set_verbosity(logging.WARNING)
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   tf.get_logger().setLevel('ERROR')
@@ -107,6 +118,16 @@ def main(argv):
   if FLAGS.inter_op_threads:
     tf.config.threading.set_inter_op_parallelism_threads(FLAGS.inter_op_threads)
   from rethinking_tf import benchmark  # pylint: disable=g-import-not-at-top
+  if shapes:
+    print('M x K x N              GFLOP/s (best)  (median)')
+    rates = {}
+    for shape in shapes:
+      r = benchmark.matmul_peak(shape=shape, seconds=1.0, min_repeats=5)
+      rates['x'.join(map(str, shape))] = r['best_flops_per_second']
+      print(f'{"x".join(map(str, shape)):22s} {r["best_flops_per_second"] / 1e9:14.1f}'
+            f'  {r["flops_per_second"] / 1e9:8.1f}')
+    print(json.dumps({'gemm_flops_per_second': rates}))
+    return
   from rethinking_tf import data  # pylint: disable=g-import-not-at-top
   from rethinking_tf import trainer  # pylint: disable=g-import-not-at-top
   strategy = trainer.make_strategy(FLAGS.strategy, FLAGS.num_cpu_devices)
