@@ -112,16 +112,16 @@ def matmul_peak(n: int = 2048, dtype: str = 'float32', seconds: float = 1.0,
   a, b = tf.cast(a, dtype), tf.cast(b, dtype)
   product = tf.function(tf.linalg.matmul)
   product(a, b).numpy()  # warm-up
-  repeats = max(1, int(2e9 / (m * k * p)))  # >= ~4 GFLOP per timed sample
   times, cpu_times = [], []
   start = time.perf_counter()
   while len(times) < min_repeats or time.perf_counter() - start < seconds:
-    t, c = time.perf_counter(), time.process_time()
-    for _ in range(repeats):
+    t, c, calls = time.perf_counter(), time.process_time(), 0
+    while calls == 0 or time.perf_counter() - t < 0.05:  # small products: many calls
       out = product(a, b)
-    out[0, 0].numpy()
-    times.append((time.perf_counter() - t) / repeats)
-    cpu_times.append((time.process_time() - c) / repeats)
+      out[0, 0].numpy()
+      calls += 1
+    times.append((time.perf_counter() - t) / calls)
+    cpu_times.append((time.process_time() - c) / calls)
   flops = 2.0 * m * k * p
   return {'flops_per_second': flops / statistics.median(times),
           'best_flops_per_second': flops / min(times),
