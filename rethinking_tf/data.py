@@ -483,7 +483,7 @@ def crop_tables(images: np.ndarray, chunk: int = 2048) -> tuple[np.ndarray, np.n
                  for scaled in (images[lo:lo + chunk] * 255.0 for lo in chunks))
   dtype = np.uint8 if as_uint8 else np.float32
   rows = np.empty((n, s, h, CROP_SIZE * c), dtype)
-  affine = np.empty((n, t, s, 2), np.float32)
+  moments = np.empty((n, t, s, 2))  # float64 window means of x and x^2
   size = CROP_SIZE * CROP_SIZE * c
   for lo in chunks:
     x = images[lo:lo + chunk].astype(np.float64)
@@ -496,11 +496,11 @@ def crop_tables(images: np.ndarray, chunk: int = 2048) -> tuple[np.ndarray, np.n
       grid[:, 1:, 1:] = (x ** power).sum(-1).cumsum(1).cumsum(2)
       sums = (grid[:, CROP_SIZE:, CROP_SIZE:] - grid[:, :t, CROP_SIZE:]
               - grid[:, CROP_SIZE:, :s] + grid[:, :t, :s])
-      affine[lo:lo + chunk, ..., k] = sums / size
-  mean, square = affine[..., 0].astype(np.float64), affine[..., 1].astype(np.float64)
+      moments[lo:lo + chunk, ..., k] = sums / size
+  mean, square = moments[..., 0], moments[..., 1]
   std = np.maximum(np.sqrt(np.maximum(square - mean ** 2, 0.0)), 1.0 / np.sqrt(size))
   scale = 1.0 / std / (255.0 if as_uint8 else 1.0)
-  affine[..., 0], affine[..., 1] = scale, -mean / std
+  affine = np.stack([scale, -mean / std], axis=-1).astype(np.float32)
   return rows.reshape(n * s * h, CROP_SIZE * c), affine.reshape(n * t * s, 2)
 
 
