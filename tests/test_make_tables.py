@@ -139,5 +139,10 @@ def test_scale_names_a_test_subset(tmp_path):
   write_run(str(tmp_path), 'table1/inception', epochs_done=3,
             flags='--epochs=40\n--train_size=1000\n--test_size=1000\n',
             results=dict(train_accuracy=1.0, test_accuracy=0.45, epochs_completed=3))
-  row = row_of(make_tables.render(str(tmp_path), 'markdown'), 'Inception', 'no', 'no')
-  assert '| 1,000 ex, test 1,000, 3/40 ep |' in row
+  write_run(str(tmp_path), 'table1/inception_wd', epochs_done=3,  # config values are ints
+            flags='--epochs=40\n', results=dict(
+                train_accuracy=1.0, test_accuracy=0.45, epochs_completed=3,
+                config=dict(train_size=1000, test_size=500, epochs=40)))
+  text = make_tables.render(str(tmp_path), 'markdown')
+  assert '| 1,000 ex, test 1,000, 3/40 ep |' in row_of(text, 'Inception', 'no', 'no')
+  assert '| 1,000 ex, test 500, 3/40 ep |' in row_of(text, 'Inception', 'no', 'yes')

@@ -160,8 +160,11 @@ class Run:
     size = self.train_size
     size_text = 'all' if size == 0 else ('?' if size is None else f'{size:,}')
     target = self.epochs_target
-    test = self.flags.get('test_size')
-    test_text = f', test {int(test):,}' if test and test.isdigit() and int(test) else ''
+    try:
+      test = int(self.flags.get('test_size') or 0)
+    except (TypeError, ValueError):
+      test = 0
+    test_text = f', test {test:,}' if test else ''
     return (f'{prefix}{size_text} ex{test_text}, '
             f'{self.epochs_done}/{target if target is not None else "?"} ep')
 
