@@ -329,7 +329,11 @@ def test_identical_finished_run_is_copied_not_trained(fake, tmp_path, capsys):
   assert json.loads((b / 'results.json').read_text())['test_accuracy'] == 0.25
   assert (b / 'metrics.csv').exists() and not (b / 'checkpoints').exists()
   assert 'copied its outputs instead of training' in (b / 'train.log').read_text()
-  # Finished now, so the next sweep skips it; --no_reuse trains a fresh copy.
+  # Finished now, so the next sweep skips it (no conflict though the copied
+  # config says labels=corrupted, p = 1); --no_reuse trains a fresh copy.
+  config = json.loads((b / 'results.json').read_text())
+  config['config'].update(labels='corrupted', corrupt_prob=1.0)
+  (b / 'results.json').write_text(json.dumps(config))
   assert sweep(logdir, same) == 0
   assert 'already finished' in capsys.readouterr().out
   d = fake('figure1/d', '--model=mlp_1x64', '--epochs=7', '--labels=random')

@@ -212,9 +212,26 @@ class Job:
         config = json.load(f).get('config') or {}
     except (OSError, ValueError):
       return []
-    want = {**DEFAULTS, **self.flags}
+    want = _same_labels({**DEFAULTS, **self.flags})
+    config = _same_labels(config)
     return [f'--{k}={v} (ran with {config[k]!r})' for k, v in want.items()
             if k in config and not _same_value(k, v, config[k])]
+
+
+def _same_labels(values: dict) -> dict:
+  """`labels=corrupted` with p = 0 or 1 written as `labels=true` / `random`.
+
+  data.label_tables redraws a label when u < p for u in [0, 1), so p = 0
+  redraws none and p = 1 all, from the same tables: the same run
+  (tests/test_data.py checks this).
+  """
+  try:
+    p = float(values.get('corrupt_prob') or 0)
+  except (TypeError, ValueError):
+    return values
+  if values.get('labels') == 'corrupted' and p in (0.0, 1.0):
+    return {**values, 'labels': 'true' if p == 0.0 else 'random', 'corrupt_prob': 0.0}
+  return values
 
 
 def canonical_flags(values: dict[str, str]) -> dict[str, object]:
@@ -222,9 +239,7 @@ def canonical_flags(values: dict[str, str]) -> dict[str, object]:
 
   Two runs with equal canonical flags compute the same thing. Besides number
   and bool spelling, `--labels=corrupted` with p = 0 or 1 is the same run as
-  `--labels=true` or `--labels=random`: data.label_tables redraws a label
-  when u < p for u in [0, 1), so p = 0 redraws none and p = 1 all, from the
-  same tables (tests/test_data.py checks this).
+  `--labels=true` or `--labels=random` (`_same_labels`).
   """
   kinds = {**TRAIN_FLAGS, **EXTRA_FLAGS}
   out: dict[str, object] = {}
@@ -240,10 +255,7 @@ def canonical_flags(values: dict[str, str]) -> dict[str, object]:
       out[name] = os.path.realpath(os.path.expanduser(value)) if value else None
     else:
       out[name] = value
-  if out.get('labels') == 'corrupted' and out.get('corrupt_prob') in (0.0, 1.0):
-    out['labels'] = 'true' if out['corrupt_prob'] == 0.0 else 'random'
-    out['corrupt_prob'] = 0.0
-  return out
+  return _same_labels(out)
 
 
 def finished_flags(rundir: str) -> dict[str, object] | None:
