@@ -531,7 +531,7 @@ def crop_batch(rows: tf.Tensor, affine: tf.Tensor, index: tf.Tensor,
 
 
 def random_offsets(n: tf.Tensor, height: int, width: int, seed: tf.Tensor) -> tf.Tensor:
-  """Independent uniform (row, col) window offsets [n, 2] for a batch."""
+  """Independent uniform (row, col) window offsets [n, 2], one per example."""
   t, s = height - CROP_SIZE + 1, width - CROP_SIZE + 1
   k = tf.random.stateless_uniform([n], seed, minval=0, maxval=t * s, dtype=tf.int64)
   return tf.stack([k // s, k % s], axis=1)

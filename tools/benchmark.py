@@ -125,8 +125,9 @@ def main(argv):
     rates = {}
     for shape in shapes:
       r = benchmark.matmul_peak(shape=shape, seconds=1.0, min_repeats=5)
-      rates['x'.join(map(str, shape))] = r['best_flops_per_second']
-      print(f'{"x".join(map(str, shape)):22s} {r["best_flops_per_second"] / 1e9:14.1f}'
+      label = 'x'.join(map(str, shape))
+      rates[label] = r['best_flops_per_second']
+      print(f'{label:22s} {r["best_flops_per_second"] / 1e9:14.1f}'
             f'  {r["flops_per_second"] / 1e9:8.1f}')
     print(json.dumps({'gemm_flops_per_second': rates}))
     return

@@ -131,21 +131,21 @@ class Run:
       return int(self.results['epochs_completed'])
     return len(self.metrics)
 
-  @property
-  def epochs_target(self) -> int | None:
-    value = self.flags.get('epochs')
+  def int_flag(self, name: str) -> int | None:
+    """An integer flag of the run; None if absent or not an integer."""
+    value = self.flags.get(name)
     try:
       return int(value) if value is not None else None
     except (TypeError, ValueError):
       return None
 
   @property
+  def epochs_target(self) -> int | None:
+    return self.int_flag('epochs')
+
+  @property
   def train_size(self) -> int | None:
-    value = self.flags.get('train_size')
-    try:
-      return int(value) if value is not None else None
-    except (TypeError, ValueError):
-      return None
+    return self.int_flag('train_size')
 
   def scale(self, dataset: str | None = None) -> str:
     """E.g. '5,000 ex, 37/100 ep' ('all' = the full training set), with
@@ -160,10 +160,7 @@ class Run:
     size = self.train_size
     size_text = 'all' if size == 0 else ('?' if size is None else f'{size:,}')
     target = self.epochs_target
-    try:
-      test = int(self.flags.get('test_size') or 0)
-    except (TypeError, ValueError):
-      test = 0
+    test = self.int_flag('test_size')
     test_text = f', test {test:,}' if test else ''
     return (f'{prefix}{size_text} ex{test_text}, '
             f'{self.epochs_done}/{target if target is not None else "?"} ep')
