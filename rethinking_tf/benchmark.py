@@ -47,6 +47,7 @@ import numpy as np
 import tensorflow as tf
 
 from rethinking_tf import data
+from rethinking_tf import models
 from rethinking_tf import trainer
 
 CIFAR_MODELS = ('inception', 'alexnet', 'mlp_1x512', 'mlp_3x512')
@@ -156,6 +157,154 @@ def flops_per_image(model: keras.Model) -> dict[str, Any]:
   return {'forward': forward, 'train': train,
           'method': 'analytic: conv+dense multiply-adds x2; train = forward + '
                     'weight grads + input grads (not for the first layer)'}
+
+
+# ---------------------------------------------------------------------------
+# Where a step's time goes: each layer alone, and the step's phases.
+
+
+def _seconds_per_call(fn, seconds: float, repeats: int = 3, loops: int = 10) -> float:
+  """Best seconds per iteration of `fn(n)`, a tf.function that runs its body n times.
+
+  The body repeats inside the graph (a `tf.range` loop), so the cost of calling
+  a tf.function (about 0.1-0.2 ms here) is spread over `loops` iterations, as
+  ops inside one training step are.
+  """
+  n = tf.constant(loops)
+  fn(n).numpy()  # trace and warm up
+  best = float('inf')
+  for _ in range(repeats):
+    start, calls = time.perf_counter(), 0
+    while calls == 0 or time.perf_counter() - start < seconds:
+      out = fn(n)
+      calls += 1
+    out.numpy()
+    best = min(best, (time.perf_counter() - start) / (calls * loops))
+  return best
+
+
+def _repeat(body):
+  """A tf.function running `body()` (a float32 scalar) n times in a graph loop."""
+
+  @tf.function
+  def fn(n):
+    total = tf.constant(0.0)
+    for _ in tf.range(n):
+      total += body()
+    return total
+
+  return fn
+
+
+def _first_value(tensors) -> tf.Tensor:
+  """One float32 scalar that depends on every tensor (keeps them computed)."""
+  return tf.add_n([tf.cast(tf.reshape(t, [-1])[0], tf.float32)
+                   for t in tf.nest.flatten(tensors)])
+
+
+def _layer_functions(layer: keras.layers.Layer, inputs, sources: list,
+                     grad_out: tf.Tensor):
+  """Repeating tf.functions of `layer` alone: forward, forward + gradients."""
+
+  def forward():
+    return _first_value(layer(inputs, training=True))
+
+  def backward():
+    with tf.GradientTape() as tape:
+      tape.watch(tf.nest.flatten(inputs))
+      y = layer(inputs, training=True)
+    if not sources:
+      return _first_value(y)
+    # y too: a gradient that does not need the output must not prune the forward.
+    return _first_value([y, tape.gradient(y, sources, output_gradients=grad_out)])
+
+  return _repeat(forward), _repeat(backward)
+
+
+def step_breakdown(model_name: str, batch_size: int = 128, precision: str = 'float32',
+                   seconds: float = 0.2, input_shape=(28, 28, 3),
+                   num_classes: int = 10) -> dict[str, Any]:
+  """Each layer's forward and forward+backward time alone, and the step's phases.
+
+  Every layer of the model (built as the trainer builds it, training mode) is
+  timed alone on random inputs of its own shapes at `batch_size`: forward, and
+  forward plus the gradients w.r.t. its weights and inputs (not the model's
+  input) for a random output gradient, each in its own `tf.function`. The
+  whole model is timed as forward (loss), forward + gradients, the optimizer
+  update alone (`trainer.MomentumSGD`, as the binary) and the full step. The
+  layers' sum against the full step is what running them in one graph adds or
+  saves; the conv and dense layers' FLOPs over their own time is the fastest
+  a step made of them can go at these shapes.
+  """
+  keras.mixed_precision.set_global_policy(precision)
+  try:
+    model = models.build(model_name, input_shape, num_classes)
+  finally:
+    keras.mixed_precision.set_global_policy('float32')
+  seed = iter(range(1, 1_000_000))
+  normal = lambda shape, dtype: tf.cast(tf.random.stateless_normal(
+      [batch_size, *shape[1:]], [next(seed), 0]), dtype)
+  layers, seen_weights = [], False
+  for layer in model.layers:
+    if isinstance(layer, keras.layers.InputLayer):
+      continue
+    inputs = tf.nest.map_structure(lambda t: normal(t.shape, t.dtype), layer.input)
+    # As flops_per_image: no input gradient before the first layer with weights.
+    sources = (tf.nest.flatten(inputs) if seen_weights else []) + layer.trainable_weights
+    out = layer(inputs, training=True)
+    forward, backward = _layer_functions(layer, inputs, sources,
+                                         normal(out.shape, out.dtype))
+    flops = batch_size * 2 * _layer_macs(layer) * (3 if seen_weights else 2)
+    seen_weights = seen_weights or bool(layer.trainable_weights)
+    layers.append({'name': layer.name, 'type': type(layer).__name__,
+                   'output_shape': list(out.shape[1:]), 'train_flops': flops,
+                   'forward_seconds': _seconds_per_call(forward, seconds),
+                   'train_seconds': _seconds_per_call(backward, seconds)})
+
+  loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+  x = normal((None, *input_shape), tf.float32)
+  y = tf.random.stateless_uniform([batch_size], [7, 7], 0, num_classes, tf.int32)
+  optimizer = trainer.MomentumSGD(0.01, momentum=0.9)
+  weights = model.trainable_variables
+  optimizer.build(weights)
+  fake_grads = [tf.zeros_like(w) for w in weights]
+
+  def loss():
+    return loss_fn(y, model(x, training=True))
+
+  def gradients():
+    with tf.GradientTape() as tape:
+      value = loss()
+    return tape.gradient(value, weights)
+
+  def update():
+    optimizer.apply(fake_grads, weights)
+    return tf.constant(0.0)
+
+  def step():
+    optimizer.apply(gradients(), weights)
+    return tf.constant(0.0)
+
+  phases = {name: _seconds_per_call(_repeat(fn), seconds) for name, fn in (
+      ('forward', loss), ('forward_and_gradients', lambda: _first_value(gradients())),
+      ('update', update), ('step', step))}
+  conv_dense = [r for r in layers if r['train_flops']]
+  flops = sum(r['train_flops'] for r in layers)
+  by_type: dict[str, float] = {}
+  for r in layers:
+    by_type[r['type']] = by_type.get(r['type'], 0.0) + r['train_seconds']
+  return {
+      'model': model_name, 'batch_size': batch_size, 'precision': precision,
+      'layers': layers, 'seconds_by_type': by_type,
+      'layers_train_seconds': sum(r['train_seconds'] for r in layers),
+      'conv_dense_train_seconds': sum(r['train_seconds'] for r in conv_dense),
+      'train_flops_per_step': flops,
+      'phases_seconds': phases,
+      # The conv and dense layers at their own speed, everything else free.
+      'conv_dense_flops_per_second': flops / max(
+          sum(r['train_seconds'] for r in conv_dense), 1e-12),
+      'step_flops_per_second': flops / phases['step'],
+  }
 
 
 # ---------------------------------------------------------------------------
@@ -393,10 +542,13 @@ def _target(model: str) -> float:
 def run(cases: Sequence[ModelCase], strategy: tf.distribute.Strategy | None = None,
         pipeline_batches: int = 200, pipeline_train_size: int | None = 1280,
         matmul_n: int = 2048, accuracy_epochs: int = 0,
-        pipeline_modes: Sequence[str] | None = None) -> dict[str, Any]:
+        pipeline_modes: Sequence[str] | None = None,
+        breakdown: bool = False) -> dict[str, Any]:
   """Measures every case, the pipeline per randomization and the matmul peak.
 
-  Returns the JSON-ready result; `checks` holds each target with PASS/FAIL.
+  With `breakdown`, also `step_breakdown` of each model (first case's batch
+  size and precision). Returns the JSON-ready result; `checks` holds each
+  target with PASS/FAIL.
   """
   results: dict[str, Any] = {'machine': machine(), 'models': {}, 'variants': []}
   peaks: dict[str, list[float]] = {'float32': []}
@@ -415,6 +567,9 @@ def run(cases: Sequence[ModelCase], strategy: tf.distribute.Strategy | None = No
     if case.precision != 'float32':
       sample(half(case.precision))
     measured.append((case, measure_model(case, strategy)))
+    if breakdown and case.model not in results.setdefault('breakdown', {}):
+      results['breakdown'][case.model] = step_breakdown(
+          case.model, case.batch_size, case.precision)
   sample('float32')
   # The peak is the best matmul rate seen in this run (the machine may be shared).
   peak = {k: max(v) for k, v in peaks.items()}
@@ -434,6 +589,10 @@ def run(cases: Sequence[ModelCase], strategy: tf.distribute.Strategy | None = No
       results['models'][case.model] = r
     else:
       results['variants'].append(r)
+  for b in results.get('breakdown', {}).values():
+    ref = peak['float32' if b['precision'] == 'float32' else half(b['precision'])]
+    b['conv_dense_peak_fraction'] = b['conv_dense_flops_per_second'] / ref
+    b['step_peak_fraction'] = b['step_flops_per_second'] / ref
   results['matmul_flops_per_second'] = peak['float32']
   results['matmul_flops_per_second_samples'] = peaks['float32']
   results['matmul_flops_per_cpu_second'] = cpu_peak['float32']
@@ -538,6 +697,12 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
       'checks_passed': sum(c['pass'] for c in results['checks']),
       'checks_failed': [c['target'] for c in results['checks'] if not c['pass']],
   }
+  if results.get('breakdown'):
+    out['breakdown'] = {name: {
+        'step_seconds': b['phases_seconds']['step'], 'phases_seconds': b['phases_seconds'],
+        'seconds_by_type': b['seconds_by_type'], 'step_peak_fraction': b['step_peak_fraction'],
+        'conv_dense_peak_fraction': b['conv_dense_peak_fraction']}
+        for name, b in results['breakdown'].items()}
   for key in ('matmul_bfloat16_flops_per_second', 'matmul_float16_flops_per_second',
               'precision_accuracy'):
     if key in results:
@@ -595,6 +760,8 @@ def format_table(results: dict[str, Any]) -> str:
                         f"share of {results['fastest_model']} step", 'added vs baseline',
                         '(CPU)',
                         'setup s'), rows)]
+  for name, b in results.get('breakdown', {}).items():
+    lines += ['', format_breakdown(b)]
   if 'precision_accuracy' in results:
     rows = [(a['model'], a['precision'], str(a['epochs']), f"{a['train_accuracy']:.4f}",
              f"{a['test_accuracy']:.4f}", f"{a['seconds']:.1f}")
@@ -604,6 +771,36 @@ def format_table(results: dict[str, Any]) -> str:
   rows = [(c['target'], f"{c['value']:.3f}", f"{c['required']:g}",
            'PASS' if c['pass'] else 'FAIL') for c in results['checks']]
   lines += ['', _table(('target', 'measured', 'required', 'result'), rows)]
+  return '\n'.join(lines)
+
+
+def format_breakdown(b: dict[str, Any], slowest: int = 8) -> str:
+  """Where one model's step goes: phases, time by layer type, slowest layers."""
+  ms = lambda seconds: f'{seconds * 1e3:.3f}'
+  ph = b['phases_seconds']
+  total = b['layers_train_seconds']
+  lines = [f"{b['model']} (batch {b['batch_size']}, {b['precision']}), whole model: forward "
+           f"{ms(ph['forward'])} ms, forward+gradients {ms(ph['forward_and_gradients'])} ms, "
+           f"update alone {ms(ph['update'])} ms, step {ms(ph['step'])} ms = "
+           f"{b['step_flops_per_second'] / 1e9:.1f} GFLOP/s"
+           + (f" ({b['step_peak_fraction']:.3f} of peak)" if 'step_peak_fraction' in b else '')
+           + f"; each layer alone, forward+backward: {ms(total)} ms in all; its conv and "
+           f"dense layers {ms(b['conv_dense_train_seconds'])} ms = "
+           f"{b['conv_dense_flops_per_second'] / 1e9:.1f} GFLOP/s"
+           + (f" ({b['conv_dense_peak_fraction']:.3f} of peak)"
+              if 'conv_dense_peak_fraction' in b else '')]
+  counts: dict[str, int] = {}
+  for r in b['layers']:
+    counts[r['type']] = counts.get(r['type'], 0) + 1
+  rows = [(kind, str(counts[kind]), ms(sec), f'{sec / total:.3f}')
+          for kind, sec in sorted(b['seconds_by_type'].items(), key=lambda kv: -kv[1])]
+  lines += [_table(('layer type', 'layers', 'fwd+bwd ms', 'share'), rows)]
+  rows = [(r['name'], r['type'], 'x'.join(map(str, r['output_shape'])),
+           f"{r['train_flops'] / 1e6:.1f}", ms(r['forward_seconds']), ms(r['train_seconds']),
+           f"{r['train_flops'] / r['train_seconds'] / 1e9:.1f}" if r['train_flops'] else '-')
+          for r in sorted(b['layers'], key=lambda r: -r['train_seconds'])[:slowest]]
+  lines += [_table(('slowest layers', 'type', 'output', 'MFLOP', 'fwd ms', 'fwd+bwd ms',
+                    'GFLOP/s'), rows)]
   return '\n'.join(lines)
 
 

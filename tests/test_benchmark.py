@@ -12,7 +12,7 @@ def test_benchmark_last_line_json():
   proc = subprocess.run(
       [sys.executable, os.path.join(REPO, 'tools', 'benchmark.py'),
        '--models=mlp_1x64', '--train_size=256', '--batch_size=64', '--steps=4',
-       '--pipeline_batches=5', '--pipeline_modes=random_crop'],
+       '--pipeline_batches=5', '--pipeline_modes=random_crop', '--breakdown'],
       capture_output=True, text=True, timeout=120, cwd=REPO)
   assert proc.returncode == 0, proc.stderr[-3000:]
   lines = proc.stdout.strip().splitlines()
@@ -27,6 +27,11 @@ def test_benchmark_last_line_json():
   for key in ('matmul_flops_per_second', 'pipeline_images_per_second'):
     assert result[key] > 0, key
   assert isinstance(result['randomization_overhead'], float)
+  b = result['breakdown']['mlp_1x64']
+  assert set(b['phases_seconds']) == {'forward', 'forward_and_gradients', 'update', 'step'}
+  assert set(b['seconds_by_type']) == {'Flatten', 'Dense'}
+  assert 0 < b['step_peak_fraction'] < 1.5
+  assert any(line.startswith('mlp_1x64 (batch 64, float32), whole model') for line in lines)
 
 
 def test_gemm_shapes():
@@ -41,3 +46,19 @@ def test_gemm_shapes():
       [sys.executable, os.path.join(REPO, 'tools', 'benchmark.py'), '--gemm_shapes=64x64'],
       capture_output=True, text=True, timeout=120, cwd=REPO)
   assert bad.returncode == 2 and '--gemm_shapes: 64x64; allowed: MxKxN' in bad.stderr
+
+
+def test_step_breakdown_counts_every_layer():
+  import keras  # pylint: disable=g-import-not-at-top
+  from rethinking_tf import benchmark, models  # pylint: disable=g-import-not-at-top
+  b = benchmark.step_breakdown('alexnet', batch_size=4, seconds=0.01)
+  model = models.build('alexnet', (28, 28, 3), 10)
+  kinds = [type(l).__name__ for l in model.layers
+           if not isinstance(l, keras.layers.InputLayer)]
+  assert [r['type'] for r in b['layers']] == kinds
+  assert b['train_flops_per_step'] == 4 * benchmark.flops_per_image(model)['train']
+  assert b['layers'][0]['train_flops'] == 4 * 2 * 2 * (28 * 28 * 64 * 5 * 5 * 3)
+  assert all(r['forward_seconds'] > 0 and r['train_seconds'] > 0 for r in b['layers'])
+  assert b['seconds_by_type']['LocalResponseNormalization'] > 0
+  assert b['layers_train_seconds'] > b['conv_dense_train_seconds'] > 0
+  assert 'LocalResponseNormalization' in benchmark.format_breakdown(b)

@@ -62,6 +62,61 @@ def test_lrn_layer_round_trips_its_config():
   assert clone.depth_radius == 2
 
 
+@pytest.mark.parametrize('radius,bias,alpha,beta,channels', [
+    (4, 1.0, 0.001 / 9.0, 0.75, 64),   # small Alexnet's LRN
+    (2, 2.0, 1e-2, 0.5, 7),            # windows clipped at both ends, generic beta
+    (5, 1.0, 0.05, 0.75, 3),           # window wider than the channels
+])
+def test_lrn_matches_tensorflow_values_and_gradients(radius, bias, alpha, beta, channels):
+  """models.local_response_normalization is tf.nn.local_response_normalization."""
+  x = 3.0 * tf.random.stateless_normal([4, 5, 6, channels], [1, 2])
+  dy = tf.random.stateless_normal(x.shape, [3, 4])
+
+  def value_and_grad(fn):
+    with tf.GradientTape() as tape:
+      tape.watch(x)
+      y = fn(x, depth_radius=radius, bias=bias, alpha=alpha, beta=beta)
+    return y, tape.gradient(y, x, output_gradients=dy)
+
+  y, dx = value_and_grad(models.local_response_normalization)
+  y_tf, dx_tf = value_and_grad(tf.nn.local_response_normalization)
+  np.testing.assert_allclose(y, y_tf, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(dx, dx_tf, rtol=1e-4, atol=1e-5)
+  assert float(tf.reduce_max(tf.abs(dx_tf - dy))) > 1e-3  # the normalization matters here
+
+
+@pytest.mark.parametrize('scale,policy', [(False, 'float32'), (True, 'float32'),
+                                          (False, 'mixed_bfloat16')])
+def test_fused_batch_norm_matches_keras(scale, policy):
+  """models.BatchNormalization computes what keras.layers.BatchNormalization does."""
+  x = 2.0 * tf.random.stateless_normal([8, 5, 5, 6], [1, 2]) + 1.0
+  dy = tf.random.stateless_normal(x.shape, [3, 4])
+  keras.mixed_precision.set_global_policy(policy)
+  try:
+    ours = models.BatchNormalization(scale=scale, momentum=0.9)
+    theirs = keras.layers.BatchNormalization(scale=scale, momentum=0.9)
+  finally:
+    keras.mixed_precision.set_global_policy('float32')
+  tol = dict(rtol=2e-2, atol=2e-2) if policy != 'float32' else dict(rtol=1e-4, atol=1e-4)
+  results = []
+  for layer in (ours, theirs):
+    layer.build(x.shape)
+    layer.beta.assign(tf.range(6, dtype=tf.float32) / 10)
+    if scale:
+      layer.gamma.assign(1.0 + tf.range(6, dtype=tf.float32) / 5)
+    with tf.GradientTape() as tape:
+      tape.watch(x)
+      y = layer(tf.cast(x, layer.compute_dtype), training=True)
+    grads = tape.gradient(y, [x] + layer.trainable_weights,
+                          output_gradients=tf.cast(dy, y.dtype))
+    results.append([y, *grads, layer.moving_mean, layer.moving_variance,
+                    layer(x, training=False)])
+  assert len(results[0]) == len(results[1]) == (7 if scale else 6)
+  for a, b in zip(*results):
+    np.testing.assert_allclose(tf.cast(a, tf.float32), tf.cast(b, tf.float32), **tol)
+  assert not np.allclose(ours.moving_variance, 1.0)  # the update happened
+
+
 def test_same_seed_same_initial_weights():
   a = models.build('alexnet', CIFAR, 10, seed=3).get_weights()
   b = models.build('alexnet', CIFAR, 10, seed=3).get_weights()

@@ -5,6 +5,7 @@
     python tools/benchmark.py --models=mlp_1x512 --steps_per_execution=1,16
     python tools/benchmark.py --precision=float32,mixed_bfloat16 --accuracy_epochs=10
     python tools/benchmark.py --dataset=image_folder --data_dir=/path/cifar10-jpeg
+    python tools/benchmark.py --models=alexnet --breakdown   # where a step goes
 
 Prints a table (models, input pipeline per randomization, targets with
 PASS/FAIL), then one JSON object on the last line. What each number includes
@@ -63,6 +64,10 @@ flags.DEFINE_integer('intra_op_threads', 0, 'TF intra-op threads (0 = TF default
                      lower_bound=0)
 flags.DEFINE_integer('inter_op_threads', 0, 'TF inter-op threads (0 = TF default).',
                      lower_bound=0)
+flags.DEFINE_bool('breakdown', False, 'Also show where each model\'s step goes: every '
+                  'layer timed alone (forward, forward+backward) and the step\'s phases '
+                  '(forward, gradients, optimizer update). Adds about 30 s for small '
+                  'Alexnet, minutes for small Inception.')
 flags.DEFINE_string('json_out', None, 'Also write the full results here.')
 flags.DEFINE_list('gemm_shapes', None, 'Instead of the models: float32 matrix-product '
                   'GFLOP/s for each MxKxN (an MxK by KxN product), e.g. 2048x2048x2048,'
@@ -165,7 +170,8 @@ def main(argv):
   results = benchmark.run(cases, strategy, pipeline_batches=batches,
                           pipeline_train_size=FLAGS.train_size or None,
                           accuracy_epochs=FLAGS.accuracy_epochs,
-                          pipeline_modes=FLAGS.pipeline_modes)
+                          pipeline_modes=FLAGS.pipeline_modes,
+                          breakdown=FLAGS.breakdown)
   results['command'] = ' '.join(sys.argv)
   if FLAGS.json_out:
     with open(FLAGS.json_out, 'w') as f:
