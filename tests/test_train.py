@@ -170,6 +170,22 @@ def test_cifar10_offline_fails_fast(tmp_path):
   assert time.time() - start < 30
 
 
+def test_steps_per_execution_computes_the_same_run(tmp_path):
+  """The default (auto: 4 steps per call here) gives step-for-step equal metrics."""
+  from rethinking_tf import trainer  # pylint: disable=g-import-not-at-top
+  assert [trainer.auto_steps_per_execution(n) for n in (4, 11, 391, 40, 64, 97)] == [
+      4, 11, 23, 20, 32, 1]
+  args = [*TINY, '--epochs=2', '--labels=random', '--dropout=0.5']
+  one = run_module(TRAIN, *args, '--steps_per_execution=1', f'--logdir={tmp_path}/one')
+  auto = run_module(TRAIN, *args, f'--logdir={tmp_path}/auto')
+  assert one.returncode == 0 and auto.returncode == 0, auto.stderr
+  strip = lambda rows: [{k: v for k, v in r.items() if k != 'seconds'} for r in rows]
+  assert strip(_rows(f'{tmp_path}/one')) == strip(_rows(f'{tmp_path}/auto'))
+  assert [r['step'] for r in _rows(f'{tmp_path}/auto')] == ['4', '8']
+  spe = lambda d: json.load(open(f'{tmp_path}/{d}/results.json'))['steps_per_execution']
+  assert (spe('one'), spe('auto')) == (1, 4)
+
+
 def test_steps_per_execution_must_divide_the_epoch(tmp_path):
   # digits: 1,347 images = 11 steps of 128; 4 does not divide 11.
   proc = run_module(TRAIN, '--dataset=digits', '--model=mlp_1x64',

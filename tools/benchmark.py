@@ -45,8 +45,9 @@ flags.DEFINE_enum('dataset', 'digits', ['digits', 'image_folder', 'cifar10'],
 flags.DEFINE_string('data_dir', None, 'Root of the image_folder tree / tfds data_dir.')
 flags.DEFINE_integer('train_size', 1280, 'Training examples (0 = all); a multiple '
                      'of --batch_size avoids a partial last batch.', lower_bound=0)
-flags.DEFINE_list('steps_per_execution', ['1'], 'Values of steps_per_execution to '
-                  'measure, side by side (e.g. 1,16).')
+flags.DEFINE_list('steps_per_execution', ['0'], 'Values of steps_per_execution to '
+                  'measure, side by side (e.g. 1,10); 0 = the training binary\'s default '
+                  '(the largest divisor of the epoch\'s steps up to 32).')
 flags.DEFINE_list('precision', ['float32'], 'Keras precision policies to measure: '
                   'float32, mixed_bfloat16, mixed_float16.')
 flags.DEFINE_list('random_crop', ['false'], 'Train with --random_crop false and/or '
@@ -97,10 +98,10 @@ def main(argv):
       _fail(f'--precision: {p}; allowed: float32, mixed_bfloat16, mixed_float16')
   try:
     spes = [int(s) for s in FLAGS.steps_per_execution]
-    assert all(s >= 1 for s in spes)
+    assert all(s >= 0 for s in spes)
   except (ValueError, AssertionError):
     _fail(f'--steps_per_execution={",".join(FLAGS.steps_per_execution)}: '
-          'positive integers')
+          'integers >= 0 (0 = the binary\'s default)')
   crops = [c.lower() in ('true', '1', 'yes') for c in FLAGS.random_crop]
   known = [m[0] for m in benchmark_modes()]
   for m in FLAGS.pipeline_modes or []:
@@ -156,7 +157,7 @@ def main(argv):
       for precision, crop in [(p, c) for p in FLAGS.precision for c in crops]:
         num_train = train_size or data.check_available(FLAGS.dataset, FLAGS.data_dir)[0]
         steps_per_epoch = -(-num_train // FLAGS.batch_size)
-        if steps_per_epoch % spe:
+        if spe and steps_per_epoch % spe:
           _fail(f'--steps_per_execution={spe} does not divide the {steps_per_epoch} '
                 f'steps of a {name} epoch (Keras would run past the epoch)')
         epochs = warmup + (max(1, -(-FLAGS.steps // steps_per_epoch)) if FLAGS.steps

@@ -87,10 +87,11 @@ BINARY_DEFAULTS: dict[str, str] = {
     **DEFAULTS, 'augment': 'false', 'bn_momentum': '0.9', 'dataset': 'cifar10',
     'epochs': '100', 'learning_rate': '0', 'model': 'inception', 'momentum': '0.9',
     'num_cpu_devices': '1', 'precision': 'float32', 'quiet': 'false',
-    'random_crop': 'false', 'steps_per_execution': '1', 'strategy': 'default',
+    'random_crop': 'false', 'steps_per_execution': '0', 'strategy': 'default',
 }
-# Flags that do not change what a run computes.
-COSMETIC_FLAGS = ('quiet',)
+# Flags that do not change what a run computes (steps_per_execution: a test
+# checks equal metrics).
+COSMETIC_FLAGS = ('quiet', 'steps_per_execution')
 # Flags a flagfile or --set may not carry: the runner owns them.
 RUNNER_FLAGS = ('logdir', 'overwrite')
 
