@@ -41,6 +41,9 @@ import tensorflow as tf
 LABEL_MODES = ('true', 'corrupted', 'random')
 INPUT_MODES = ('original', 'shuffled_pixels', 'random_pixels', 'gaussian')
 CROP_SIZE = 28  # Appendix A: CIFAR-10 images are centre-cropped to 28x28.
+# Training batches are gathered this many at a time, then cut apart: the same
+# batches, with tf.data's per-element work paid once per chunk (docs/performance.md).
+CHUNK_BATCHES = 16
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif')
 
 # Salts that keep the independent random streams apart.
@@ -537,6 +540,16 @@ def random_offsets(n: tf.Tensor, height: int, width: int, seed: tf.Tensor) -> tf
   return tf.stack([k // s, k % s], axis=1)
 
 
+def split_batches(x: tf.Tensor, y: tf.Tensor, batch_size: int) -> tf.data.Dataset:
+  """Consecutive batches of `batch_size` of a chunk (x, y); the last may be short."""
+  full = tf.shape(y)[0] // batch_size * batch_size
+  whole = tf.data.Dataset.from_tensor_slices((
+      tf.reshape(x[:full], [-1, batch_size, *x.shape[1:]]),
+      tf.reshape(y[:full], [-1, batch_size])))
+  rest = tf.data.Dataset.from_tensors((x[full:], y[full:]))
+  return whole.concatenate(rest.filter(lambda _, r: tf.size(r) > 0))
+
+
 def make_pipelines(name: str, data_dir: str | None, rand: Randomization,
                    batch_size: int, train_size: int | None = None,
                    random_crop: bool = False, eval_batch_size: int | None = None,
@@ -580,16 +593,18 @@ def make_pipelines(name: str, data_dir: str | None, rand: Randomization,
     train_x, train_y = map(_variable, _collect(train_raw.map(centre, auto)))
     eval_map = lambda i: (tf.gather(train_x, i), tf.gather(train_y, i))
 
+  chunk = batch_size * CHUNK_BATCHES
+
   def epoch(e):
     key = tf.stack([tf.constant(rand.seed, tf.int64), e])
     order = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), key)
     if not random_crop:
-      return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+      return tf.data.Dataset.from_tensor_slices(order).batch(chunk)
     # A window per example of the epoch, drawn and located for the whole
-    # epoch at once: each batch is then two gathers and an affine map.
+    # epoch at once: each chunk is then two gathers and an affine map.
     offsets = random_offsets(n, h, w, tf.random.experimental.stateless_fold_in(key, _SALT_CROP))
     return tf.data.Dataset.from_tensor_slices(
-        (order, *crop_indices(order, offsets, h, w))).batch(batch_size)
+        (order, *crop_indices(order, offsets, h, w))).batch(chunk)
 
   def gather(i, *crop_ids):
     x = crop_from_tables(rows, affine, *crop_ids) if random_crop else tf.gather(train_x, i)
@@ -597,7 +612,8 @@ def make_pipelines(name: str, data_dir: str | None, rand: Randomization,
 
   def train_ds(initial_epoch: int) -> tf.data.Dataset:
     return (tf.data.Dataset.counter(initial_epoch).flat_map(epoch)
-            .map(gather, num_parallel_calls=auto, deterministic=True).prefetch(auto))
+            .map(gather, num_parallel_calls=auto, deterministic=True)
+            .flat_map(lambda x, y: split_batches(x, y, batch_size)).prefetch(auto))
 
   index_batches = lambda size, b: tf.data.Dataset.range(size).batch(b)
   return Pipelines(

@@ -67,7 +67,8 @@ flags.DEFINE_integer('num_cpu_devices', 1, 'Split the CPU into this many logical
                      'devices (to test --strategy=mirrored without GPUs).', lower_bound=1)
 flags.DEFINE_integer('steps_per_execution', 0, 'Training steps per tf.function call; '
                      'the same computation, less per-call overhead (MLPs on a CPU: '
-                     '+15-54%). 0 = the largest divisor of the epoch\'s steps up to 32.',
+                     '+15-54%). 0 = the largest divisor of the epoch\'s steps up to 32 (1 with '
+                     'more than one replica).',
                      lower_bound=0)
 flags.DEFINE_enum('precision', 'float32', ['float32', 'mixed_bfloat16', 'mixed_float16'],
                   'Opt-in mixed precision: mixed_bfloat16 on CPUs with bf16 (AMX, '
@@ -128,6 +129,10 @@ def main(argv):
   if FLAGS.batch_size % replicas:
     cli.fail(f'--batch_size={FLAGS.batch_size} is not divisible by the {replicas} '
              'replicas; the global batch is split evenly over replicas')
+  if FLAGS.steps_per_execution > 1 and replicas > 1:
+    cli.fail(f'--steps_per_execution={FLAGS.steps_per_execution} with {replicas} replicas: '
+             'Keras 3 fails on more than one step per call under a distribution '
+             'strategy (keras-team/keras#19246); allowed: 0 (auto, 1 here) or 1')
   from rethinking_tf import data  # pylint: disable=g-import-not-at-top
   num_train = FLAGS.train_size or data.check_available(FLAGS.dataset, data_args['data_dir'])[0]
   if FLAGS.test_size:

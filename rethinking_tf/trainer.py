@@ -76,14 +76,18 @@ class MomentumSGD(keras.optimizers.SGD):
 MAX_AUTO_STEPS_PER_EXECUTION = 32
 
 
-def auto_steps_per_execution(steps_per_epoch: int) -> int:
+def auto_steps_per_execution(steps_per_epoch: int, num_replicas: int = 1) -> int:
   """The largest divisor of the epoch's steps up to 32: training steps per call.
 
   Running several steps per tf.function call computes the same steps (a test
   checks equal metrics) with less per-call Python and dispatch work: +15-54%
   for the MLPs on a CPU (docs/performance.md), nothing for the conv nets. It
-  must divide the epoch, because Keras runs whole executions.
+  must divide the epoch, because Keras runs whole executions; above 32 Keras'
+  tf.data loop refuses (keras-team/keras#20344); and with more than one replica
+  Keras 3 fails on it (keras-team/keras#19246), so there it is 1.
   """
+  if num_replicas > 1:
+    return 1
   return max(d for d in range(1, min(steps_per_epoch, MAX_AUTO_STEPS_PER_EXECUTION) + 1)
              if steps_per_epoch % d == 0)
 
@@ -226,8 +230,12 @@ class _Trainer:
     c = self.config
     self.p = pipelines
     keras.utils.set_random_seed(c.randomization.seed)
-    self.steps_per_execution = (c.steps_per_execution
-                                or auto_steps_per_execution(pipelines.steps_per_epoch))
+    replicas = self.strategy.num_replicas_in_sync
+    if c.steps_per_execution > 1 and replicas > 1:
+      raise ValueError(f'steps_per_execution={c.steps_per_execution} with {replicas} '
+                       'replicas: Keras 3 fails on it (keras-team/keras#19246); use 0 or 1')
+    self.steps_per_execution = (c.steps_per_execution or auto_steps_per_execution(
+        pipelines.steps_per_epoch, replicas))
     if pipelines.steps_per_epoch % self.steps_per_execution:
       raise ValueError(f'steps_per_execution={c.steps_per_execution} does not divide '
                        f'the {pipelines.steps_per_epoch} steps of an epoch')

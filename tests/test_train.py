@@ -138,6 +138,8 @@ def test_resume_refuses_other_settings(tmp_path):
     ('--logdir=/proc/forbidden', '--logdir=/proc/forbidden is not writable'),
     ('--strategy=mirrored --num_cpu_devices=2 --batch_size=5',
      '--batch_size=5 is not divisible by the 2 replicas'),
+    ('--strategy=mirrored --num_cpu_devices=2 --steps_per_execution=11',
+     '--steps_per_execution=11 with 2 replicas: Keras 3 fails'),
 ])
 def test_bad_flags_fail_fast_with_one_line(tmp_path, flag, message):
   args = ['--dataset=digits', f'--logdir={tmp_path}/run', '--model=mlp_1x64']

@@ -140,6 +140,9 @@ def main(argv):
   from rethinking_tf import data  # pylint: disable=g-import-not-at-top
   from rethinking_tf import trainer  # pylint: disable=g-import-not-at-top
   strategy = trainer.make_strategy(FLAGS.strategy, FLAGS.num_cpu_devices)
+  if strategy.num_replicas_in_sync > 1 and max(spes) > 1:
+    _fail(f'--steps_per_execution={max(spes)} with {strategy.num_replicas_in_sync} replicas: '
+          'Keras 3 fails on it (keras-team/keras#19246); allowed: 0 or 1')
   if FLAGS.batch_size % strategy.num_replicas_in_sync:
     _fail(f'--batch_size={FLAGS.batch_size} is not divisible by '
           f'{strategy.num_replicas_in_sync} replicas')
