@@ -277,3 +277,24 @@ def test_random_crop_pipeline_matches_reference():
   x_eval, _ = next(iter(p.train_eval))
   np.testing.assert_allclose(x_eval.numpy(), data.standardize(images[:len(x_eval)]).numpy(),
                              atol=2e-5)
+
+
+def test_train_batches_are_the_epoch_order_cut_into_batches():
+  """Chunked gathering (CHUNK_BATCHES batches at a time) gives exactly the batches
+  of the epoch's seeded order, the short last one included, epoch after epoch."""
+  rand = data.Randomization(labels='random', seed=3)
+  n, b = 1100, 32  # 35 batches per epoch: 34 of 32 and one of 12; 3 chunks of <= 16
+  p = data.make_pipelines('digits', None, rand, batch_size=b, train_size=n)
+  assert p.steps_per_epoch == 35 and data.CHUNK_BATCHES < 35
+  x_all = np.concatenate([x.numpy() for x, _ in p.train_eval])
+  y_all = np.concatenate([y.numpy() for _, y in p.train_eval])
+  it = iter(p.train(4))
+  for e in (4, 5):
+    order = tf.random.experimental.stateless_shuffle(
+        tf.range(n, dtype=tf.int64), tf.constant([3, e], tf.int64)).numpy()
+    for k in range(p.steps_per_epoch):
+      x, y = next(it)
+      idx = order[k * b:(k + 1) * b]
+      assert len(y) == (12 if k == 34 else 32)
+      np.testing.assert_array_equal(x.numpy(), x_all[idx])
+      np.testing.assert_array_equal(y.numpy(), y_all[idx])
