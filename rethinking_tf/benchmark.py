@@ -462,8 +462,9 @@ def measure_model(case: ModelCase, strategy: tf.distribute.Strategy | None = Non
 # Input pipeline alone.
 
 
-def _drain(iterator, batches: int) -> tuple[float, float]:
-  """(wall, CPU) seconds to pull `batches` batches in one tf.function, as `fit` does."""
+def _drain(iterator, batches: int, warmup: int = 2) -> tuple[float, float]:
+  """(wall, CPU) seconds to pull `batches` batches in one tf.function, as `fit` does,
+  after `warmup` untimed ones."""
 
   @tf.function
   def drain(n):
@@ -473,7 +474,7 @@ def _drain(iterator, batches: int) -> tuple[float, float]:
       total += tf.cast(x[0, 0, 0, 0], tf.float32)
     return total
 
-  drain(tf.constant(2)).numpy()  # trace and warm up
+  drain(tf.constant(warmup)).numpy()  # trace, warm up, empty the prefetch buffers
   start, cpu = time.perf_counter(), time.process_time()
   drain(tf.constant(batches)).numpy()
   return time.perf_counter() - start, time.process_time() - cpu
@@ -481,34 +482,42 @@ def _drain(iterator, batches: int) -> tuple[float, float]:
 
 def measure_pipeline(dataset: str = 'digits', data_dir: str | None = None,
                      batch_size: int = 128, train_size: int | None = 1280,
-                     batches: int = 200, repeats: int = 3,
+                     batches: int = 200, repeats: int = 5,
                      modes: Sequence[tuple[str, dict[str, Any], bool]] = PIPELINE_MODES
                      ) -> dict[str, dict[str, float]]:
   """Images/s of `make_pipelines(..).train(0)` alone, per randomization.
 
   `setup_seconds` is the one-time cost (load, randomize, materialize);
   `seconds_per_batch` is the steady-state cost of one global batch pulled
-  inside a tf.function (as Keras' train function pulls them), the median of
-  `repeats` rounds that visit the modes in turn (side by side under the same
-  machine load).
+  inside a tf.function (as Keras' train function pulls them): the best of
+  `repeats` rounds that visit the modes in turn, as timeit takes the best,
+  because every mode but the crop does the same gather per batch and their
+  medians still differed by up to 4% of an MLP step on this shared machine.
+  The medians are kept as `median_seconds_per_batch` (and CPU).
   """
-  iterators, setups = {}, {}
+  pipelines, setups = {}, {}
   for name, kwargs, crop in modes:
     t0 = time.perf_counter()
-    p = data.make_pipelines(dataset, data_dir, data.Randomization(**kwargs),
-                            batch_size, train_size, crop)
-    iterators[name] = iter(p.train(0))
-    next(iterators[name])
+    pipelines[name] = data.make_pipelines(dataset, data_dir, data.Randomization(**kwargs),
+                                          batch_size, train_size, crop)
+    next(iter(pipelines[name].train(0)))
     setups[name] = time.perf_counter() - t0
-  times: dict[str, list[tuple[float, float]]] = {name: [] for name in iterators}
+  times: dict[str, list[tuple[float, float]]] = {name: [] for name in pipelines}
   for _ in range(repeats):
-    for name, it in iterators.items():
-      times[name].append(_drain(it, batches))
+    for name, p in pipelines.items():
+      # A new iterator per round, emptied of what it prefetched before timing,
+      # and dropped after: no mode's background prefetching runs while
+      # another is timed, and no round is served from a full buffer.
+      it = iter(p.train(0))
+      times[name].append(_drain(it, batches, warmup=2 * data.CHUNK_BATCHES))
+      del it
   out = {}
   for name, ts in times.items():
-    s = statistics.median(t[0] for t in ts) / batches
+    s = min(t[0] for t in ts) / batches
     out[name] = {'images_per_second': batch_size / s, 'seconds_per_batch': s,
-                 'cpu_seconds_per_batch': statistics.median(t[1] for t in ts) / batches,
+                 'cpu_seconds_per_batch': min(t[1] for t in ts) / batches,
+                 'median_seconds_per_batch': statistics.median(t[0] for t in ts) / batches,
+                 'median_cpu_seconds_per_batch': statistics.median(t[1] for t in ts) / batches,
                  'setup_seconds': setups[name]}
   return out
 
@@ -564,6 +573,12 @@ def run(cases: Sequence[ModelCase], strategy: tf.distribute.Strategy | None = No
 
   half = lambda p: 'bfloat16' if 'bfloat16' in p else 'float16'
   first = cases[0]
+  # The pipeline first, in a fresh process (later, the models' graphs and
+  # buffers made its timings noisier).
+  modes = [m for m in PIPELINE_MODES
+           if pipeline_modes is None or m[0] == 'baseline' or m[0] in pipeline_modes]
+  pipe = measure_pipeline(first.dataset, first.data_dir, first.batch_size,
+                          pipeline_train_size, pipeline_batches, modes=modes)
   measured = []
   for case in cases:
     sample('float32')
@@ -607,10 +622,6 @@ def run(cases: Sequence[ModelCase], strategy: tf.distribute.Strategy | None = No
     if k in peak:
       results[f'matmul_{k}_flops_per_second'] = peak[k]
 
-  modes = [m for m in PIPELINE_MODES
-           if pipeline_modes is None or m[0] == 'baseline' or m[0] in pipeline_modes]
-  pipe = measure_pipeline(first.dataset, first.data_dir, first.batch_size,
-                          pipeline_train_size, pipeline_batches, modes=modes)
   results['pipeline'] = pipe
   results['pipeline_images_per_second'] = min(m['images_per_second'] for m in pipe.values())
   models = results['models'] or {r['model']: r for r in results['variants']}
