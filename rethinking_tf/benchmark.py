@@ -26,7 +26,10 @@ dicts. What each number includes:
 * `matmul`: a dense n x n float32 (or bfloat16) `tf.linalg.matmul`, timed in
   this process; sampled again before every model so that each model's
   `peak_fraction` is against the peak measured next to it.
-* `pipeline`: `make_pipelines(..).train(0)` iterated alone, per randomization.
+* `pipeline`: `make_pipelines(..).train(0)` iterated alone, per randomization
+  (first, on fresh iterators per round; see `measure_pipeline`).
+* `breakdown` (optional): `step_breakdown`, each layer alone and the step's
+  phases, beside the bare loop's Keras train function.
 * peak memory: `resource.getrusage(RUSAGE_SELF).ru_maxrss` (process-wide
   high-water mark, cumulative over everything measured before).
 """
