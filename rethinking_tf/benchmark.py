@@ -226,6 +226,36 @@ def _layer_functions(layer: keras.layers.Layer, inputs, sources: list,
   return _repeat(forward), _repeat(backward)
 
 
+def conv_layouts(height: int, channels_in: int, channels_out: int, kernel: int,
+                 batch_size: int = 128, seconds: float = 0.2,
+                 formats: Sequence[str] = ('NHWC', 'NCHW')) -> dict[str, float]:
+  """FLOP/s of one 'SAME' stride-1 convolution's training work per data layout.
+
+  Forward plus the gradients w.r.t. input and filter (3x the forward FLOPs)
+  of `tf.nn.conv2d` on a square `height` map, timed as `step_breakdown` times
+  a layer. NHWC is what Keras' channels_last models run.
+  """
+  flops = 3 * 2 * batch_size * height * height * kernel * kernel * channels_in * channels_out
+  out = {}
+  for fmt in formats:
+    shape = ([batch_size, height, height, channels_in] if fmt == 'NHWC'
+             else [batch_size, channels_in, height, height])
+    x = tf.random.stateless_normal(shape, [1, 2])
+    w = tf.Variable(tf.random.stateless_normal(
+        [kernel, kernel, channels_in, channels_out], [3, 4]) * 0.1)
+    conv = lambda: tf.nn.conv2d(x, w, 1, 'SAME', data_format=fmt)
+    dy = tf.random.stateless_normal(conv().shape, [5, 6])
+
+    def body(conv=conv, x=x, w=w, dy=dy):
+      with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = conv()
+      return _first_value([y, tape.gradient(y, [x, w], output_gradients=dy)])
+
+    out[fmt] = flops / _seconds_per_call(_repeat(body), seconds)
+  return out
+
+
 def step_breakdown(model_name: str, batch_size: int = 128, precision: str = 'float32',
                    seconds: float = 0.2, input_shape=(28, 28, 3),
                    num_classes: int = 10) -> dict[str, Any]:

@@ -48,6 +48,20 @@ def test_gemm_shapes():
   assert bad.returncode == 2 and '--gemm_shapes: 64x64; allowed: MxKxN' in bad.stderr
 
 
+def test_conv_shapes():
+  proc = subprocess.run(
+      [sys.executable, os.path.join(REPO, 'tools', 'benchmark.py'), '--batch_size=4',
+       '--conv_shapes=8x3x4x3'], capture_output=True, text=True, timeout=120, cwd=REPO)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  rates = json.loads(proc.stdout.strip().splitlines()[-1])['conv_flops_per_second']
+  assert set(rates) == {'8x3x4x3'} and set(rates['8x3x4x3']) == {'NHWC', 'NCHW'}
+  assert min(rates['8x3x4x3'].values()) > 0
+  bad = subprocess.run(
+      [sys.executable, os.path.join(REPO, 'tools', 'benchmark.py'), '--conv_shapes=8x3x4'],
+      capture_output=True, text=True, timeout=120, cwd=REPO)
+  assert bad.returncode == 2 and '--conv_shapes: 8x3x4; allowed: HxCINxCOUTxK' in bad.stderr
+
+
 def test_step_breakdown_counts_every_layer():
   import keras  # pylint: disable=g-import-not-at-top
   from rethinking_tf import benchmark, models  # pylint: disable=g-import-not-at-top

@@ -70,6 +70,10 @@ flags.DEFINE_bool('breakdown', False, 'Also show where each model\'s step goes: 
                   '(forward, gradients, optimizer update). Adds about 30 s for small '
                   'Alexnet, minutes for small Inception.')
 flags.DEFINE_string('json_out', None, 'Also write the full results here.')
+flags.DEFINE_list('conv_shapes', None, 'Instead of the models: training GFLOP/s of a '
+                  'convolution per data layout (NHWC, NCHW) for each HxCINxCOUTxK (an HxH '
+                  'map, CIN to COUT channels, KxK kernel), e.g. 14x64x64x5 (small Alexnet\'s '
+                  'second conv), then exit.')
 flags.DEFINE_list('gemm_shapes', None, 'Instead of the models: float32 matrix-product '
                   'GFLOP/s for each MxKxN (an MxK by KxN product), e.g. 2048x2048x2048,'
                   '128x2352x512 (the first layer of MLP 1x512 at batch 128), then exit.')
@@ -118,6 +122,14 @@ def main(argv):
     except (ValueError, AssertionError):
       _fail(f'--gemm_shapes: {text}; allowed: MxKxN with positive integers')
 
+  convs = []
+  for text in FLAGS.conv_shapes or []:
+    try:
+      convs.append(tuple(int(v) for v in text.lower().split('x')))
+      assert len(convs[-1]) == 4 and min(convs[-1]) >= 1
+    except (ValueError, AssertionError):
+      _fail(f'--conv_shapes: {text}; allowed: HxCINxCOUTxK with positive integers')
+
   logging.set_verbosity(logging.WARNING)
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   tf.get_logger().setLevel('ERROR')
@@ -126,6 +138,16 @@ def main(argv):
   if FLAGS.inter_op_threads:
     tf.config.threading.set_inter_op_parallelism_threads(FLAGS.inter_op_threads)
   from rethinking_tf import benchmark  # pylint: disable=g-import-not-at-top
+  if convs:
+    print(f'conv (H x CIN x COUT x K, batch {FLAGS.batch_size})   NHWC GFLOP/s   NCHW GFLOP/s')
+    rates = {}
+    for conv in convs:
+      label = 'x'.join(map(str, conv))
+      rates[label] = benchmark.conv_layouts(*conv, batch_size=FLAGS.batch_size)
+      print(f'{label:38s} {rates[label]["NHWC"] / 1e9:12.1f}   '
+            f'{rates[label]["NCHW"] / 1e9:12.1f}')
+    print(json.dumps({'conv_flops_per_second': rates}))
+    return
   if shapes:
     print('M x K x N              GFLOP/s (best)  (median)')
     rates = {}
