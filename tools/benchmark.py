@@ -89,6 +89,19 @@ def _fail(message: str) -> None:
   sys.exit(2)
 
 
+def _shapes(flag: str, spelling: str) -> list[tuple[int, ...]]:
+  """The values of list flag `flag`, each as many positive integers joined by
+  'x' as `spelling` has parts; fails naming the first value that is not."""
+  out = []
+  for text in getattr(FLAGS, flag) or []:
+    try:
+      out.append(tuple(int(v) for v in text.lower().split('x')))
+      assert len(out[-1]) == len(spelling.split('x')) and min(out[-1]) >= 1
+    except (ValueError, AssertionError):
+      _fail(f'--{flag}: {text}; allowed: {spelling} with positive integers')
+  return out
+
+
 def main(argv):
   if len(argv) > 1:
     _fail(f'unexpected arguments {argv[1:]}')
@@ -114,21 +127,8 @@ def main(argv):
   if FLAGS.dataset == 'image_folder' and not FLAGS.data_dir:
     _fail('--dataset=image_folder needs --data_dir')
 
-  shapes = []
-  for text in FLAGS.gemm_shapes or []:
-    try:
-      shapes.append(tuple(int(v) for v in text.lower().split('x')))
-      assert len(shapes[-1]) == 3 and min(shapes[-1]) >= 1
-    except (ValueError, AssertionError):
-      _fail(f'--gemm_shapes: {text}; allowed: MxKxN with positive integers')
-
-  convs = []
-  for text in FLAGS.conv_shapes or []:
-    try:
-      convs.append(tuple(int(v) for v in text.lower().split('x')))
-      assert len(convs[-1]) == 4 and min(convs[-1]) >= 1
-    except (ValueError, AssertionError):
-      _fail(f'--conv_shapes: {text}; allowed: HxCINxCOUTxK with positive integers')
+  shapes = _shapes('gemm_shapes', 'MxKxN')
+  convs = _shapes('conv_shapes', 'HxCINxCOUTxK')
 
   logging.set_verbosity(logging.WARNING)
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
