@@ -129,10 +129,6 @@ def main(argv):
   if FLAGS.batch_size % replicas:
     cli.fail(f'--batch_size={FLAGS.batch_size} is not divisible by the {replicas} '
              'replicas; the global batch is split evenly over replicas')
-  if FLAGS.steps_per_execution > 1 and replicas > 1:
-    cli.fail(f'--steps_per_execution={FLAGS.steps_per_execution} with {replicas} replicas: '
-             'Keras 3 fails on more than one step per call under a distribution '
-             'strategy (keras-team/keras#19246); allowed: 0 (auto, 1 here) or 1')
   from rethinking_tf import data  # pylint: disable=g-import-not-at-top
   num_train = FLAGS.train_size or data.check_available(FLAGS.dataset, data_args['data_dir'])[0]
   if FLAGS.test_size:
@@ -142,12 +138,10 @@ def main(argv):
     if FLAGS.test_size > num_test:
       cli.fail(f'--test_size={FLAGS.test_size} exceeds the {num_test} test examples '
                f'of --dataset={FLAGS.dataset}; allowed: 0 (all) to {num_test}')
-  steps = -(-num_train // FLAGS.batch_size)
-  if FLAGS.steps_per_execution and steps % FLAGS.steps_per_execution:
-    divisors = [d for d in range(1, steps + 1) if steps % d == 0]
-    cli.fail(f'--steps_per_execution={FLAGS.steps_per_execution} does not divide the '
-             f'{steps} steps of an epoch (Keras would run whole executions past the '
-             f'epoch); allowed: {", ".join(map(str, divisors[:12]))}')
+  error = trainer.steps_per_execution_error(
+      FLAGS.steps_per_execution, -(-num_train // FLAGS.batch_size), replicas)
+  if error:
+    cli.fail(f'--{error}')
   config = trainer.TrainConfig(
       logdir=logdir, random_crop=FLAGS.random_crop, augment=FLAGS.augment,
       model=FLAGS.model, batch_norm=FLAGS.batch_norm, bn_momentum=FLAGS.bn_momentum,

@@ -92,6 +92,22 @@ def auto_steps_per_execution(steps_per_epoch: int, num_replicas: int = 1) -> int
              if steps_per_epoch % d == 0)
 
 
+def steps_per_execution_error(steps_per_execution: int, steps_per_epoch: int,
+                              num_replicas: int) -> str | None:
+  """Why `steps_per_execution` cannot train (None if it can; 0 = auto always can)."""
+  spe = steps_per_execution
+  if spe > 1 and num_replicas > 1:
+    return (f'steps_per_execution={spe} with {num_replicas} replicas: Keras 3 fails on '
+            'more than one step per call under a distribution strategy '
+            '(keras-team/keras#19246); allowed: 0 (auto, 1 here) or 1')
+  if spe and steps_per_epoch % spe:
+    divisors = [d for d in range(1, steps_per_epoch + 1) if steps_per_epoch % d == 0]
+    return (f'steps_per_execution={spe} does not divide the {steps_per_epoch} steps of an '
+            'epoch (Keras would run whole executions past the epoch); allowed: '
+            + ', '.join(map(str, divisors[:12])))
+  return None
+
+
 class RunExists(RuntimeError):
   """The logdir holds a finished run, or a run with other settings."""
 
@@ -231,14 +247,12 @@ class _Trainer:
     self.p = pipelines
     keras.utils.set_random_seed(c.randomization.seed)
     replicas = self.strategy.num_replicas_in_sync
-    if c.steps_per_execution > 1 and replicas > 1:
-      raise ValueError(f'steps_per_execution={c.steps_per_execution} with {replicas} '
-                       'replicas: Keras 3 fails on it (keras-team/keras#19246); use 0 or 1')
+    error = steps_per_execution_error(c.steps_per_execution, pipelines.steps_per_epoch,
+                                      replicas)
+    if error:
+      raise ValueError(error)
     self.steps_per_execution = (c.steps_per_execution or auto_steps_per_execution(
         pipelines.steps_per_epoch, replicas))
-    if pipelines.steps_per_epoch % self.steps_per_execution:
-      raise ValueError(f'steps_per_execution={c.steps_per_execution} does not divide '
-                       f'the {pipelines.steps_per_epoch} steps of an epoch')
     decay_steps = c.lr_decay_steps or pipelines.steps_per_epoch
     keras.mixed_precision.set_global_policy(c.precision)
     try:

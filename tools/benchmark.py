@@ -162,9 +162,6 @@ def main(argv):
   from rethinking_tf import data  # pylint: disable=g-import-not-at-top
   from rethinking_tf import trainer  # pylint: disable=g-import-not-at-top
   strategy = trainer.make_strategy(FLAGS.strategy, FLAGS.num_cpu_devices)
-  if strategy.num_replicas_in_sync > 1 and max(spes) > 1:
-    _fail(f'--steps_per_execution={max(spes)} with {strategy.num_replicas_in_sync} replicas: '
-          'Keras 3 fails on it (keras-team/keras#19246); allowed: 0 or 1')
   if FLAGS.batch_size % strategy.num_replicas_in_sync:
     _fail(f'--batch_size={FLAGS.batch_size} is not divisible by '
           f'{strategy.num_replicas_in_sync} replicas')
@@ -182,9 +179,10 @@ def main(argv):
       for precision, crop in [(p, c) for p in FLAGS.precision for c in crops]:
         num_train = train_size or data.check_available(FLAGS.dataset, FLAGS.data_dir)[0]
         steps_per_epoch = -(-num_train // FLAGS.batch_size)
-        if spe and steps_per_epoch % spe:
-          _fail(f'--steps_per_execution={spe} does not divide the {steps_per_epoch} '
-                f'steps of a {name} epoch (Keras would run past the epoch)')
+        error = trainer.steps_per_execution_error(spe, steps_per_epoch,
+                                                  strategy.num_replicas_in_sync)
+        if error:
+          _fail(f'{name}: --{error}')
         epochs = warmup + (max(1, -(-FLAGS.steps // steps_per_epoch)) if FLAGS.steps
                            else timed_epochs)
         cases.append(benchmark.ModelCase(
