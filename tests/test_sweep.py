@@ -183,6 +183,18 @@ def test_finished_with_other_flags_is_a_conflict(fake, tmp_path, capsys):
   assert sweep(logdir, '--set', 'train_size=500', f) == 0
 
 
+def test_cosmetic_flags_are_no_conflict(fake, tmp_path, capsys):
+  f = fake('t/a', '--model=mlp_1x512', '--epochs=2')
+  logdir = tmp_path / 'runs'
+  assert sweep(logdir, '--set', 'steps_per_execution=1', f) == 0
+  with open(logdir / 't' / 'a' / 'results.json') as fh:
+    assert json.load(fh)['config']['steps_per_execution'] == 1
+  capsys.readouterr()
+  assert sweep(logdir, '--set', 'steps_per_execution=2', '--set', 'quiet=false', f) == 0
+  assert 'already finished' in capsys.readouterr().out
+  assert len(calls(str(logdir / 't' / 'a'))) == 1
+
+
 def test_parallel_runs_overlap(fake, tmp_path, monkeypatch):
   monkeypatch.setenv('FAKE_SLEEP', '1.0')
   files = [fake(f't/r{i}', '--model=mlp_1x512', '--epochs=1') for i in range(3)]

@@ -207,7 +207,8 @@ class Job:
   started: float = 0.0
 
   def conflicts(self) -> list[str]:
-    """Flags whose value differs from the finished run's results.json config."""
+    """Flags whose value differs from the finished run's results.json config
+    (cosmetic flags aside, as in `canonical_flags`)."""
     try:
       with open(os.path.join(self.rundir, RESULTS)) as f:
         config = json.load(f).get('config') or {}
@@ -216,7 +217,7 @@ class Job:
     want = _same_labels({**DEFAULTS, **self.flags})
     config = _same_labels(config)
     return [f'--{k}={v} (ran with {config[k]!r})' for k, v in want.items()
-            if k in config and not _same_value(k, v, config[k])]
+            if k in config and k not in COSMETIC_FLAGS and not _same_value(k, v, config[k])]
 
 
 def _same_labels(values: dict) -> dict:
