@@ -50,10 +50,13 @@ def _l2(weight_decay: float | None):
   return keras.regularizers.L2(weight_decay / 2) if weight_decay else None
 
 
-def _channel_window_sum(x: tf.Tensor, band: tf.Tensor) -> tf.Tensor:
-  """Sum over each channel's window of neighbouring channels: x @ band, per pixel."""
+def _channel_window_sum(x: tf.Tensor, band: tf.Tensor, bias: tf.Tensor | None = None
+                        ) -> tf.Tensor:
+  """Weighted sum over each channel's window of neighbouring channels, per pixel:
+  x @ band (+ bias, which grappler fuses into the product)."""
   channels = x.shape[-1]
-  return tf.reshape(tf.linalg.matmul(tf.reshape(x, [-1, channels]), band), tf.shape(x))
+  s = tf.linalg.matmul(tf.reshape(x, [-1, channels]), band)
+  return tf.reshape(s if bias is None else tf.nn.bias_add(s, bias), tf.shape(x))
 
 
 def local_response_normalization(x: tf.Tensor, depth_radius: int, bias: float,
@@ -62,33 +65,37 @@ def local_response_normalization(x: tf.Tensor, depth_radius: int, bias: float,
 
   y = x * (bias + alpha * s)^-beta, where s sums x^2 over the channels within
   `depth_radius` of each channel. The window sum is one matrix product with a
-  0/1 band matrix, and the gradient is written out by hand (the band is
-  symmetric):
+  band matrix (alpha folded in, bias added by the same fused kernel), and the
+  gradient is written out by hand (the band is symmetric):
 
       dx = dy * p - 2 alpha beta * x * band_sum(dy * y / d),
-      d = bias + alpha * s, p = d^-beta.
+      d = bias + alpha * s, p = d^-beta,
 
-  TensorFlow's own LRN gradient kernel took 27% of a small-Alexnet training
-  step on this CPU (docs/performance.md). A test checks the values and the
-  gradients against `tf.nn.local_response_normalization`; they agree to float32
-  rounding.
+  with -2 alpha beta folded into the backward band. Each element-wise pass
+  over the activations costs about as much as the products here, so fewer
+  passes is what makes it fast. TensorFlow's own LRN gradient kernel took 27%
+  of a small-Alexnet training step on this CPU (docs/performance.md). A test
+  checks the values and the gradients against
+  `tf.nn.local_response_normalization`; they agree to float32 rounding.
   """
   channels = x.shape[-1]
   index = np.arange(channels)
-  band = tf.constant(np.abs(index[:, None] - index[None, :]) <= depth_radius,
-                     dtype=x.dtype)
+  band = (np.abs(index[:, None] - index[None, :]) <= depth_radius).astype(np.float64)
+  forward_band = tf.constant(alpha * band, x.dtype)
+  backward_band = tf.constant(-2.0 * alpha * beta * band, x.dtype)
+  bias_vector = tf.constant(np.full([channels], bias), x.dtype)
 
   def power(d):  # d^-beta; d^-0.75 as rsqrt(d^1.5), cheaper than pow
     return tf.math.rsqrt(d * tf.sqrt(d)) if beta == 0.75 else tf.pow(d, -beta)
 
   @tf.custom_gradient
   def lrn(x):
-    d = bias + alpha * _channel_window_sum(tf.square(x), band)
+    d = _channel_window_sum(tf.square(x), forward_band, bias_vector)
     p = power(d)
     y = x * p
 
     def grad(dy):
-      return dy * p - (2.0 * alpha * beta) * x * _channel_window_sum(dy * y / d, band)
+      return dy * p + x * _channel_window_sum(dy * y / d, backward_band)
 
     return y, grad
 
