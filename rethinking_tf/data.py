@@ -540,6 +540,24 @@ def random_offsets(n: tf.Tensor, height: int, width: int, seed: tf.Tensor) -> tf
   return tf.stack([k // s, k % s], axis=1)
 
 
+def chunks(tensors, size: int) -> tf.data.Dataset:
+  """Consecutive chunks of `size` rows of `tensors` (a tensor or a tuple of
+  tensors sharing a static first dimension); the last chunk may be short.
+
+  The same elements as `from_tensor_slices(tensors).batch(size)`, without
+  tf.data's per-row batching work: on a 50,000-row epoch that work was about
+  0.07 ms per 128-image training batch, a few percent of an MLP step.
+  """
+  n = int(tf.nest.flatten(tensors)[0].shape[0])
+  whole = n // size * size
+  cut = lambda f: tf.nest.map_structure(f, tensors)
+  out = tf.data.Dataset.from_tensor_slices(
+      cut(lambda t: tf.reshape(t[:whole], [-1, size, *t.shape[1:]])))
+  if whole < n:
+    out = out.concatenate(tf.data.Dataset.from_tensors(cut(lambda t: t[whole:])))
+  return out
+
+
 def split_batches(x: tf.Tensor, y: tf.Tensor, batch_size: int) -> tf.data.Dataset:
   """Consecutive batches of `batch_size` of a chunk (x, y); the last may be short."""
   full = tf.shape(y)[0] // batch_size * batch_size
@@ -599,12 +617,11 @@ def make_pipelines(name: str, data_dir: str | None, rand: Randomization,
     key = tf.stack([tf.constant(rand.seed, tf.int64), e])
     order = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), key)
     if not random_crop:
-      return tf.data.Dataset.from_tensor_slices(order).batch(chunk)
+      return chunks(order, chunk)
     # A window per example of the epoch, drawn and located for the whole
     # epoch at once: each chunk is then two gathers and an affine map.
     offsets = random_offsets(n, h, w, tf.random.experimental.stateless_fold_in(key, _SALT_CROP))
-    return tf.data.Dataset.from_tensor_slices(
-        (order, *crop_indices(order, offsets, h, w))).batch(chunk)
+    return chunks((order, *crop_indices(order, offsets, h, w)), chunk)
 
   def gather(i, *crop_ids):
     x = crop_from_tables(rows, affine, *crop_ids) if random_crop else tf.gather(train_x, i)
@@ -615,7 +632,7 @@ def make_pipelines(name: str, data_dir: str | None, rand: Randomization,
             .map(gather, num_parallel_calls=auto, deterministic=True)
             .flat_map(lambda x, y: split_batches(x, y, batch_size)).prefetch(auto))
 
-  index_batches = lambda size, b: tf.data.Dataset.range(size).batch(b)
+  index_batches = lambda size, b: chunks(tf.range(size, dtype=tf.int64), b)
   return Pipelines(
       train=train_ds,
       train_eval=index_batches(n, eval_batch_size).map(eval_map, auto).prefetch(auto),

@@ -298,3 +298,17 @@ def test_train_batches_are_the_epoch_order_cut_into_batches():
       assert len(y) == (12 if k == 34 else 32)
       np.testing.assert_array_equal(x.numpy(), x_all[idx])
       np.testing.assert_array_equal(y.numpy(), y_all[idx])
+
+
+@pytest.mark.parametrize('n,size', [(10, 4), (12, 4), (3, 4)])
+def test_chunks_are_batch_without_per_row_work(n, size):
+  """data.chunks gives the elements of from_tensor_slices(..).batch(size)."""
+  a = tf.range(n, dtype=tf.int64) * 7
+  b = tf.reshape(tf.range(2 * n), [n, 2])
+  for tensors in (a, (a, b)):
+    got = list(data.chunks(tensors, size).as_numpy_iterator())
+    want = list(tf.data.Dataset.from_tensor_slices(tensors).batch(size).as_numpy_iterator())
+    assert len(got) == len(want) == -(-n // size)
+    for g, w in zip(got, want):
+      for x, y in zip(tf.nest.flatten(g), tf.nest.flatten(w)):
+        np.testing.assert_array_equal(x, y)
