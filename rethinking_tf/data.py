@@ -463,7 +463,10 @@ def _collect(ds: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _variable(array: np.ndarray) -> tf.Variable:
-  return tf.Variable(array, trainable=False)
+  """A materialized data set table, pinned to the host: tf.data's gathers run
+  on the CPU, and without the pin TF would place it on GPU:0 when there is one."""
+  with tf.device('/CPU:0'):
+    return tf.Variable(array, trainable=False)
 
 
 def crop_tables(images: np.ndarray, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:

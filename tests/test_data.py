@@ -1,6 +1,8 @@
 """Randomization semantics and determinism (section 2.1), data sets, subsets."""
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -312,3 +314,20 @@ def test_chunks_are_batch_without_per_row_work(n, size):
     for g, w in zip(got, want):
       for x, y in zip(tf.nest.flatten(g), tf.nest.flatten(w)):
         np.testing.assert_array_equal(x, y)
+
+
+def test_data_tables_live_on_the_host():
+  """The materialized tables stay on CPU:0 even inside another device's scope
+  (as under a GPU default device), where tf.data gathers from them."""
+  code = (
+      'import numpy as np, tensorflow as tf\n'
+      'cpu = tf.config.list_physical_devices("CPU")[0]\n'
+      'tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)\n'
+      'from rethinking_tf import data\n'
+      'with tf.device("/CPU:1"):\n'
+      '  print(data._variable(np.zeros(3, np.float32)).device, tf.Variable(0.0).device)\n')
+  proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                        timeout=300, check=True)
+  pinned, unpinned = proc.stdout.split()
+  assert unpinned.endswith('CPU:1')  # the scope does move an ordinary variable
+  assert pinned.endswith('CPU:0'), pinned
