@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO
 
 
@@ -76,3 +78,17 @@ def test_step_breakdown_counts_every_layer():
   assert b['seconds_by_type']['LocalResponseNormalization'] > 0
   assert b['layers_train_seconds'] > b['conv_dense_train_seconds'] > 0
   assert 'LocalResponseNormalization' in benchmark.format_breakdown(b)
+
+
+@pytest.mark.parametrize('args,message', [
+    (['--dataset=image_folder', '--data_dir=/nonexistent/cifar'],
+     "error: --data_dir='/nonexistent/cifar' is not a readable directory"),
+    (['--train_size=5000'], 'error: --train_size=5000 exceeds the 1347 training examples'),
+])
+def test_missing_data_is_one_line_before_any_work(args, message):
+  proc = subprocess.run(
+      [sys.executable, os.path.join(REPO, 'tools', 'benchmark.py'), '--models=mlp_1x64', *args],
+      capture_output=True, text=True, timeout=120, cwd=REPO)
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  assert proc.stderr.strip().splitlines()[-1].startswith(message), proc.stderr[-2000:]
+  assert 'Traceback' not in proc.stderr and not proc.stdout

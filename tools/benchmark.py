@@ -166,6 +166,14 @@ def main(argv):
     _fail(f'--batch_size={FLAGS.batch_size} is not divisible by '
           f'{strategy.num_replicas_in_sync} replicas')
 
+  try:  # Before any heavy work: one line, no traceback, when the data is missing.
+    available = data.check_available(FLAGS.dataset, FLAGS.data_dir)[0]
+  except data.DataError as e:
+    _fail(str(e))
+  if FLAGS.train_size > available:
+    _fail(f'--train_size={FLAGS.train_size} exceeds the {available} training examples '
+          f'of --dataset={FLAGS.dataset}; allowed: 0 (all) to {available}')
+
   cases = []
   for name in FLAGS.models:
     train_size = FLAGS.train_size or None
@@ -176,10 +184,10 @@ def main(argv):
     if FLAGS.quick:
       timed_epochs = 20 if name.startswith('mlp') else 2
       if name == 'inception':  # ~120 images/s here: 2 steps per epoch.
-        train_size = min(train_size or 256, 2 * FLAGS.batch_size)
+        train_size = min(train_size or 256, 2 * FLAGS.batch_size, available)
     for spe in spes:
       for precision, crop in [(p, c) for p in FLAGS.precision for c in crops]:
-        num_train = train_size or data.check_available(FLAGS.dataset, FLAGS.data_dir)[0]
+        num_train = train_size or available
         steps_per_epoch = -(-num_train // FLAGS.batch_size)
         error = trainer.steps_per_execution_error(spe, steps_per_epoch,
                                                   strategy.num_replicas_in_sync)
