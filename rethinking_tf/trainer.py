@@ -76,6 +76,10 @@ class MomentumSGD(keras.optimizers.SGD):
 MAX_AUTO_STEPS_PER_EXECUTION = 32
 
 
+def _divisors(n: int) -> list[int]:
+  return [d for d in range(1, n + 1) if n % d == 0]
+
+
 def auto_steps_per_execution(steps_per_epoch: int, num_replicas: int = 1) -> int:
   """The largest divisor of the epoch's steps up to 32: training steps per call.
 
@@ -88,8 +92,7 @@ def auto_steps_per_execution(steps_per_epoch: int, num_replicas: int = 1) -> int
   """
   if num_replicas > 1:
     return 1
-  return max(d for d in range(1, min(steps_per_epoch, MAX_AUTO_STEPS_PER_EXECUTION) + 1)
-             if steps_per_epoch % d == 0)
+  return max(d for d in _divisors(steps_per_epoch) if d <= MAX_AUTO_STEPS_PER_EXECUTION)
 
 
 def steps_per_execution_error(steps_per_execution: int, steps_per_epoch: int,
@@ -101,10 +104,9 @@ def steps_per_execution_error(steps_per_execution: int, steps_per_epoch: int,
             'more than one step per call under a distribution strategy '
             '(keras-team/keras#19246); allowed: 0 (auto, 1 here) or 1')
   if spe and steps_per_epoch % spe:
-    divisors = [d for d in range(1, steps_per_epoch + 1) if steps_per_epoch % d == 0]
     return (f'steps_per_execution={spe} does not divide the {steps_per_epoch} steps of an '
             'epoch (Keras would run whole executions past the epoch); allowed: '
-            + ', '.join(map(str, divisors[:12])))
+            + ', '.join(map(str, _divisors(steps_per_epoch)[:12])))
   return None
 
 
