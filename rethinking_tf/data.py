@@ -560,13 +560,17 @@ def chunks(tensors, size: int) -> tf.data.Dataset:
   0.07 ms per 128-image training batch, a few percent of an MLP step. Used to
   cut an epoch's indices into chunks and a gathered chunk into batches.
   """
-  n = tf.shape(tf.nest.flatten(tensors)[0])[0]
-  whole = n // size * size
+  n = tf.nest.flatten(tensors)[0].shape[0]  # None inside a tf.data function
+  whole = (tf.shape(tf.nest.flatten(tensors)[0])[0] if n is None else n) // size * size
   cut = lambda f: tf.nest.map_structure(f, tensors)
   out = tf.data.Dataset.from_tensor_slices(
       cut(lambda t: tf.reshape(t[:whole], [-1, size, *t.shape[1:]])))
   rest = tf.data.Dataset.from_tensors(cut(lambda t: t[whole:]))
-  return out.concatenate(rest.filter(lambda *r: tf.size(r[0]) > 0))
+  if n is None:  # Whether a short chunk is left is known only when it runs.
+    return out.concatenate(rest.filter(lambda *r: tf.size(r[0]) > 0))
+  # Static length: no filter, whose per-iterator cost showed in every
+  # evaluation pass (about 6 ms each on the digits).
+  return out.concatenate(rest) if whole < n else out
 
 
 def make_pipelines(name: str, data_dir: str | None, rand: Randomization,
