@@ -146,3 +146,13 @@ def test_scale_names_a_test_subset(tmp_path):
   text = make_tables.render(str(tmp_path), 'markdown')
   assert '| 1,000 ex, test 1,000, 3/40 ep |' in row_of(text, 'Inception', 'no', 'no')
   assert '| 1,000 ex, test 500, 3/40 ep |' in row_of(text, 'Inception', 'no', 'yes')
+
+
+def test_scale_names_a_precision_other_than_float32(tmp_path):
+  for name, precision in (('table1/alexnet', 'mixed_bfloat16'), ('table1/alexnet_wd', 'float32')):
+    write_run(str(tmp_path), name, epochs_done=2,
+              flags=f'--epochs=40\n--train_size=0\n--precision={precision}\n',
+              results=dict(train_accuracy=1.0, test_accuracy=0.75, epochs_completed=2))
+  text = make_tables.render(str(tmp_path), 'markdown')
+  assert '| all ex, 2/40 ep, mixed_bfloat16 |' in row_of(text, 'Alexnet', 'no', 'no')
+  assert '| all ex, 2/40 ep |' in row_of(text, 'Alexnet', 'no', 'yes')

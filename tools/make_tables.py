@@ -149,7 +149,8 @@ class Run:
 
   def scale(self, dataset: str | None = None) -> str:
     """E.g. '5,000 ex, 37/100 ep' ('all' = the full training set), with
-    ', test 1,000' when the run evaluated a test subset (--test_size).
+    ', test 1,000' when the run evaluated a test subset (--test_size), and
+    the precision policy when it is not float32 (the paper's).
 
     Prefixed by the run's data set when it is not `dataset` (the paper's).
     """
@@ -162,8 +163,10 @@ class Run:
     target = self.epochs_target
     test = self.int_flag('test_size')
     test_text = f', test {test:,}' if test else ''
+    precision = self.flags.get('precision', 'float32')
+    precision_text = f', {precision}' if precision != 'float32' else ''
     return (f'{prefix}{size_text} ex{test_text}, '
-            f'{self.epochs_done}/{target if target is not None else "?"} ep')
+            f'{self.epochs_done}/{target if target is not None else "?"} ep{precision_text}')
 
   def label(self) -> str:
     """What to print instead of a number when the run is not finished."""
@@ -326,7 +329,7 @@ def _status_notes(runs: list[Run]) -> list[str]:
 SCALE_NOTE = ('Scale = the data set if not the paper\'s, training examples used ("all" = '
               'the full set; the paper always uses all), test examples when not all 10,000 '
               '(a subset of 1,000 gives a standard error of about 1.6 points) '
-              'and epochs completed / epochs asked. '
+              'and epochs completed / epochs asked, then the precision if not float32. '
               'Numbers from smaller runs are not comparable to the paper\'s.')
 
 
