@@ -21,3 +21,23 @@ def test_committed_tables_regenerate_from_committed_runs():
   # Only small outputs are committed: never checkpoints.
   for root, dirs, _ in os.walk(os.path.join(RESULTS, 'runs')):
     assert 'checkpoints' not in dirs, root
+
+
+PRECISION = os.path.join(RESULTS, 'runs_precision')
+
+
+@pytest.mark.skipif(not os.path.isdir(PRECISION),
+                    reason='no committed runs under docs/results/runs_precision')
+@pytest.mark.parametrize('rundir,test_accuracy', [
+    ('full_seed0/float32', '75.87'), ('full_seed0/mixed_bfloat16', '75.09'),
+    ('full_seed1/float32', '75.11'), ('full_seed1/mixed_bfloat16', '74.97')])
+def test_full_data_alexnet_rows_match_the_readme(rundir, test_accuracy):
+  """The README's full-data Alexnet numbers (session 5) come from these runs."""
+  out = subprocess.run([sys.executable, 'tools/make_tables.py', '--table=1',
+                        f'--logdir=docs/results/runs_precision/{rundir}'], cwd=REPO,
+                       capture_output=True, text=True, timeout=120, check=True).stdout
+  row = next(l for l in out.splitlines() if l.startswith('| Alexnet | no | no |'))
+  assert f'| 76.07 | {test_accuracy} |' in row and 'image_folder, all ex, 40/40 ep' in row
+  assert ('mixed_bfloat16' in row) == rundir.endswith('mixed_bfloat16')
+  for root, dirs, _ in os.walk(os.path.join(PRECISION, rundir)):
+    assert 'checkpoints' not in dirs, root
