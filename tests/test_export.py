@@ -55,7 +55,7 @@ def _python_archive(path: str, source) -> str:
   with tarfile.open(path, 'w:gz') as tar:
     for name, (rows, labels) in source.items():
       _add(tar, f'cifar-10-batches-py/{name}', pickle.dumps(
-          {b'batch_label': name.encode(), b'labels': [int(l) for l in labels],
+          {b'batch_label': name.encode(), b'labels': labels.tolist(),
            b'data': rows, b'filenames': [b'x.png'] * len(labels)}, protocol=2))
     _add(tar, 'cifar-10-batches-py/batches.meta', pickle.dumps(
         {b'label_names': [n.encode() for n in export.CIFAR10_CLASSES],

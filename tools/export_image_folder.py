@@ -39,7 +39,6 @@ before anything is written.
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import pickle
 import shutil
