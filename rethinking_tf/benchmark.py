@@ -1,4 +1,4 @@
-"""Throughput of training, input pipeline and hardware (project issue 5).
+"""Throughput of training, input pipeline and hardware, against fixed targets.
 
 No flags: `tools/benchmark.py` is the binary. Everything here returns plain
 dicts. What each number includes:
@@ -55,7 +55,7 @@ from rethinking_tf import trainer
 
 CIFAR_MODELS = ('inception', 'alexnet', 'mlp_1x512', 'mlp_3x512')
 
-# Issue 5 targets.
+# Throughput targets (docs/performance.md).
 TARGET_BINARY_VS_BARE = 0.95
 TARGET_RANDOMIZATION_OVERHEAD = 0.03
 TARGET_PIPELINE_MULTIPLE = 10.0
@@ -580,7 +580,7 @@ def precision_accuracy(model: str, precision: str, epochs: int,
 
 
 def _target(model: str) -> float:
-  """The issue-5 peak-fraction target of a model (0 = none)."""
+  """The peak-fraction target of a model (0 = none)."""
   return TARGET_PEAK_FRACTION.get('mlp' if model.startswith('mlp') else model, 0.0)
 
 
@@ -699,7 +699,7 @@ def _check(target: str, value: float, required: float,
 
 
 def checks(results: dict[str, Any]) -> list[dict[str, Any]]:
-  """Every issue-5 target as {target, value, required, pass}."""
+  """Every throughput target as {target, value, required, pass}."""
   models = results['models'] or {r['model']: r for r in results['variants']}
   out = []
   for name, r in models.items():

@@ -38,7 +38,7 @@ PRECISION = os.path.join(RESULTS, 'runs_precision')
     ('full_seed0/float32', '75.87'), ('full_seed0/mixed_bfloat16', '75.09'),
     ('full_seed1/float32', '75.11'), ('full_seed1/mixed_bfloat16', '74.97')])
 def test_full_data_alexnet_rows_match_the_readme(rundir, test_accuracy):
-  """The README's full-data Alexnet numbers (session 5) come from these runs."""
+  """The README's full-data Alexnet numbers come from these runs."""
   out = make_tables('--table=1', f'--logdir=docs/results/runs_precision/{rundir}')
   row = next(l for l in out.splitlines() if l.startswith('| Alexnet | no | no |'))
   assert f'| 76.07 | {test_accuracy} |' in row and 'image_folder, all ex, 40/40 ep' in row

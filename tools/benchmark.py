@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Training and input-pipeline throughput against the targets of issue 5.
+"""Training and input-pipeline throughput against fixed targets (docs/performance.md).
 
     python tools/benchmark.py --quick            # all four CIFAR models, ~2 min
     python tools/benchmark.py --models=mlp_1x512 --steps_per_execution=1,16
