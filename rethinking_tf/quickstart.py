@@ -1,4 +1,4 @@
-"""Quickstart: the paper's central contrast in about two minutes, offline.
+"""Quickstart: the paper's central contrast in one short offline run.
 
     python -m rethinking_tf.quickstart [--logdir=runs/quickstart]
 
