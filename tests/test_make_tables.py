@@ -259,6 +259,12 @@ def test_conditions_decide_by_settings_not_scale():
           == 'random')
 
 
+def test_paper_learning_rate_is_the_binary_default():
+  from rethinking_tf import models  # pylint: disable=import-outside-toplevel
+  for name in models.MODEL_NAMES + ('mlp_2x64',):
+    assert make_tables.paper_learning_rate(name) == models.default_learning_rate(name)
+
+
 @pytest.mark.slow
 def test_one_plain_run_fills_its_row(tmp_path):
   """A run made by hand, in no sweep layout, fills the row of its settings."""

@@ -8,8 +8,9 @@ Each flagfile F runs as
     python -m rethinking_tf.train --flagfile=F [--FLAG=VALUE for each --set] --logdir=DIR/<F>
 
 where <F> is F's path relative to its `flags/` directory without `.cfg`
-(flags/table1/mlp_1x512_wd.cfg -> DIR/table1/mlp_1x512_wd), the layout that
-tools/make_tables.py and tools/make_figures.py read. The `--set` overrides
+(flags/table1/mlp_1x512_wd.cfg -> DIR/table1/mlp_1x512_wd). tools/make_tables.py
+and tools/make_figures.py read any layout (they match runs to rows by their
+settings) and, where several runs fit a row, prefer the one laid out so. The `--set` overrides
 apply to every run (later flags override the flagfile's), so the same grid
 runs CPU-sized or on a local data copy.
 
