@@ -158,6 +158,8 @@ def main(argv):
     results = trainer.run(config, strategy, flagfile=_flagfile_text())
   except trainer.RunExists as e:
     cli.fail(str(e))
+  except trainer.Diverged as e:
+    cli.fail(f'run {e}; metrics up to it are in {e.metrics_path}', code=1)
   keys = ('train_accuracy', 'test_accuracy', 'best_test_accuracy', 'epochs_completed',
           'fit_epoch', 'label_noise_fraction', 'wall_seconds')
   print(json.dumps({k: results[k] for k in keys}))

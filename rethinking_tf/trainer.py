@@ -11,7 +11,8 @@
 * `metrics.csv`: the same per epoch, with the global step and wall time.
 * `checkpoints/`: the model and optimizer after each epoch (the last two).
 * `results.json`: the final numbers, written only when the run finished.
-* `failed.txt`: the error of a run that failed.
+* `failed.txt`: the error of a run that failed; its first line is
+  `diverged at epoch E, step S` for a run that diverged (below).
 
 SGD with momentum 0.9; the learning rate is multiplied by `lr_decay` every
 epoch (appendix A), or every `lr_decay_steps` steps when that is set, so
@@ -23,6 +24,11 @@ subset run anneals within the same number of epochs as a full run.
 Early stopping (section 3.2) watches test accuracy, as the paper reports it:
 training stops after `early_stopping_patience` epochs without a new best, and
 `best_test_accuracy` is the paper's parenthesised number.
+
+Divergence: an epoch whose training, evaluated-training or test loss is NaN
+or infinite ends the run. Its metrics.csv row is kept (with the non-finite
+value), no checkpoint is saved for it and no results.json is written;
+`run` raises `Diverged`.
 """
 
 from __future__ import annotations
@@ -112,6 +118,14 @@ def steps_per_execution_error(steps_per_execution: int, steps_per_epoch: int,
 
 class RunExists(RuntimeError):
   """The logdir holds a finished run, or a run with other settings."""
+
+
+class Diverged(RuntimeError):
+  """A loss became NaN or infinite; str() is 'diverged at epoch E, step S'."""
+
+  def __init__(self, epoch: int, step: int, metrics_path: str):
+    super().__init__(f'diverged at epoch {epoch}, step {step}')
+    self.epoch, self.step, self.metrics_path = epoch, step, metrics_path
 
 
 @dataclasses.dataclass(frozen=True)
@@ -325,13 +339,18 @@ class _Trainer:
       tf.summary.scalar('learning_rate', lr)
       tf.summary.scalar('global_step', step)
     self.writer.flush()
-    self.manager.save(checkpoint_number=epoch)
+    diverged = not all(np.isfinite(row[k]) for k in ('train_loss', 'train_eval_loss',
+                                                      'test_loss'))
+    if not diverged:  # A diverged epoch's weights are not worth resuming from.
+      self.manager.save(checkpoint_number=epoch)
     _write_metrics(self.csv_path, self.rows)
     if c.verbose:
       print(f'epoch {epoch:4d}/{c.epochs}  step {step:7d}  lr {lr:.5f}  '
             f'loss {row["train_loss"]:.4f}  train acc {row["train_accuracy"]:.4f}  '
             f'eval train acc {row["train_eval_accuracy"]:.4f}  '
             f'test acc {row["test_accuracy"]:.4f}  {row["seconds"]:.0f}s', flush=True)
+    if diverged:
+      raise Diverged(epoch, step, self.csv_path)
     if self.should_stop():
       self.model.stop_training = True
 
@@ -417,6 +436,7 @@ def run(config: TrainConfig, strategy: tf.distribute.Strategy | None = None,
     flagfile: text of the resolved flagfile to store as `flags.cfg`.
   Raises:
     RunExists: the logdir holds a finished run or different settings.
+    Diverged: a loss became non-finite (failed.txt's first line says where).
     data.DataError: the data set is unavailable.
   """
   strategy = strategy or tf.distribute.get_strategy()
@@ -434,8 +454,9 @@ def run(config: TrainConfig, strategy: tf.distribute.Strategy | None = None,
     trainer.build(pipelines)
     results = trainer.train()
   except BaseException as e:  # Recorded for the sweep runner, then re-raised.
+    first = str(e) if isinstance(e, Diverged) else f'{type(e).__name__}: {e}'
     with open(os.path.join(config.logdir, 'failed.txt'), 'w') as f:
-      f.write(f'{type(e).__name__}: {e}\n\n{traceback.format_exc()}')
+      f.write(f'{first}\n\n{traceback.format_exc()}')
     raise
   _write_json(os.path.join(config.logdir, 'results.json'), results)
   return results

@@ -35,15 +35,50 @@ def cifar10_folder(tmp_path_factory):
   return str(root / 'cifar10-jpeg')
 
 
-def write_run_dir(logdir: str, name: str, *, flags: str, metrics: list[list],
-                  results: dict | None = None, failed: str | None = None) -> str:
-  """A fabricated run directory as the training binary leaves it: flags.cfg,
-  metrics.csv (rows in METRICS_FIELDS order) and optionally results.json or
-  failed.txt. Returns its path."""
+def flagfile_config(name: str, **overrides) -> dict:
+  """A config.json as the binary would write it for flags/<name>.cfg: the
+  flagfile's settings (typed), then `overrides`; the rest left to defaults."""
+  config = {}
+  with open(os.path.join(REPO, 'flags', name + '.cfg')) as f:
+    for line in f:
+      line = line.strip()
+      if not line.startswith('--'):
+        continue
+      body = line[2:]
+      if '=' in body:
+        key, value = body.split('=', 1)
+        try:
+          value = int(value)
+        except ValueError:
+          try:
+            value = float(value)
+          except ValueError:
+            pass
+      elif body.startswith('no'):
+        key, value = body[2:], False
+      else:
+        key, value = body, True
+      config[key] = value
+  return {**config, **overrides}
+
+
+def write_run_dir(logdir: str, name: str, *, metrics: list[list], flags: str | None = None,
+                  config: dict | None = None, results: dict | None = None,
+                  failed: str | None = None) -> str:
+  """A fabricated run directory as the training binary leaves it: config.json
+  (default: flags/<name>.cfg's settings, if that flagfile exists), flags.cfg
+  if given, metrics.csv (rows in METRICS_FIELDS order) and optionally
+  results.json or failed.txt. Returns its path."""
   rundir = os.path.join(logdir, name)
   os.makedirs(rundir, exist_ok=True)
-  with open(os.path.join(rundir, 'flags.cfg'), 'w') as f:
-    f.write(flags)
+  if config is None and os.path.exists(os.path.join(REPO, 'flags', name + '.cfg')):
+    config = flagfile_config(name)
+  if config is not None:
+    with open(os.path.join(rundir, 'config.json'), 'w') as f:
+      json.dump(config, f)
+  if flags is not None:
+    with open(os.path.join(rundir, 'flags.cfg'), 'w') as f:
+      f.write(flags)
   with open(os.path.join(rundir, 'metrics.csv'), 'w', newline='') as f:
     csv.writer(f).writerows([METRICS_FIELDS, *metrics])
   if results is not None:

@@ -12,12 +12,12 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
                                 'tools'))
 import make_figures  # pylint: disable=wrong-import-position
 
-from conftest import write_run_dir  # pylint: disable=wrong-import-position
+from conftest import flagfile_config, write_run_dir  # pylint: disable=wrong-import-position
 
 
 def fabricate(logdir: str, name: str, epochs: int = 5, steps_per_epoch: int = 40,
               results: dict | None = None, failed: str | None = None,
-              train_size: int = 5000, target: int = 150) -> str:
+              train_size: int = 5000, target: int = 150, flagfile: str | None = None) -> str:
   """A run directory with metrics.csv, flags.cfg and optionally results/failed."""
   metrics = [[e, e * steps_per_epoch, 0.1 * 0.95 ** e, 2.3 / e, min(1.0, 0.2 * e), 2.3 / e,
               min(1.0, 0.2 * e), 1.5, 0.5 + 0.05 * (e % 3), 10 * e] for e in range(1, epochs + 1)]
@@ -27,9 +27,10 @@ def fabricate(logdir: str, name: str, epochs: int = 5, steps_per_epoch: int = 40
                    steps_completed=epochs * steps_per_epoch, fit_epoch=epochs,
                    fit_step=epochs * steps_per_epoch, trainable_params=1,
                    label_noise_fraction=0.0, wall_seconds=1.0, examples_per_second=1.0,
-                   versions={}, config=dict(train_size=train_size, epochs=target)) | results
-  return write_run_dir(logdir, name, flags=f'--epochs={target}\n--train_size={train_size}\n',
-                       metrics=metrics, results=results, failed=failed)
+                   versions={}) | results
+  config = flagfile_config(flagfile or name, train_size=train_size or None, epochs=target)
+  return write_run_dir(logdir, name, config=config, metrics=metrics, results=results,
+                       failed=failed)
 
 
 def test_relative_convergence_divides_by_p0(tmp_path):
@@ -64,7 +65,7 @@ def test_final_and_best_falls_back_to_metrics(tmp_path):
   del results['best_test_accuracy'], results['best_test_epoch']
   with open(os.path.join(rundir, 'results.json'), 'w') as f:
     json.dump(results, f)
-  run = make_figures.read_run(str(tmp_path), 'figure2/inception_bn')
+  run = make_figures.read_run(rundir)
   final, best, epoch = make_figures.final_and_best(run)
   assert final == 0.6 and best == pytest.approx(0.6) and epoch == 2
 
@@ -92,18 +93,52 @@ def test_figures_with_mixed_runs(tmp_path):
     assert os.path.getsize(path) > 1000
 
 
-def test_figures_on_empty_logdir_and_cli(tmp_path, capsys):
-  logdir = tmp_path / 'empty'
-  logdir.mkdir()
+def test_cli_and_a_tree_without_matching_runs(tmp_path, capsys):
+  """No run matching a condition: one stderr line, exit 1, --out not created."""
+  logdir = tmp_path / 'runs'
+  fabricate(str(logdir), 'table1/mlp_1x512', results={})  # fills no figure condition
+  with pytest.raises(SystemExit) as exit_info:
+    make_figures.main([f'--logdir={logdir}', f'--out={tmp_path / "o"}', '--figures=2'])
+  assert exit_info.value.code == 1 and not (tmp_path / 'o').exists()
+  err = capsys.readouterr().err.strip()
+  assert err == (f'error: no run under --logdir={logdir} matches a condition of Figure 2 '
+                 '(1 run directories found; a run is a directory holding config.json)')
+  fabricate(str(logdir), 'elsewhere/bn', results={}, flagfile='figure2/inception_bn')
   assert make_figures.main([f'--logdir={logdir}', f'--out={tmp_path / "o"}',
                             '--figures=2', '--dpi=30']) == 0
-  assert capsys.readouterr().out.split() == [str(tmp_path / 'o' / 'figure2.png'),
-                                             str(tmp_path / 'o' / 'figure2.pdf')]
-  assert make_figures.main([f'--logdir={tmp_path / "nope"}', f'--out={tmp_path}']) == 2
+  captured = capsys.readouterr()
+  assert captured.out.split() == [str(tmp_path / 'o' / 'figure2.png'),
+                                  str(tmp_path / 'o' / 'figure2.pdf')]
+  assert captured.err == (f'note: 1 of 2 runs under {logdir} match no condition of '
+                          'Figure 2: table1/mlp_1x512\n')
+
+
+def test_any_tree_is_drawn_by_settings(tmp_path):
+  """Runs in a layout of the user's own fill the conditions their settings match."""
+  logdir = str(tmp_path)
+  fabricate(logdir, 'mine/first try', results={}, flagfile='figure1/inception_true')
+  fabricate(logdir, 'mine/noisy', results={'fit_step': 400}, flagfile=make_figures.corrupt_run(
+      'alexnet', 0.4))
+  fabricate(logdir, 'mine/clean', results={'fit_step': 200}, flagfile=make_figures.corrupt_run(
+      'alexnet', 0.0))
+  index = make_figures.RunIndex(logdir)
+  runs = make_figures.fit_steps(index, 'alexnet')
+  assert runs[0.4].name == 'mine/noisy' and runs[0.0].name == 'mine/clean'
+  rel, _ = make_figures.relative_convergence(runs)
+  assert rel == pytest.approx({0.0: 1.0, 0.4: 2.0})
+  fig = make_figures.figure1(index)
+  lines = {l.get_label(): l for l in fig.axes[0].lines}
+  assert list(lines) == ['true labels']
+  assert list(lines['true labels'].get_ydata()) == pytest.approx([2.3 / e for e in range(1, 6)])
+  alexnet = [l for l in fig.axes[1].lines if l.get_label().startswith('Alexnet')]
+  assert len(alexnet) == 1 and list(alexnet[0].get_ydata()) == pytest.approx([1.0, 2.0])
+  # An unregularized true-label run also fills p = 0 of Figure 1b (labels=corrupted
+  # with p = 0 is the same run), and its own condition once.
+  assert make_figures.fit_steps(index, 'inception')[0.0].name == 'mine/first try'
 
 
 def test_scale_text():
-  runs = [make_figures.Run('a', '/x', 'finished', flags={'train_size': '5000', 'epochs': '150'}),
+  runs = [make_figures.Run('a', '/x', 'finished', config={'train_size': 5000, 'epochs': 150}),
           make_figures.Run('b', '/y', 'missing')]
   assert make_figures.scale_text(runs) == (
       'training examples per run: 5,000 (paper: all); epochs asked: 150')

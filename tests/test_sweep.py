@@ -59,6 +59,13 @@ FAKE_TRAIN = textwrap.dedent('''\
       sys.exit(1)
     if flags.get("model") == "noresults":
       sys.exit(0)
+    if flags.get("model") == "diverge_model":  # as trainer.Diverged leaves a run
+      open(metrics, "w").write("epoch,step,train_loss\\n1,10,nan\\n")
+      open(os.path.join(rundir, "failed.txt"), "w").write(
+          "diverged at epoch 1, step 10\\n\\nTraceback ...\\n")
+      print("error: run diverged at epoch 1, step 10; metrics up to it are in x",
+            file=sys.stderr)
+      sys.exit(1)
     with open(metrics, "a") as f:
       if not done:
         f.write("epoch,step,learning_rate,train_loss,train_accuracy,train_eval_loss,"
@@ -152,6 +159,19 @@ def test_failure_is_recorded_reported_and_retried(fake, tmp_path, capsys):
   assert sweep(logdir, bad, good) == 1
   assert len(calls(str(logdir / 't' / 'bad'))) == 2
   assert 'retry after failure' in capsys.readouterr().out
+
+
+def test_diverged_run_is_listed_as_failed_with_where(fake, tmp_path, capsys):
+  f = fake('t/nan', '--model=diverge_model', '--epochs=3')
+  logdir = tmp_path / 'runs'
+  assert sweep(logdir, f) == 1
+  out = capsys.readouterr().out
+  assert 'FAILED   t/nan after' in out and ': diverged at epoch 1, step 10 [' in out
+  assert 'FAILED   t/nan: diverged at epoch 1, step 10' in out.split('Sweep: 1 runs:')[1]
+  failed = (logdir / 't' / 'nan' / 'failed.txt').read_text().splitlines()
+  assert failed[:2] == ['diverged at epoch 1, step 10', 'exit code 1']
+  assert sweep(logdir, '--skip_failed', f) == 1
+  assert 'not retried (--skip_failed): diverged at epoch 1, step 10' in capsys.readouterr().out
 
 
 def test_set_overrides_every_run(fake, tmp_path):

@@ -1,44 +1,58 @@
 #!/usr/bin/env python
-"""Figures 1 and 2 of the paper (section 3) from a sweep's run directories.
+"""Figures 1 and 2 of the paper (section 3) from any directory tree of runs.
 
     python tools/make_figures.py --logdir=DIR --out=DIR [--figures=1,2]
 
-Writes figure1.png/.pdf and figure2.png/.pdf:
+Reads every run under DIR as tools/make_tables.py does: a run is a directory
+holding config.json, and it is drawn for a figure condition when its
+settings are those of the condition's flagfile under flags/ (scale settings
+aside; where several match, one is chosen as for a table row). Writes
+figure1.png/.pdf and figure2.png/.pdf:
 
 * Figure 1 (CIFAR-10): (a) training loss against thousands of steps for small
   Inception on true labels, random labels, shuffled pixels, random pixels and
-  Gaussian inputs (runs DIR/figure1/inception_<condition>); (b) convergence
+  Gaussian inputs (flags/figure1/inception_<condition>.cfg); (b) convergence
   time (the step at which training accuracy first reached --fit_threshold,
   100% by default: fit_step)
   relative to p = 0, against the label corruption p, for Inception, Alexnet
-  and MLP 1x512 (DIR/figure1/<model>_corrupt_<p>); (c) test error at the end
-  of those runs against p.
+  and MLP 1x512 (flags/figure1/<model>_corrupt_<p>.cfg); (c) test error at the
+  end of those runs against p.
 * Figure 2: (a) test accuracy during training of small Inception with and
-  without BatchNorm (DIR/figure2/inception_bn, inception_nobn), the shading
-  up to the best-so-far accuracy being what early stopping could gain;
+  without BatchNorm (flags/figure2/inception_bn.cfg, inception_nobn.cfg), the
+  shading up to the best-so-far accuracy being what early stopping could gain;
   (b) final against best-during-training test accuracy for the Figure 2 runs
-  (including DIR/figure2/inception_early_stopping) and any finished Table 2
-  (ImageNet) run.
+  (including flags/figure2/inception_early_stopping.cfg) and any finished
+  Table 2 (ImageNet) run.
 
-Missing, running, interrupted and failed runs are listed under each panel,
-never drawn as numbers. Needs matplotlib (Agg), not TensorFlow.
+Missing, running, interrupted, failed and diverged runs are listed under each
+panel, never drawn as numbers. When no run under DIR matches any condition
+of the figures asked for, the tool says so on stderr and exits 1, writing
+nothing. Needs matplotlib (Agg, imported only to draw), not TensorFlow.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import textwrap
-from typing import Sequence
-
-import matplotlib
-
-matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # pylint: disable=wrong-import-position
+from typing import TYPE_CHECKING, Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from make_tables import PAPER_TABLE2, Run, read_run  # pylint: disable=wrong-import-position
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# pylint: disable-next=wrong-import-position
+from make_tables import PAPER_TABLE2, Run, RunIndex, as_index, names_line, read_run
+from rethinking_tf import arguments  # pylint: disable=wrong-import-position
+
+if TYPE_CHECKING:
+  import matplotlib.pyplot as plt
+
+
+def _pyplot():
+  """matplotlib.pyplot on the Agg backend, imported only when drawing."""
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use('Agg')
+  import matplotlib.pyplot  # pylint: disable=import-outside-toplevel
+  return matplotlib.pyplot
 
 FIG1A_CONDITIONS: tuple[tuple[str, str], ...] = (
     ('figure1/inception_true', 'true labels'),
@@ -92,9 +106,21 @@ def scale_text(runs: Sequence[Run]) -> str:
           f'epochs asked: {", ".join(map(str, epochs)) or "?"}')
 
 
-def fit_steps(logdir: str, model: str) -> dict[float, Run]:
+def fit_steps(runs: RunIndex | str, model: str) -> dict[float, Run]:
   """Figure 1b/c runs of one model by corruption p."""
-  return {p: read_run(logdir, corrupt_run(model, p)) for p in CORRUPTIONS}
+  index = as_index(runs)
+  return {p: index.get(corrupt_run(model, p)) for p in CORRUPTIONS}
+
+
+def conditions(which: Sequence[str]) -> list[str]:
+  """The flagfile names whose runs figures `which` ('1', '2') draw."""
+  names = []
+  if '1' in which:
+    names += [n for n, _ in FIG1A_CONDITIONS]
+    names += [corrupt_run(m, p) for m, _ in FIG1_MODELS for p in CORRUPTIONS]
+  if '2' in which:
+    names += [n for n, _ in FIG2_RUNS] + [r.run for r in PAPER_TABLE2]
+  return names
 
 
 def relative_convergence(runs: dict[float, Run]
@@ -122,15 +148,16 @@ def relative_convergence(runs: dict[float, Run]
   return out, why
 
 
-def figure1(logdir: str) -> plt.Figure:
+def figure1(runs: RunIndex | str) -> plt.Figure:
   """Figure 1: (a) loss curves, (b) relative convergence time, (c) test error vs p."""
-  fig, axes = plt.subplots(1, 3, figsize=(16, 6.2))
+  index = as_index(runs)
+  fig, axes = _pyplot().subplots(1, 3, figsize=(16, 6.2))
   all_runs, notes = [], {}
 
   ax = axes[0]
   absent = []
   for (name, label), color in zip(FIG1A_CONDITIONS, COLORS):
-    run = read_run(logdir, name)
+    run = index.get(name)
     all_runs.append(run)
     rows = [r for r in run.metrics if isinstance(r.get('step'), float)
             and isinstance(r.get('train_loss'), float)]
@@ -152,7 +179,7 @@ def figure1(logdir: str) -> plt.Figure:
   for panel, ax in (('b', axes[1]), ('c', axes[2])):
     absent = []
     for (model, label), color in zip(FIG1_MODELS, COLORS):
-      runs = fit_steps(logdir, model)
+      runs = fit_steps(index, model)
       all_runs.extend(runs.values())
       if panel == 'b':
         rel, why = relative_convergence(runs)
@@ -225,11 +252,12 @@ def final_and_best(run: Run) -> tuple[float | None, float | None, int | None]:
   return final, best, int(epoch) if epoch is not None else None
 
 
-def figure2(logdir: str) -> plt.Figure:
+def figure2(runs: RunIndex | str) -> plt.Figure:
   """Figure 2: (a) test accuracy with/without BatchNorm; (b) early stopping best vs final."""
-  fig, axes = plt.subplots(1, 2, figsize=(13, 6.0))
+  index = as_index(runs)
+  fig, axes = _pyplot().subplots(1, 2, figsize=(13, 6.0))
   ax = axes[0]
-  runs = [read_run(logdir, name) for name, _ in FIG2_RUNS]
+  runs = [index.get(name) for name, _ in FIG2_RUNS]
   absent = []
   for run, (_, label), color in zip(runs[:2], FIG2_RUNS[:2], COLORS):
     rows = [r for r in run.metrics if isinstance(r.get('step'), float)
@@ -254,7 +282,7 @@ def figure2(logdir: str) -> plt.Figure:
   ax = axes[1]
   bars = [(label, run) for run, (_, label) in zip(runs, FIG2_RUNS)]
   for row in PAPER_TABLE2:
-    run = read_run(logdir, row.run)
+    run = index.get(row.run)
     if run.status == 'finished':
       bars.append((f'ImageNet {row.run.split("/")[-1]}', run))
   for i, (label, run) in enumerate(bars):
@@ -286,15 +314,17 @@ def figure2(logdir: str) -> plt.Figure:
   return fig
 
 
-def make_figures(logdir: str, out: str, which: Sequence[str] = ('1', '2'),
+def make_figures(logdir: str | RunIndex, out: str, which: Sequence[str] = ('1', '2'),
                  dpi: int = 150) -> list[str]:
   """Writes figure<N>.png and .pdf under `out`; returns their paths."""
+  index = as_index(logdir)
+  plt = _pyplot()
   os.makedirs(out, exist_ok=True)
   paths = []
   for key, build in (('1', figure1), ('2', figure2)):
     if key not in which:
       continue
-    fig = build(logdir)
+    fig = build(index)
     for ext in ('png', 'pdf'):
       path = os.path.join(out, f'figure{key}.{ext}')
       fig.savefig(path, dpi=dpi)
@@ -304,19 +334,37 @@ def make_figures(logdir: str, out: str, which: Sequence[str] = ('1', '2'),
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(description='Figures 1 and 2 from a sweep\'s runs.')
-  parser.add_argument('--logdir', required=True, help='The sweep\'s --logdir.')
+  parser = arguments.ArgumentParser(description='Figures 1 and 2 from a tree of runs.')
+  parser.add_argument('--logdir', required=True, help='A directory tree of runs (any '
+                      'directory holding config.json is one), e.g. a sweep\'s --logdir.')
   parser.add_argument('--out', required=True, help='Directory for figure<N>.png/.pdf.')
   parser.add_argument('--figures', default='1,2', help='Comma-separated: 1, 2 or 1,2.')
   parser.add_argument('--dpi', type=int, default=150)
   args = parser.parse_args(argv)
   which = [w.strip() for w in args.figures.split(',') if w.strip()]
   if not which or set(which) - {'1', '2'}:
-    parser.error(f'--figures={args.figures}: allowed 1, 2 or 1,2')
+    arguments.fail(f'--figures={args.figures}; allowed: 1, 2 or 1,2')
+  if not 10 <= args.dpi <= 2400:
+    arguments.fail(f'--dpi={args.dpi}; allowed: 10 to 2400')
   if not os.path.isdir(args.logdir):
-    print(f'error: --logdir={args.logdir} is not a directory', file=sys.stderr)
-    return 2
-  for path in make_figures(args.logdir, args.out, which, args.dpi):
+    arguments.fail(f'--logdir={args.logdir} is not a directory; allowed: a directory '
+                   'tree of runs')
+  error = arguments.writable_dir_error('--out', args.out)
+  if error:
+    arguments.fail(error)
+  index = RunIndex(args.logdir)
+  for name in conditions(which):
+    index.get(name)
+  what = 'Figure ' + ' or '.join(which)
+  if not index.matched:
+    arguments.fail(f'no run under --logdir={args.logdir} matches a condition of {what} '
+                   f'({len(index.runs)} run directories found; a run is a directory '
+                   'holding config.json)', code=1)
+  unmatched = index.unmatched()
+  if unmatched:
+    print(f'note: {len(unmatched)} of {len(index.runs)} runs under {args.logdir} match no '
+          f'condition of {what}: {names_line(unmatched)}', file=sys.stderr)
+  for path in make_figures(index, args.out, which, args.dpi):
     print(path)
   return 0
 

@@ -3,24 +3,31 @@
 
     python tools/make_tables.py --logdir=DIR [--format=markdown|latex|csv] [--table=1|2|all] [--out=FILE]
 
-Reads the run directories that tools/run_sweep.py lays out under DIR
-(DIR/table1/<run>, DIR/table2/<run>, one per flagfile under flags/) and prints
-each table row with the paper's accuracy, ours and the difference (ours minus
-paper, in percentage points). A run that is missing, still running,
-interrupted or failed shows as such, never as a number. Each row also gives
-the scale of our run (training examples, epochs), since runs here are often
-CPU-sized.
+Reads every run under DIR, in any layout: a run is a directory holding
+config.json (the resolved settings the training binary writes; results.json
+once finished). Each table row is defined by its flagfile under flags/
+(flags/table1/<row>.cfg): a run fills the row when its config.json has the
+flagfile's settings, the training defaults filling what the flagfile leaves
+out; scale settings (data set, subset sizes, epochs, precision, seed, ...)
+do not decide the row, they are shown in its scale column (see DEFINING,
+TUNING and SCALE). Where several runs match a row one is chosen
+(`RunIndex.candidates`) and a table note says so. Each row gives the
+paper's accuracy, ours and the difference (ours minus paper, in percentage
+points). A run that is missing, still running, interrupted, failed or
+diverged (a loss became NaN) shows as such, never as a number. Runs that
+fill no row are counted on stderr; when none fills any, the tool says so on
+stderr and exits 1.
 
 The paper's numbers live here, in PAPER_TABLE1 and PAPER_TABLE2 (copied from
-docs PAPER.md section 3). This module also holds the run-directory reader
-that tools/make_figures.py uses. Needs no TensorFlow.
+docs PAPER.md section 3). This module also holds the run reader and
+matcher that tools/make_figures.py uses. Needs no TensorFlow.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
+import functools
 import io
 import json
 import math
@@ -29,7 +36,11 @@ import sys
 from typing import Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from run_sweep import lock_held  # pylint: disable=wrong-import-position
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# pylint: disable-next=wrong-import-position
+from run_sweep import (DIVERGED, EXTRA_FLAGS, TRAIN_FLAGS, canonical_flags, lock_held,
+                       read_flagfile)
+from rethinking_tf import arguments  # pylint: disable=wrong-import-position
 
 # --- The paper's numbers (accuracy %), PAPER.md section 3 -------------------
 
@@ -37,7 +48,7 @@ from run_sweep import lock_held  # pylint: disable=wrong-import-position
 @dataclasses.dataclass(frozen=True)
 class Table1Row:
   """One row of Table 1 (CIFAR-10) and the run that replicates it."""
-  run: str  # run directory under DIR, = flagfile under flags/ without .cfg
+  run: str  # the row's flagfile under flags/ without .cfg
   model: str
   crop: bool
   weight_decay: bool
@@ -104,26 +115,94 @@ PAPER_TABLE2: tuple[Table2Row, ...] = (
               95.20, 99.14, 0.11, 0.56),
 )
 
-# --- Run directories ---------------------------------------------------------
+# --- Runs and the rows they fill --------------------------------------------
 
-STATUSES = ('finished', 'running', 'incomplete', 'failed', 'missing')
+STATUSES = ('finished', 'running', 'incomplete', 'diverged', 'failed', 'missing')
+CONFIG, RESULTS, METRICS, FAILED, REUSED = (
+    'config.json', 'results.json', 'metrics.csv', 'failed.txt', 'reused_from.txt')
+FLAGS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'flags')
+
+# What decides the row (or figure condition) a run fills: these settings,
+# with the training binary's defaults where a flagfile leaves them out, plus
+# any other setting the row's flagfile names. The tuning settings decide only
+# where the flagfile names them; elsewhere a run with other values still
+# fills the row, they are named in its scale column, and a run with the
+# flagfile's values is preferred. Scale settings never decide (the scale
+# column shows them) and neither does anything not listed here.
+DEFINING = ('model', 'labels', 'corrupt_prob', 'inputs', 'random_crop', 'augment',
+            'batch_norm', 'weight_decay', 'dropout', 'early_stopping_patience',
+            'stop_on_fit')
+TUNING = ('learning_rate', 'lr_decay', 'momentum', 'batch_size', 'bn_momentum',
+          'fit_threshold')
+SCALE = ('dataset', 'data_dir', 'train_size', 'test_size', 'epochs', 'lr_decay_steps',
+         'precision', 'seed', 'steps_per_execution', 'image_cache', 'quiet', 'verbose',
+         'logdir', 'overwrite', 'strategy', 'num_cpu_devices')
+
+
+def paper_learning_rate(model: str) -> float:
+  """Appendix A: 0.1 for the Inceptions, 0.01 otherwise (the binary's default)."""
+  return 0.1 if model in ('inception', 'inception_v3') else 0.01
+
+
+def _canonical(values: dict) -> dict:
+  """Comparable settings (numbers as floats, bools, corrupted p = 0/1 as true/random)."""
+  known = {**TRAIN_FLAGS, **EXTRA_FLAGS}
+  values = {k: v for k, v in values.items() if k in known and v is not None}
+  out = canonical_flags(values)
+  if not out.get('learning_rate'):  # 0 = the model's default
+    out['learning_rate'] = paper_learning_rate(str(out.get('model')))
+  return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Condition:
+  """A table row or figure condition: its flagfile's resolved settings."""
+  name: str  # flagfile under flags/ without .cfg, e.g. 'table1/mlp_1x512_wd'
+  settings: dict  # the deciding settings
+  tuning: dict  # the tuning settings the row's flagfile resolves to
+
+  def matches(self, run: 'Run') -> bool:
+    if run.config is None:
+      return False
+    have = _canonical(run.config)
+    return all(have.get(k) == v for k, v in self.settings.items())
+
+  def tuning_differences(self, run: 'Run') -> dict:
+    """The run's tuning settings that differ from the flagfile's: {name: value}."""
+    have = _canonical(run.config or {})
+    return {k: have[k] for k, v in self.tuning.items() if k in have and have[k] != v}
+
+
+@functools.lru_cache(maxsize=None)
+def condition(name: str) -> Condition:
+  """The row or figure condition of flags/<name>.cfg."""
+  named = dict(read_flagfile(os.path.join(FLAGS_DIR, name + '.cfg')))
+  resolved = _canonical(named)
+  keys = (set(DEFINING) | set(named)) - set(SCALE) - set(TUNING)
+  keys |= set(named) & set(TUNING)
+  return Condition(name, {k: resolved[k] for k in sorted(keys)},
+                   {k: resolved[k] for k in TUNING if k not in keys})
 
 
 @dataclasses.dataclass
 class Run:
-  """What a run directory holds.
+  """What a run directory (any directory holding config.json) holds.
 
-  status: finished (results.json), failed (failed.txt, no results.json),
-  running (a sweep holds its lock), incomplete (started, neither finished nor
-  failed nor running: re-run the sweep to resume), missing (no directory).
+  status: finished (results.json), diverged (a loss became NaN or infinite:
+  failed.txt says `diverged at epoch E, step S`, or metrics.csv has a
+  non-finite loss), failed (failed.txt, no results.json), running (a sweep
+  holds its lock), incomplete (started, neither finished nor failed nor
+  running: run it again to resume), missing (no run matches the row).
+  config: config.json, the run's resolved settings.
   """
-  name: str
+  name: str  # path under --logdir
   rundir: str
   status: str
   results: dict | None = None
-  flags: dict = dataclasses.field(default_factory=dict)
+  config: dict | None = None
   metrics: list[dict] = dataclasses.field(default_factory=list)
   failure: str = ''
+  copy: bool = False  # outputs copied from an identical run (reused_from.txt)
 
   @property
   def epochs_done(self) -> int:
@@ -131,9 +210,9 @@ class Run:
       return int(self.results['epochs_completed'])
     return len(self.metrics)
 
-  def int_flag(self, name: str) -> int | None:
-    """An integer flag of the run; None if absent or not an integer."""
-    value = self.flags.get(name)
+  def int_setting(self, name: str) -> int | None:
+    """An integer setting of the run; None if absent or not an integer."""
+    value = (self.config or {}).get(name)
     try:
       return int(value) if value is not None else None
     except (TypeError, ValueError):
@@ -141,32 +220,40 @@ class Run:
 
   @property
   def epochs_target(self) -> int | None:
-    return self.int_flag('epochs')
+    return self.int_setting('epochs')
 
   @property
   def train_size(self) -> int | None:
-    return self.int_flag('train_size')
+    """Training examples asked for; 0 = all, None = unknown."""
+    if self.config is None or 'train_size' not in self.config:
+      return None
+    return self.int_setting('train_size') or 0
 
-  def scale(self, dataset: str | None = None) -> str:
+  def scale(self, dataset: str | None = None, tuning: dict | None = None) -> str:
     """E.g. '5,000 ex, 37/100 ep' ('all' = the full training set), with
     ', test 1,000' when the run evaluated a test subset (--test_size), and
-    the precision policy when it is not float32 (the paper's).
+    the precision policy when it is not float32 (the paper's), then the
+    `tuning` settings that differ from the row's flagfile.
 
     Prefixed by the run's data set when it is not `dataset` (the paper's).
     """
     if self.status == 'missing':
       return ''
-    ran_on = self.flags.get('dataset')
+    config = self.config or {}
+    ran_on = config.get('dataset')
     prefix = f'{ran_on}, ' if dataset and ran_on and ran_on != dataset else ''
     size = self.train_size
     size_text = 'all' if size == 0 else ('?' if size is None else f'{size:,}')
     target = self.epochs_target
-    test = self.int_flag('test_size')
+    test = self.int_setting('test_size')
     test_text = f', test {test:,}' if test else ''
-    precision = self.flags.get('precision', 'float32')
+    precision = config.get('precision') or 'float32'
     precision_text = f', {precision}' if precision != 'float32' else ''
+    tuning_text = ''.join(f', {k} {v:g}' if isinstance(v, float) else f', {k} {v}'
+                          for k, v in (tuning or {}).items())
     return (f'{prefix}{size_text} ex{test_text}, '
-            f'{self.epochs_done}/{target if target is not None else "?"} ep{precision_text}')
+            f'{self.epochs_done}/{target if target is not None else "?"} ep'
+            f'{precision_text}{tuning_text}')
 
   def label(self) -> str:
     """What to print instead of a number when the run is not finished."""
@@ -181,28 +268,6 @@ class Run:
     value = self.results.get(key)
     return float(value) if isinstance(value, (int, float)) and not isinstance(
         value, bool) else None
-
-
-def _parse_flags_cfg(path: str) -> dict:
-  """flags.cfg lines `--name=value`, `--name`, `--noname` as strings."""
-  flags = {}
-  try:
-    with open(path) as f:
-      for line in f:
-        line = line.strip()
-        if not line.startswith('--'):
-          continue
-        body = line[2:]
-        if '=' in body:
-          name, value = body.split('=', 1)
-          flags[name] = value
-        elif body.startswith('no'):
-          flags[body[2:]] = 'false'
-        else:
-          flags[body] = 'true'
-  except OSError:
-    pass
-  return flags
 
 
 def read_metrics(path: str) -> list[dict]:
@@ -223,23 +288,39 @@ def read_metrics(path: str) -> list[dict]:
   return rows
 
 
-def read_run(logdir: str, name: str) -> Run:
-  """Reads run `name` (e.g. 'table1/mlp_1x512_wd') under `logdir`."""
-  rundir = os.path.join(logdir, name)
-  if not os.path.isdir(rundir):
-    return Run(name, rundir, 'missing')
-  run = Run(name, rundir, 'incomplete')
-  run.flags = _parse_flags_cfg(os.path.join(rundir, 'flags.cfg'))
-  run.metrics = read_metrics(os.path.join(rundir, 'metrics.csv'))
-  results_path = os.path.join(rundir, 'results.json')
-  failed_path = os.path.join(rundir, 'failed.txt')
+def _first_divergence(metrics: list[dict]) -> str | None:
+  """'diverged at epoch E, step S' for the first row with a non-finite loss."""
+  for row in metrics:
+    losses = [row.get(k) for k in ('train_loss', 'train_eval_loss', 'test_loss')]
+    if any(isinstance(v, float) and not math.isfinite(v) for v in losses):
+      step = row.get('step')
+      where = f', step {int(step)}' if isinstance(step, float) and math.isfinite(step) else ''
+      return f'{DIVERGED}{int(row.get("epoch") or 0)}{where}'
+  return None
+
+
+def read_run(rundir: str, name: str | None = None) -> Run | None:
+  """The run in `rundir` (named `name`, default its path); None if no config.json."""
+  if not os.path.isfile(os.path.join(rundir, CONFIG)):
+    return None
+  run = Run(name or rundir, rundir, 'incomplete')
+  try:
+    with open(os.path.join(rundir, CONFIG)) as f:
+      run.config = json.load(f)
+    if not isinstance(run.config, dict):
+      raise ValueError('not a JSON object')
+  except (OSError, ValueError) as e:
+    run.config, run.status, run.failure = None, 'failed', f'config.json unreadable: {e}'
+    return run
+  run.copy = os.path.exists(os.path.join(rundir, REUSED))
+  run.metrics = read_metrics(os.path.join(rundir, METRICS))
+  results_path = os.path.join(rundir, RESULTS)
+  failed_path = os.path.join(rundir, FAILED)
   if os.path.exists(results_path):
     try:
       with open(results_path) as f:
         run.results = json.load(f)
       run.status = 'finished'
-      config = run.results.get('config') or {}
-      run.flags = {**run.flags, **{k: v for k, v in config.items() if v is not None}}
     except (OSError, ValueError) as e:
       run.status, run.failure = 'failed', f'results.json unreadable: {e}'
   elif os.path.exists(failed_path):
@@ -247,9 +328,77 @@ def read_run(logdir: str, name: str) -> Run:
     with open(failed_path, errors='replace') as f:
       lines = [l.strip() for l in f if l.strip()]
     run.failure = lines[0] if lines else 'failed.txt is empty'
+    if run.failure.startswith(DIVERGED):
+      run.status = 'diverged'
   elif lock_held(rundir):
     run.status = 'running'
+  diverged = _first_divergence(run.metrics)
+  if diverged and run.status != 'diverged':  # e.g. a run that finished with NaN
+    run.status, run.failure = 'diverged', diverged
   return run
+
+
+def find_runs(logdir: str) -> list[Run]:
+  """Every run under `logdir` (itself included), named by its path under it.
+
+  A run is a directory holding config.json; its own subdirectories
+  (checkpoints/, workers/) are not searched.
+  """
+  runs = []
+  for root, dirs, _ in os.walk(logdir):
+    run = read_run(root, os.path.relpath(root, logdir))
+    if run is not None:
+      if run.name == '.':
+        run.name = os.path.basename(os.path.abspath(root))
+      runs.append(run)
+      dirs[:] = []
+    else:
+      dirs[:] = sorted(d for d in dirs if d != 'checkpoints')
+  return runs
+
+
+class RunIndex:
+  """The runs under one --logdir, matched to rows and figure conditions."""
+
+  def __init__(self, logdir: str):
+    self.logdir = logdir
+    self.runs = find_runs(logdir)
+    self.matched: set[str] = set()  # names of runs that match some condition asked for
+    self.several: set[str] = set()  # conditions that more than one run matches
+
+  def candidates(self, name: str) -> list[Run]:
+    """The runs that match condition `name`, the one to show first."""
+    cond = condition(name)
+    found = [r for r in self.runs if cond.matches(r)]
+    # The sweep's layout: tools/run_sweep.py runs flags/<name>.cfg into <logdir>/<name>.
+    laid_out = lambda r: ('/' + r.name.replace(os.sep, '/')).endswith('/' + name)
+    return sorted(found, key=lambda r: (r.status != 'finished', not laid_out(r),
+                                        len(cond.tuning_differences(r)),
+                                        -r.epochs_done, r.copy, r.name))
+
+  def get(self, name: str) -> Run:
+    """The run shown for condition `name` (status missing if none matches)."""
+    found = self.candidates(name)
+    self.matched.update(r.name for r in found)
+    if len(found) > 1:
+      self.several.add(name)
+    return found[0] if found else Run('', '', 'missing')
+
+  def unmatched(self) -> list[Run]:
+    return [r for r in self.runs if r.name not in self.matched]
+
+
+def as_index(logdir: 'RunIndex | str') -> RunIndex:
+  """`logdir`'s runs (an index is passed through)."""
+  return logdir if isinstance(logdir, RunIndex) else RunIndex(logdir)
+
+
+CHOICE_NOTE = ('A row is filled by a run under --logdir whose '
+               'config.json has the settings of the row\'s flagfile under flags/ (scale '
+               'settings aside); where several runs match, the one shown is finished, '
+               'then laid out as the sweep runner does (its path ends with the flagfile\'s '
+               'name), then has the fewest other tuning settings, then the most epochs, '
+               'then is not a copy (reused_from.txt), then comes first by path.')
 
 
 # --- Cells -------------------------------------------------------------------
@@ -302,12 +451,12 @@ def _metric_cells(run: Run, key: str, paper: float, best_key: str | None = None,
 
 
 def _record(table: str, row: str, run: Run, metric: str, paper: float | None,
-            key: str) -> dict:
+            key: str, flagfile: str) -> dict:
   value = run.value(key)
-  return dict(table=table, row=row, run=run.name, status=run.status, metric=metric,
-              paper=paper, ours=None if value is None else round(100 * value, 4),
+  return dict(table=table, row=row, flagfile=flagfile, run=run.name, status=run.status,
+              metric=metric, paper=paper, ours=None if value is None else round(100 * value, 4),
               difference=None if value is None or paper is None else round(100 * value - paper, 4),
-              dataset=run.flags.get('dataset'), train_size=run.train_size,
+              dataset=(run.config or {}).get('dataset'), train_size=run.train_size,
               epochs_completed=run.epochs_done if run.status != 'missing'
               else None, epochs_target=run.epochs_target)
 
@@ -316,14 +465,25 @@ def _status_notes(runs: list[Run]) -> list[str]:
   notes = []
   for run in runs:
     if run.status == 'failed':
-      notes.append(f'`{run.name}` failed: {run.failure} (see {run.rundir}/train.log).')
+      log = os.path.join(run.rundir, 'train.log')
+      see = log if os.path.exists(log) else os.path.join(run.rundir, FAILED)
+      notes.append(f'`{run.name}` failed: {run.failure} (see {see}).')
+    elif run.status == 'diverged':
+      notes.append(f'`{run.name}` {run.failure}: a loss became NaN or infinite (metrics '
+                   f'up to it in {os.path.join(run.rundir, METRICS)}).')
   missing = sum(r.status == 'missing' for r in runs)
   if missing:
-    notes.append(f'missing = no run directory ({missing} of {len(runs)} rows).')
+    notes.append(f'missing = no run under --logdir has the row\'s settings ({missing} of '
+                 f'{len(runs)} rows).')
   if any(r.status == 'incomplete' for r in runs):
-    notes.append('incomplete = started but neither finished nor running: run the sweep '
-                 'again to resume it.')
+    notes.append('incomplete = started but neither finished nor running: run it again '
+                 'to resume it.')
   return notes
+
+
+def _choice_note(names: Sequence[str], index: RunIndex) -> list[str]:
+  several = sum(n in index.several for n in names)
+  return [f'{CHOICE_NOTE} {several} of {len(names)} rows had several.'] if several else []
 
 
 SCALE_NOTE = ('Scale = the data set if not the paper\'s, training examples used ("all" = '
@@ -333,30 +493,33 @@ SCALE_NOTE = ('Scale = the data set if not the paper\'s, training examples used 
               'Numbers from smaller runs are not comparable to the paper\'s.')
 
 
-def table1(logdir: str) -> Table:
+def table1(logdir: RunIndex | str) -> Table:
   """Table 1 (CIFAR-10): train and test accuracy, paper vs ours."""
+  index = as_index(logdir)
   header = ['model', 'random crop', 'weight decay', 'train (paper)', 'train (ours)', 'Δ',
             'test (paper)', 'test (ours)', 'Δ', 'scale']
   rows, records, runs = [], [], []
   for row in PAPER_TABLE1:
-    run = read_run(logdir, row.run)
+    run = index.get(row.run)
     runs.append(run)
     cells = [row.model, yes(row.crop), yes(row.weight_decay)]
     cells += _metric_cells(run, 'train_accuracy', row.train)
     cells += _metric_cells(run, 'test_accuracy', row.test)
-    cells.append(run.scale('cifar10'))
+    cells.append(run.scale('cifar10', condition(row.run).tuning_differences(run)))
     rows.append(cells)
     label = f'{row.model}, crop {yes(row.crop)}, wd {yes(row.weight_decay)}'
-    records.append(_record('1', label, run, 'train', row.train, 'train_accuracy'))
-    records.append(_record('1', label, run, 'test', row.test, 'test_accuracy'))
+    records.append(_record('1', label, run, 'train', row.train, 'train_accuracy', row.run))
+    records.append(_record('1', label, run, 'test', row.test, 'test_accuracy', row.run))
   notes = ['Accuracy in %; Δ = ours − paper in percentage points. Train accuracy is an '
            'inference-mode pass over the (randomized) training set.', SCALE_NOTE]
+  notes += _choice_note([r.run for r in PAPER_TABLE1], index)
   return Table('Table 1: CIFAR-10, train / test accuracy (%)', header, rows,
                notes + _status_notes(runs), records, 3)
 
 
-def table2(logdir: str) -> Table:
+def table2(logdir: RunIndex | str) -> Table:
   """Table 2 (ImageNet, Inception V3): top-1/top-5 train and test, paper vs ours."""
+  index = as_index(logdir)
   header = ['labels', 'aug', 'dropout', 'wd']
   for what in ('top-1 train', 'top-5 train', 'top-1 test', 'top-5 test'):
     header += [f'{what} (paper)', f'{what} (ours)', 'Δ']
@@ -368,7 +531,7 @@ def table2(logdir: str) -> Table:
              ('top-5 test', 'test_top5_accuracy', 'test_top5', 'best_test_top5_accuracy',
               'best_top5'))
   for row in PAPER_TABLE2:
-    run = read_run(logdir, row.run)
+    run = index.get(row.run)
     runs.append(run)
     cells = [row.labels, yes(row.augment), yes(row.dropout), yes(row.weight_decay)]
     label = (f'{row.labels} labels, aug {yes(row.augment)}, dropout {yes(row.dropout)}, '
@@ -376,15 +539,17 @@ def table2(logdir: str) -> Table:
     for metric, key, attr, best_key, best_attr in metrics:
       paper_best = getattr(row, best_attr) if best_attr else None
       cells += _metric_cells(run, key, getattr(row, attr), best_key, paper_best)
-      records.append(_record('2', label, run, metric, getattr(row, attr), key))
+      records.append(_record('2', label, run, metric, getattr(row, attr), key, row.run))
       if paper_best is not None:
-        records.append(_record('2', label, run, metric + ' best', paper_best, best_key))
-    cells.append(run.scale('imagenet2012'))
+        records.append(_record('2', label, run, metric + ' best', paper_best, best_key,
+                               row.run))
+    cells.append(run.scale('imagenet2012', condition(row.run).tuning_differences(run)))
     rows.append(cells)
   notes = ['Accuracy in %; Δ = ours − paper (final accuracy) in percentage points. '
            'Parenthesised: best test accuracy during training (early stopping).',
            'n/r = not recorded in results.json (top-5 needs train_top5_accuracy / '
            'test_top5_accuracy / best_test_top5_accuracy).', SCALE_NOTE]
+  notes += _choice_note([r.run for r in PAPER_TABLE2], index)
   return Table('Table 2: ImageNet, Inception V3, top-1 / top-5 accuracy (%)', header,
                rows, notes + _status_notes(runs), records, 4)
 
@@ -422,8 +587,8 @@ def to_latex(table: Table) -> str:
   return '\n'.join(lines) + '\n'
 
 
-CSV_FIELDS = ('table', 'row', 'run', 'status', 'metric', 'paper', 'ours', 'difference',
-              'dataset', 'train_size', 'epochs_completed', 'epochs_target')
+CSV_FIELDS = ('table', 'row', 'flagfile', 'run', 'status', 'metric', 'paper', 'ours',
+              'difference', 'dataset', 'train_size', 'epochs_completed', 'epochs_target')
 
 
 def to_csv(tables: Sequence[Table]) -> str:
@@ -435,26 +600,51 @@ def to_csv(tables: Sequence[Table]) -> str:
   return out.getvalue()
 
 
-def render(logdir: str, fmt: str = 'markdown', which: str = 'all') -> str:
+def render(logdir: str | RunIndex, fmt: str = 'markdown', which: str = 'all') -> str:
   """Both tables (or one) in the given format."""
-  tables = [t(logdir) for key, t in (('1', table1), ('2', table2)) if which in (key, 'all')]
+  index = as_index(logdir)
+  tables = [t(index) for key, t in (('1', table1), ('2', table2)) if which in (key, 'all')]
   if fmt == 'csv':
     return to_csv(tables)
   renderer = to_latex if fmt == 'latex' else to_markdown
   return '\n'.join(renderer(t) for t in tables)
 
 
+def names_line(runs: Sequence[Run], limit: int = 8) -> str:
+  """'a, b, c (and 4 more)'."""
+  names = [r.name for r in runs]
+  more = f' (and {len(names) - limit} more)' if len(names) > limit else ''
+  return ', '.join(names[:limit]) + more
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(description='Tables 1 and 2, ours beside the paper.')
-  parser.add_argument('--logdir', required=True, help='The sweep\'s --logdir.')
+  parser = arguments.ArgumentParser(description='Tables 1 and 2, ours beside the paper.')
+  parser.add_argument('--logdir', required=True, help='A directory tree of runs (any '
+                      'directory holding config.json is one), e.g. a sweep\'s --logdir.')
   parser.add_argument('--format', choices=('markdown', 'latex', 'csv'), default='markdown')
   parser.add_argument('--table', choices=('1', '2', 'all'), default='all')
   parser.add_argument('--out', default=None, help='Write here instead of stdout.')
   args = parser.parse_args(argv)
   if not os.path.isdir(args.logdir):
-    print(f'error: --logdir={args.logdir} is not a directory', file=sys.stderr)
-    return 2
-  text = render(args.logdir, args.format, args.table)
+    arguments.fail(f'--logdir={args.logdir} is not a directory; allowed: a directory '
+                   'tree of runs')
+  if args.out:
+    out_dir = os.path.dirname(os.path.abspath(args.out))
+    if os.path.isdir(args.out):
+      arguments.fail(f'--out={args.out} is a directory; allowed: a file path')
+    if not os.path.isdir(out_dir) or not os.access(out_dir, os.W_OK):
+      arguments.fail(f'--out={args.out}: {out_dir} is not a writable directory')
+  index = RunIndex(args.logdir)
+  text = render(index, args.format, args.table)
+  which = 'Table 1 or 2' if args.table == 'all' else f'Table {args.table}'
+  if not index.matched:
+    arguments.fail(f'no run under --logdir={args.logdir} matches a row of {which} '
+                   f'({len(index.runs)} run directories found; a run is a directory '
+                   'holding config.json)', code=1)
+  unmatched = index.unmatched()
+  if unmatched:
+    print(f'note: {len(unmatched)} of {len(index.runs)} runs under {args.logdir} match no '
+          f'row of {which}: {names_line(unmatched)}', file=sys.stderr)
   if args.out:
     with open(args.out, 'w') as f:
       f.write(text)

@@ -8,8 +8,9 @@ Each flagfile F runs as
     python -m rethinking_tf.train --flagfile=F [--FLAG=VALUE for each --set] --logdir=DIR/<F>
 
 where <F> is F's path relative to its `flags/` directory without `.cfg`
-(flags/table1/mlp_1x512_wd.cfg -> DIR/table1/mlp_1x512_wd), the layout that
-tools/make_tables.py and tools/make_figures.py read. The `--set` overrides
+(flags/table1/mlp_1x512_wd.cfg -> DIR/table1/mlp_1x512_wd). tools/make_tables.py
+and tools/make_figures.py read any layout (they match runs to rows by their
+settings) and, where several runs fit a row, prefer the one laid out so. The `--set` overrides
 apply to every run (later flags override the flagfile's), so the same grid
 runs CPU-sized or on a local data copy.
 
@@ -22,8 +23,9 @@ resolved flags equal those of a run already finished anywhere under --logdir
 p = 1 and labels=random) is not trained again: the finished run's outputs
 are copied (without checkpoints) and RUNDIR/reused_from.txt names the source;
 --no_reuse trains it anyway. A run that exits
-non-zero without results.json gets a failed.txt; the sweep keeps going, lists
-every failure at the end and then exits 1. Each run's stdout and stderr are
+non-zero without results.json gets a failed.txt (first line: the binary's
+`diverged at epoch E, step S` for a run whose loss became NaN, else the exit
+code); the sweep keeps going, lists every failure at the end and then exits 1. Each run's stdout and stderr are
 appended to RUNDIR/train.log. While a run is going its directory holds a lock
 on RUNDIR/.sweep_lock, so two sweeps over one --logdir never run the same
 directory twice and make_tables can tell running from interrupted.
@@ -51,6 +53,10 @@ import sys
 import threading
 import time
 from typing import IO, Sequence
+
+# The checkout's own package first (before an installed copy).
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from rethinking_tf import arguments  # pylint: disable=wrong-import-position
 
 # The training binary's flags (the contract) and their kinds. A bool flag is
 # written --name or --noname.
@@ -98,6 +104,11 @@ RUNNER_FLAGS = ('logdir', 'overwrite')
 RESULTS, FAILED, METRICS, LOG, LOCK, FLAGS_CFG, REUSED = (
     'results.json', 'failed.txt', 'metrics.csv', 'train.log', '.sweep_lock', 'flags.cfg',
     'reused_from.txt')
+
+
+# The first line of the training binary's failed.txt for a run whose loss
+# became NaN or infinite: 'diverged at epoch E, step S'.
+DIVERGED = 'diverged at epoch '
 
 
 class SweepError(ValueError):
@@ -339,6 +350,16 @@ def _tail(path: str, lines: int = 15) -> str:
     return ''
 
 
+def _diverged_line(rundir: str) -> str | None:
+  """failed.txt's first line if it is the binary's `diverged at epoch E, step S`."""
+  try:
+    with open(os.path.join(rundir, FAILED), errors='replace') as f:
+      first = f.readline().strip()
+  except OSError:
+    return None
+  return first if first.startswith(DIVERGED) else None
+
+
 def _last_line(text: str) -> str:
   lines = [l for l in text.splitlines() if l.strip()]
   return lines[-1].strip() if lines else ''
@@ -428,10 +449,13 @@ class Sweep:
       tail = _tail(log_path)
       why = (f'exit code {code}' if code != 0 else 'exit code 0 but no results.json'
              ) if code is not None else 'the training command could not start'
+      diverged = _diverged_line(job.rundir)  # the binary's own failed.txt, if it says so
+      if diverged:
+        why = f'{diverged}\n{why}'
       with open(os.path.join(job.rundir, FAILED), 'w') as f:
         f.write(f'{why}\ncommand: {shlex.join(job.command)}\n'
                 f'--- last lines of {LOG} ---\n{tail}')
-      job.state, job.detail = 'failed', f'{why}: {_last_line(tail)}'
+      job.state, job.detail = 'failed', (diverged or f'{why}: {_last_line(tail)}')
       self.say(f'FAILED   {job.name} after {took}: {job.detail} [{self._counts()}]')
 
   def _reuse(self, job: Job, source: str) -> None:
@@ -543,8 +567,9 @@ def classify(jobs: list[Job], skip_failed: bool) -> None:
         job.state, job.detail = 'done', 'already finished'
     elif skip_failed and os.path.exists(os.path.join(job.rundir, FAILED)):
       job.state = 'failed'
-      job.detail = 'earlier failure, not retried (--skip_failed): ' + _last_line(
-          _tail(os.path.join(job.rundir, FAILED), 100).split('---')[0])
+      job.detail = 'earlier failure, not retried (--skip_failed): ' + (
+          _diverged_line(job.rundir) or
+          _last_line(_tail(os.path.join(job.rundir, FAILED), 100).split('---')[0]))
 
 
 def report(jobs: list[Job], out: IO[str]) -> int:
@@ -564,7 +589,8 @@ def report(jobs: list[Job], out: IO[str]) -> int:
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(
+  """The tool's flags; a bad one is one `error:` line and exit 2."""
+  parser = arguments.ArgumentParser(
       description='Run flagfiles as training runs under --logdir, N at a time.')
   parser.add_argument('flagfiles', nargs='+', metavar='FLAGFILE')
   parser.add_argument('--logdir', required=True,
@@ -589,7 +615,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
   parser.add_argument('--train_cmd', default=None, help=argparse.SUPPRESS)
   args = parser.parse_args(argv)
   if args.parallel < 1:
-    parser.error('--parallel must be >= 1')
+    arguments.fail(f'--parallel={args.parallel}; allowed: 1 or more')
+  if args.progress_seconds <= 0:
+    arguments.fail(f'--progress_seconds={args.progress_seconds:g}; allowed: more than 0')
+  error = arguments.writable_dir_error('--logdir', args.logdir)
+  if error:
+    arguments.fail(error)
   return args
 
 
