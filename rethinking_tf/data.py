@@ -177,7 +177,8 @@ def _decode_files(files: list[str]) -> np.ndarray:
     first = len(batches) * batch
     for path in files[first:first + batch] + files[:first] + files[first + batch:]:
       _decode_file(path)
-    raise DataError(f'decoding the {len(files)} images failed: {e.message}') from None
+    reason = (e.message.splitlines() or [type(e).__name__])[0]
+    raise DataError(f'decoding the {len(files)} images failed ({reason})') from None
   return np.concatenate(batches)
 
 
