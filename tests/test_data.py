@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -340,6 +341,20 @@ def test_image_cache_write_is_atomic(tmp_path, cache_home, decode_calls, monkeyp
   np.testing.assert_array_equal(data.load_arrays('image_folder', 'train', root).images,
                                 first.images)
   assert decode_calls == [6, 6]
+
+
+def test_image_cache_removes_temporary_files_of_killed_writers(tmp_path, cache_home):
+  root = _small_folder(tmp_path)
+  directory = os.path.dirname(_entry(root))
+  os.makedirs(directory)
+  old, fresh = (os.path.join(directory, os.path.basename(_entry(root)) + s)
+                for s in ('.old.tmp', '.fresh.tmp'))
+  for path in (old, fresh):
+    open(path, 'wb').write(b'PK half')
+  os.utime(old, (time.time() - 7200,) * 2)
+  data.load_arrays('image_folder', 'train', root)
+  assert sorted(os.listdir(directory)) == sorted(
+      [os.path.basename(_entry(root)), os.path.basename(fresh)])
 
 
 def test_image_cache_unwritable_directory_decodes(tmp_path, monkeypatch, decode_calls):
