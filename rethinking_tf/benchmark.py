@@ -406,7 +406,8 @@ def measure_model(case: ModelCase, strategy: tf.distribute.Strategy | None = Non
     t0 = time.perf_counter()
     pipelines = data.make_pipelines(config.dataset, config.data_dir,
                                     config.randomization, config.batch_size,
-                                    config.train_size, config.random_crop)
+                                    config.train_size, config.random_crop,
+                                    image_cache=config.image_cache)
     t.build(pipelines)
     setup_seconds = time.perf_counter() - t0
     bare = _Bare(t, strategy)
@@ -516,8 +517,8 @@ def _drain(iterator, batches: int, warmup: int = 2) -> tuple[float, float]:
 def measure_pipeline(dataset: str = 'digits', data_dir: str | None = None,
                      batch_size: int = 128, train_size: int | None = 1280,
                      batches: int = 200, repeats: int = 5,
-                     modes: Sequence[tuple[str, dict[str, Any], bool]] = PIPELINE_MODES
-                     ) -> dict[str, dict[str, float]]:
+                     modes: Sequence[tuple[str, dict[str, Any], bool]] = PIPELINE_MODES,
+                     image_cache: bool = True) -> dict[str, dict[str, float]]:
   """Images/s of `make_pipelines(..).train(0)` alone, per randomization.
 
   `setup_seconds` is the one-time cost (load, randomize, materialize);
@@ -532,7 +533,8 @@ def measure_pipeline(dataset: str = 'digits', data_dir: str | None = None,
   for name, kwargs, crop in modes:
     t0 = time.perf_counter()
     pipelines[name] = data.make_pipelines(dataset, data_dir, data.Randomization(**kwargs),
-                                          batch_size, train_size, crop)
+                                          batch_size, train_size, crop,
+                                          image_cache=image_cache)
     next(iter(pipelines[name].train(0)))
     setups[name] = time.perf_counter() - t0
   times: dict[str, list[tuple[float, float]]] = {name: [] for name in pipelines}

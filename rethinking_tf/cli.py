@@ -32,6 +32,7 @@ def define_data_flags() -> None:
                     'Training inputs: original, shuffled_pixels, random_pixels, gaussian.')
   flags.DEFINE_integer('seed', 0, 'Seed of every randomization, the shuffle order '
                        'and the initial weights.')
+  flags.DEFINE_bool('image_cache', True, 'Cache the decoded arrays of an image_folder data set under $XDG_CACHE_HOME/rethinking_tf (default ~/.cache/rethinking_tf); --noimage_cache decodes the images on every run.')
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -60,4 +61,5 @@ def data_args(FLAGS) -> dict:  # pylint: disable=invalid-name
       train_size=FLAGS.train_size or None,
       randomization=data.Randomization(labels=FLAGS.labels,
                                        corrupt_prob=FLAGS.corrupt_prob,
-                                       inputs=FLAGS.inputs, seed=FLAGS.seed))
+                                       inputs=FLAGS.inputs, seed=FLAGS.seed),
+      image_cache=FLAGS.image_cache)

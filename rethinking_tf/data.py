@@ -32,11 +32,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import socket
 from typing import Callable
 
 import numpy as np
 import tensorflow as tf
+
+from rethinking_tf import image_cache as image_cache_lib
 
 LABEL_MODES = ('true', 'corrupted', 'random')
 INPUT_MODES = ('original', 'shuffled_pixels', 'random_pixels', 'gaussian')
@@ -121,18 +124,38 @@ def _folder_files(data_dir: str, split: str) -> tuple[list[str], np.ndarray, lis
   return files, np.asarray(labels, np.int64), classes
 
 
-def _image_folder(split: str, data_dir: str | None) -> Arrays:
-  """A local tree `<data_dir>/{train,test}/<class>/<image>`, classes sorted.
+def _decode_error(path: str, error: Exception) -> DataError:
+  """One line naming an image file that cannot be decoded, and why."""
+  reason = getattr(error, 'message', None) or str(error)
+  reason = re.sub(r'\{\{[^}]*\}\}|\[Op:.*$', '', reason.splitlines()[0] if reason else '')
+  reason = reason.strip() or type(error).__name__
+  try:
+    with open(path, 'rb') as f:
+      raw = f.read()
+  except OSError:
+    raw = b''
+  if raw.startswith(b'\xff\xd8') and not raw.rstrip(b'\0').endswith(b'\xff\xd9'):
+    reason += ' The file ends before the JPEG end marker: it is truncated.'
+  return DataError(f'{path}: cannot decode this image ({reason}); allowed: '
+                   'complete JPEG, PNG, GIF or BMP files (replace or remove it)')
 
-  Any format `tf.io.decode_image` reads; images are decoded as RGB and must
-  share one size (the first image's), else they are resized to it.
+
+def _decode_file(path: str) -> tf.Tensor:
+  """Decodes one image file as RGB; DataError naming the file if it cannot."""
+  try:
+    return tf.io.decode_image(tf.io.read_file(path), channels=3,
+                              expand_animations=False)
+  except tf.errors.OpError as e:
+    raise _decode_error(path, e) from None
+
+
+def _decode_files(files: list[str]) -> np.ndarray:
+  """Decodes image files into uint8 [N, H, W, 3] at the first file's size.
+
+  The files are decoded by one parallel tf.data pass. If it fails, the batch
+  that failed is decoded again file by file to name the file and the reason.
   """
-  files, labels, _ = _folder_files(data_dir, split)
-  if not files:
-    raise DataError(f'--data_dir={data_dir}: no images under {split}/<class>/')
-  first = tf.io.decode_image(tf.io.read_file(files[0]), channels=3,
-                             expand_animations=False)
-  size = first.shape[:2]
+  size = _decode_file(files[0]).shape[:2]
 
   def decode(path):
     image = tf.io.decode_image(tf.io.read_file(path), channels=3,
@@ -142,10 +165,46 @@ def _image_folder(split: str, data_dir: str | None) -> Arrays:
     return tf.cond(same, lambda: tf.ensure_shape(image, (*size, 3)),
                    lambda: tf.ensure_shape(if_resized, (*size, 3)))
 
+  batch = 4096
   ds = tf.data.Dataset.from_tensor_slices(files).map(
       decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  images = np.concatenate([b.numpy() for b in ds.batch(4096)])
-  return Arrays(images, labels, np.arange(len(labels), dtype=np.int64))
+  batches = []
+  try:
+    for b in ds.batch(batch):
+      batches.append(b.numpy())
+  except tf.errors.OpError as e:
+    # Batches come in order: the failure is in the next one (else anywhere).
+    first = len(batches) * batch
+    for path in files[first:first + batch] + files[:first] + files[first + batch:]:
+      _decode_file(path)
+    reason = (e.message.splitlines() or [type(e).__name__])[0]
+    raise DataError(f'decoding the {len(files)} images failed ({reason})') from None
+  return np.concatenate(batches)
+
+
+def _image_folder(split: str, data_dir: str | None, image_cache: bool = True) -> Arrays:
+  """A local tree `<data_dir>/{train,test}/<class>/<image>`, classes sorted.
+
+  Any format `tf.io.decode_image` reads; images are decoded as RGB and must
+  share one size (the first image's), else they are resized to it. A file
+  that cannot be decoded is a DataError naming it. With `image_cache`, the
+  decoded arrays are kept in (and read back from) `image_cache.cache_dir()`.
+  """
+  files, labels, classes = _folder_files(data_dir, split)
+  if not files:
+    raise DataError(f'--data_dir={data_dir}: no images under {split}/<class>/')
+  index = np.arange(len(labels), dtype=np.int64)
+  key = image_cache_lib.files_key(files, data_dir) if image_cache else None
+  path = image_cache_lib.entry_path(data_dir, split) if key else None
+  if key:
+    cached = image_cache_lib.load(path, key, len(files))
+    if (cached is not None and cached.classes == classes
+        and np.array_equal(cached.labels, labels)):
+      return Arrays(cached.images, labels, index)
+  images = _decode_files(files)
+  if key:
+    image_cache_lib.save(path, key, image_cache_lib.Decoded(images, labels, classes))
+  return Arrays(images, labels, index)
 
 
 def _network_available(host: str, timeout: float = 3.0) -> bool:
@@ -258,11 +317,18 @@ def num_test_examples(name: str, data_dir: str | None) -> int:
   return _KNOWN_SIZES[name][1]
 
 
-def load_arrays(name: str, split: str, data_dir: str | None = None) -> Arrays:
-  """Loads an in-memory data set split ('train' or 'test')."""
+def load_arrays(name: str, split: str, data_dir: str | None = None,
+                image_cache: bool = True) -> Arrays:
+  """Loads an in-memory data set split ('train' or 'test').
+
+  `image_cache`: keep an image_folder's decoded arrays in the user's cache
+  directory and read them back when its files are unchanged (`image_cache`).
+  """
   entry = DATASETS[name]
   if entry.load is None:
     raise DataError(f'{name} is streamed, not loaded into memory')
+  if entry.load is _image_folder:
+    return _image_folder(split, data_dir, image_cache=image_cache)
   return entry.load(split, data_dir)
 
 
@@ -384,19 +450,20 @@ class Pipelines:
 
 
 def randomized_arrays(name: str, data_dir: str | None, rand: Randomization,
-                      train_size: int | None = None, test_size: int | None = None
-                      ) -> tuple[Arrays, Arrays, int, float]:
+                      train_size: int | None = None, test_size: int | None = None,
+                      image_cache: bool = True) -> tuple[Arrays, Arrays, int, float]:
   """Loads a data set and applies the label randomization (arrays, not images).
 
-  `train_size` / `test_size` keep a class-balanced subset (`balanced_subset`).
+  `train_size` / `test_size` keep a class-balanced subset (`balanced_subset`);
+  `image_cache` as in `load_arrays`.
 
   Returns (train, test, num_classes, label_noise_fraction) where train.labels
   are already randomized; images are untouched uint8 (see `make_pipelines`
   for the input randomizations).
   """
   _, num_classes = check_available(name, data_dir)
-  train = load_arrays(name, 'train', data_dir)
-  test = load_arrays(name, 'test', data_dir)
+  train = load_arrays(name, 'train', data_dir, image_cache)
+  test = load_arrays(name, 'test', data_dir, image_cache)
   full_size = len(train.labels)
   if train_size:
     keep = balanced_subset(train.labels, train_size, num_classes)
@@ -577,7 +644,8 @@ def chunks(tensors, size: int) -> tf.data.Dataset:
 def make_pipelines(name: str, data_dir: str | None, rand: Randomization,
                    batch_size: int, train_size: int | None = None,
                    random_crop: bool = False, eval_batch_size: int | None = None,
-                   augment: bool = False, test_size: int | None = None) -> Pipelines:
+                   augment: bool = False, test_size: int | None = None,
+                   image_cache: bool = True) -> Pipelines:
   """Builds the train, train-eval and test pipelines of a data set.
 
   For in-memory data sets the randomization ops run once as a tf.data pass
@@ -594,7 +662,7 @@ def make_pipelines(name: str, data_dir: str | None, rand: Randomization,
     return imagenet.make_pipelines(data_dir, rand, batch_size, train_size,
                                    random_crop or augment, eval_batch_size)
   train, test, num_classes, noise = randomized_arrays(
-      name, data_dir, rand, train_size, test_size)
+      name, data_dir, rand, train_size, test_size, image_cache)
   mean, std = channel_stats(train.images)
   eval_batch_size = eval_batch_size or max(batch_size, 1000)
   auto = tf.data.AUTOTUNE
@@ -650,7 +718,7 @@ def make_pipelines(name: str, data_dir: str | None, rand: Randomization,
 
 
 def numpy_arrays(name: str, data_dir: str | None, rand: Randomization,
-                 train_size: int | None = None
+                 train_size: int | None = None, image_cache: bool = True
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
   """The randomized, preprocessed train and test sets as numpy arrays.
 
@@ -658,7 +726,8 @@ def numpy_arrays(name: str, data_dir: str | None, rand: Randomization,
   the non-training experiments (sections 4 and 5). Returns
   (x_train [N, 28, 28, 3] float32, y_train, x_test, y_test, label_noise_fraction).
   """
-  p = make_pipelines(name, data_dir, rand, batch_size=1000, train_size=train_size)
+  p = make_pipelines(name, data_dir, rand, batch_size=1000, train_size=train_size,
+                     image_cache=image_cache)
   xs, ys = [], []
   for ds in (p.train_eval, p.test):
     x, y = zip(*[(a.numpy(), b.numpy()) for a, b in ds])

@@ -307,16 +307,17 @@ def fit_and_evaluate(x_train: np.ndarray, y_train: np.ndarray,
 
 def run(dataset: str, data_dir: str | None, train_size: int | None,
         randomization, one_hot: bool = False, theta: float = 0.1,
-        batch_size: int = 256, float32_check: bool = True) -> dict:
+        batch_size: int = 256, float32_check: bool = True,
+        image_cache: bool = True) -> dict:
   """Theorem 1 on a data set's (randomized, preprocessed) training set.
 
   Inputs are those the training binary sees (`data.numpy_arrays`: 28x28x3,
-  per-image standardized, d = 2,352).
+  per-image standardized, d = 2,352); `image_cache` as in `data.load_arrays`.
   """
   from rethinking_tf import data  # pylint: disable=g-import-not-at-top
   t0 = time.perf_counter()
   x_train, y_train, x_test, y_test, noise = data.numpy_arrays(
-      dataset, data_dir, randomization, train_size)
+      dataset, data_dir, randomization, train_size, image_cache)
   _, num_classes = data.check_available(dataset, data_dir)
   load_seconds = time.perf_counter() - t0
   result = fit_and_evaluate(x_train, y_train, x_test, y_test, num_classes,

@@ -274,7 +274,7 @@ def fit_and_evaluate(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarra
 
 def load_features(dataset: str, data_dir: str | None, train_size: int | None,
                   randomization, features: str = 'pixels', num_filters: int = 1000,
-                  filter_size: int = 5, pool: int = 2
+                  filter_size: int = 5, pool: int = 2, image_cache: bool = True
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, float]:
   """(x_train [n, D], y_train, x_test, y_test, num_classes, label noise)."""
   from rethinking_tf import data  # pylint: disable=g-import-not-at-top
@@ -282,7 +282,7 @@ def load_features(dataset: str, data_dir: str | None, train_size: int | None,
     raise ValueError(f'features={features!r}; allowed: {FEATURES}')
   if features == 'pixels':
     train, test, num_classes, noise = data.randomized_arrays(
-        dataset, data_dir, randomization, train_size)
+        dataset, data_dir, randomization, train_size, image_cache=image_cache)
     if randomization.inputs == 'original':
       x_train = train.images.astype(np.float32) / 255.0
       x_test = test.images.astype(np.float32) / 255.0
@@ -296,7 +296,7 @@ def load_features(dataset: str, data_dir: str | None, train_size: int | None,
     y_train, y_test = train.labels, test.labels
   else:
     x_train, y_train, x_test, y_test, noise = data.numpy_arrays(
-        dataset, data_dir, randomization, train_size)
+        dataset, data_dir, randomization, train_size, image_cache)
     _, num_classes = data.check_available(dataset, data_dir)
     if features == 'random_conv':
       x_train = random_conv_features(x_train, num_filters, filter_size, pool,
@@ -311,12 +311,15 @@ def run(dataset: str, data_dir: str | None, train_size: int | None, randomizatio
         kernel: str = 'gaussian', gamma: float = 0.02, l2: float = 0.0,
         features: str = 'pixels', num_filters: int = 1000, filter_size: int = 5,
         pool: int = 2, block_size: int = 2048,
-        train_eval_size: int | None = None) -> dict:
-  """Section 5 on a data set: features, min-norm interpolation, errors, norm."""
+        train_eval_size: int | None = None, image_cache: bool = True) -> dict:
+  """Section 5 on a data set: features, min-norm interpolation, errors, norm.
+
+  `image_cache`: as in `data.load_arrays`.
+  """
   t0 = time.perf_counter()
   x_train, y_train, x_test, y_test, num_classes, noise = load_features(
       dataset, data_dir, train_size, randomization, features, num_filters,
-      filter_size, pool)
+      filter_size, pool, image_cache)
   feature_seconds = time.perf_counter() - t0
   result = fit_and_evaluate(x_train, y_train, x_test, y_test, num_classes, kernel,
                             gamma, l2, block_size, train_eval_size)

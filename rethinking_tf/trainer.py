@@ -155,6 +155,7 @@ class TrainConfig:
   stop_on_fit: bool = False
   steps_per_execution: int = 0  # 0 = auto_steps_per_execution
   precision: str = 'float32'
+  image_cache: bool = True  # Cache an image_folder's decoded arrays.
   overwrite: bool = False
   verbose: bool = True
 
@@ -211,7 +212,8 @@ def prepare_logdir(config: TrainConfig, flagfile: str | None) -> None:
   results = os.path.join(config.logdir, 'results.json')
   settings_path = os.path.join(config.logdir, 'config.json')
   settings = config.as_dict()
-  ignore = ('overwrite', 'verbose', 'epochs', 'logdir', 'steps_per_execution')
+  ignore = ('overwrite', 'verbose', 'epochs', 'logdir', 'steps_per_execution',
+            'image_cache')
   if config.overwrite:
     for name in os.listdir(config.logdir):
       path = os.path.join(config.logdir, name)
@@ -450,7 +452,8 @@ def run(config: TrainConfig, strategy: tf.distribute.Strategy | None = None,
     pipelines = data.make_pipelines(
         config.dataset, config.data_dir, config.randomization,
         config.batch_size, config.train_size, config.random_crop,
-        augment=config.augment, test_size=config.test_size)
+        augment=config.augment, test_size=config.test_size,
+        image_cache=config.image_cache)
     trainer.build(pipelines)
     results = trainer.train()
   except BaseException as e:  # Recorded for the sweep runner, then re-raised.

@@ -16,6 +16,16 @@ METRICS_FIELDS = ('epoch,step,learning_rate,train_loss,train_accuracy,train_eval
 SHARED_ARCHIVE = os.path.join(REPO, '..', 'shared', 'data', 'cifar10-jpeg.tar.gz')
 
 
+@pytest.fixture(autouse=True, scope='session')
+def _private_cache_home(tmp_path_factory):
+  """Points XDG_CACHE_HOME (where image_cache.py keeps decoded image folders)
+  at a session directory: no test writes to the user's ~/.cache. Subprocesses
+  inherit it."""
+  with pytest.MonkeyPatch.context() as mp:
+    mp.setenv('XDG_CACHE_HOME', str(tmp_path_factory.mktemp('xdg_cache')))
+    yield
+
+
 def run_module(module: str, *args: str, timeout: float = 300,
                **kwargs) -> subprocess.CompletedProcess:
   """Runs `python -m module args` and returns the completed process."""

@@ -3,12 +3,14 @@
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from rethinking_tf import data
+from rethinking_tf import image_cache
 
 
 def _arrays(n=2000, classes=10, size=8, seed=0):
@@ -201,6 +203,184 @@ def test_image_folder_errors(tmp_path):
     data.check_available('image_folder', str(tmp_path))
 
 
+def _small_folder(root, per_class=3, classes=('a', 'b')):
+  """A tiny image_folder of random 32x32 JPEGs (the CIFAR-10 layout)."""
+  rng = np.random.default_rng(1)
+  for split in ('train', 'test'):
+    for name in classes:
+      os.makedirs(root / split / name)
+      for i in range(per_class):
+        image = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+        tf.io.write_file(str(root / split / name / f'{i}.jpg'), tf.io.encode_jpeg(image))
+  return str(root)
+
+
+def _entry(root, split='train'):
+  return image_cache.entry_path(root, split)
+
+
+@pytest.fixture
+def cache_home(tmp_path, monkeypatch):
+  """An empty cache directory of this test's own."""
+  monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'cache'))
+  return tmp_path / 'cache'
+
+
+@pytest.fixture
+def decode_calls(monkeypatch):
+  """Counts the decoding passes of image_folder splits (cache misses)."""
+  calls = []
+  decode = data._decode_files  # pylint: disable=protected-access
+
+  def counted(files):
+    calls.append(len(files))
+    return decode(files)
+  monkeypatch.setattr(data, '_decode_files', counted)
+  return calls
+
+
+@pytest.mark.parametrize('damage', ['garbage', 'truncated'])
+def test_undecodable_image_is_one_line_naming_the_file(tmp_path, cache_home, damage):
+  root = _small_folder(tmp_path / 'images', per_class=40)
+  bad = tmp_path / 'images' / 'train' / 'b' / '7.jpg'
+  raw = bad.read_bytes()
+  bad.write_bytes(b'not an image at all' if damage == 'garbage' else raw[:len(raw) // 2])
+  for load in (lambda: data.load_arrays('image_folder', 'train', root),
+               lambda: data.randomized_arrays('image_folder', root, data.Randomization())):
+    with pytest.raises(data.DataError) as e:
+      load()
+    message = str(e.value)
+    assert '\n' not in message and message.startswith(f'{bad}: cannot decode')
+    assert ('Unknown image file format' if damage == 'garbage' else 'truncated') in message
+  assert not os.path.exists(_entry(root))  # Nothing cached for the broken split.
+  # The test split is fine and loads.
+  assert data.load_arrays('image_folder', 'test', root).images.shape == (80, 32, 32, 3)
+
+
+def test_undecodable_first_image_is_named(tmp_path, cache_home):
+  root = _small_folder(tmp_path)
+  (tmp_path / 'train' / 'a' / '0.jpg').write_bytes(b'\xff\xd8\xff\xe0')
+  with pytest.raises(data.DataError, match=r'train/a/0\.jpg: cannot decode .*truncated'):
+    data.load_arrays('image_folder', 'train', root)
+
+
+def test_image_cache_second_load_reads_the_entry(tmp_path, cache_home, decode_calls,
+                                                  monkeypatch):
+  root = _small_folder(tmp_path / 'images')
+  first = [data.load_arrays('image_folder', split, root) for split in ('train', 'test')]
+  assert decode_calls == [6, 6]
+  assert sorted(os.listdir(cache_home / 'rethinking_tf' / 'image_folder')) == [
+      os.path.basename(_entry(root, 'test')), os.path.basename(_entry(root))]
+  monkeypatch.setattr(data, '_decode_files', lambda files: pytest.fail('decoded again'))
+  for split, arrays in zip(('train', 'test'), first):
+    again = data.load_arrays('image_folder', split, root)
+    np.testing.assert_array_equal(again.images, arrays.images)
+    np.testing.assert_array_equal(again.labels, arrays.labels)
+    np.testing.assert_array_equal(again.index, arrays.index)
+
+
+def test_image_cache_changed_file_invalidates(tmp_path, cache_home, decode_calls):
+  root = _small_folder(tmp_path)
+  first = data.load_arrays('image_folder', 'train', root)
+  path = tmp_path / 'train' / 'b' / '1.jpg'
+  st = os.stat(path)
+  os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1))  # Same bytes, new mtime.
+  data.load_arrays('image_folder', 'train', root)
+  assert decode_calls == [6, 6]
+  white = np.full((32, 32, 3), 255, np.uint8)
+  tf.io.write_file(str(path), tf.io.encode_png(white))  # New content (and size).
+  changed = data.load_arrays('image_folder', 'train', root)
+  assert decode_calls == [6, 6, 6]
+  np.testing.assert_array_equal(changed.images[4], white)
+  np.testing.assert_array_equal(changed.images[:4], first.images[:4])
+  os.remove(tmp_path / 'train' / 'a' / '2.jpg')  # A file fewer.
+  assert len(data.load_arrays('image_folder', 'train', root).labels) == 5
+  assert decode_calls == [6, 6, 6, 5]
+  data.load_arrays('image_folder', 'train', root)
+  assert decode_calls == [6, 6, 6, 5]  # One entry per split, now for 5 files.
+
+
+@pytest.mark.parametrize('damage', ['truncated', 'flipped', 'empty'])
+def test_image_cache_corrupt_entry_is_ignored_and_rewritten(tmp_path, cache_home,
+                                                            decode_calls, damage):
+  root = _small_folder(tmp_path)
+  first = data.load_arrays('image_folder', 'train', root)
+  entry = _entry(root)
+  raw = open(entry, 'rb').read()
+  if damage == 'truncated':
+    raw = raw[:len(raw) // 2]
+  elif damage == 'flipped':  # A bit of the image data, not of the zip structure.
+    middle = len(raw) // 2
+    raw = raw[:middle] + bytes([raw[middle] ^ 1]) + raw[middle + 1:]
+  else:
+    raw = b''
+  with open(entry, 'wb') as f:
+    f.write(raw)
+  again = data.load_arrays('image_folder', 'train', root)
+  np.testing.assert_array_equal(again.images, first.images)
+  assert decode_calls == [6, 6]
+  data.load_arrays('image_folder', 'train', root)  # Rewritten: read back now.
+  assert decode_calls == [6, 6]
+
+
+def test_image_cache_write_is_atomic(tmp_path, cache_home, decode_calls, monkeypatch):
+  """A write that dies half way leaves no entry (and no temporary file)."""
+  root = _small_folder(tmp_path)
+  savez = np.savez
+
+  def dies(f, **arrays):
+    f.write(b'PK\x03\x04 half an entry')
+    raise OSError(28, 'No space left on device')
+  monkeypatch.setattr(np, 'savez', dies)
+  first = data.load_arrays('image_folder', 'train', root)
+  directory = os.path.dirname(_entry(root))
+  assert os.listdir(directory) == []
+  monkeypatch.setattr(np, 'savez', savez)
+  data.load_arrays('image_folder', 'train', root)
+  assert os.listdir(directory) == [os.path.basename(_entry(root))]
+  np.testing.assert_array_equal(data.load_arrays('image_folder', 'train', root).images,
+                                first.images)
+  assert decode_calls == [6, 6]
+
+
+def test_image_cache_removes_temporary_files_of_killed_writers(tmp_path, cache_home):
+  root = _small_folder(tmp_path)
+  directory = os.path.dirname(_entry(root))
+  os.makedirs(directory)
+  old, fresh = (os.path.join(directory, os.path.basename(_entry(root)) + s)
+                for s in ('.old.tmp', '.fresh.tmp'))
+  for path in (old, fresh):
+    open(path, 'wb').write(b'PK half')
+  os.utime(old, (time.time() - 7200,) * 2)
+  data.load_arrays('image_folder', 'train', root)
+  assert sorted(os.listdir(directory)) == sorted(
+      [os.path.basename(_entry(root)), os.path.basename(fresh)])
+
+
+def test_image_cache_unwritable_directory_decodes(tmp_path, monkeypatch, decode_calls):
+  root = _small_folder(tmp_path)
+  (tmp_path / 'a_file').write_text('')
+  monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'a_file'))  # Not a directory.
+  for _ in range(2):
+    assert data.load_arrays('image_folder', 'train', root).images.shape == (6, 32, 32, 3)
+  assert decode_calls == [6, 6]
+
+
+def test_image_cache_off_neither_reads_nor_writes(tmp_path, cache_home, decode_calls,
+                                                   monkeypatch):
+  root = _small_folder(tmp_path)
+  p = data.make_pipelines('image_folder', root, data.Randomization(), 4, image_cache=False)
+  assert p.num_train == 6 and not os.path.exists(cache_home)
+  data.load_arrays('image_folder', 'train', root)  # Writes the entry.
+  assert decode_calls == [6, 6, 6]
+  fail = lambda *a, **k: pytest.fail('the cache was used')
+  monkeypatch.setattr(image_cache, 'load', fail)
+  monkeypatch.setattr(image_cache, 'save', fail)
+  data.load_arrays('image_folder', 'train', root, image_cache=False)
+  data.randomized_arrays('image_folder', root, data.Randomization(), image_cache=False)
+  assert decode_calls == [6, 6, 6, 6, 6, 6]
+
+
 def test_unknown_dataset():
   with pytest.raises(data.DataError, match='allowed: cifar10'):
     data.check_available('mnist', None)
@@ -214,6 +394,11 @@ def test_shared_cifar10_copy(cifar10_folder):
   assert np.bincount(train.labels).tolist() == [5000] * 10
   mean, _ = data.channel_stats(train.images)
   np.testing.assert_allclose(mean * 255, [125.3, 123.0, 113.9], atol=2.0)
+  # Read back from the image cache, the same arrays.
+  with pytest.MonkeyPatch.context() as mp:
+    mp.setattr(data, '_decode_files', lambda files: pytest.fail('decoded again'))
+    cached = data.load_arrays('image_folder', 'train', cifar10_folder)
+  np.testing.assert_array_equal(cached.images, train.images)
 
 
 def test_corrupted_at_p_0_and_1_are_true_and_random_labels():

@@ -128,6 +128,18 @@ def test_resume_refuses_other_settings(tmp_path):
   assert proc.returncode == 2 and 'other settings' in proc.stderr
 
 
+def test_resume_with_the_other_image_cache_value(tmp_path):
+  """The image cache changes nothing a run computes: either value resumes."""
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  from rethinking_tf import trainer  # pylint: disable=g-import-not-at-top
+  config = trainer.TrainConfig(logdir=str(tmp_path), dataset='digits')
+  trainer.prepare_logdir(config, None)
+  trainer.prepare_logdir(dataclasses.replace(config, image_cache=False), None)
+  with pytest.raises(trainer.RunExists, match='seed'):
+    trainer.prepare_logdir(dataclasses.replace(config, randomization=dataclasses.replace(
+        config.randomization, seed=3)), None)
+
+
 @pytest.mark.parametrize('flag, message', [
     ('--model=resnet50', '--model=resnet50 is unknown; allowed: inception'),
     ('--dataset=mnist', "flag --dataset=mnist: value should be one of"),
@@ -158,6 +170,53 @@ def test_image_folder_without_data_dir(tmp_path):
   proc = run_module(TRAIN, '--dataset=image_folder', f'--logdir={tmp_path}/run')
   assert proc.returncode == 2
   assert "--data_dir=None is not a readable directory" in proc.stderr
+
+
+def _jpeg_folder(root, per_class=10):
+  """A small image_folder (train/ and test/, 2 classes) of random 32x32 JPEGs."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  for split in ('train', 'test'):
+    for name in ('cat', 'dog'):
+      os.makedirs(root / split / name)
+      for i in range(per_class):
+        image = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+        tf.io.write_file(str(root / split / name / f'{i}.jpg'), tf.io.encode_jpeg(image))
+  return str(root)
+
+
+@pytest.mark.slow
+def test_truncated_image_fails_with_one_line_naming_it(tmp_path):
+  root = _jpeg_folder(tmp_path / 'images')
+  bad = tmp_path / 'images' / 'train' / 'dog' / '3.jpg'
+  bad.write_bytes(bad.read_bytes()[:300])
+  proc = run_module(TRAIN, '--dataset=image_folder', f'--data_dir={root}', '--model=mlp_1x8',
+                    '--epochs=1', '--quiet', f'--logdir={tmp_path}/run')
+  assert proc.returncode == 2, proc.stderr
+  errors = [l for l in proc.stderr.splitlines() if l.startswith('error:')]
+  assert len(errors) == 1 and errors[0].startswith(f'error: {bad}: cannot decode'), proc.stderr
+  assert 'truncated' in errors[0] and 'Traceback' not in proc.stderr
+  assert not os.path.exists(tmp_path / 'run' / 'metrics.csv')
+
+
+@pytest.mark.slow
+def test_image_cache_flag(tmp_path):
+  """--noimage_cache writes no cache entry; the default writes one per split."""
+  from rethinking_tf import image_cache  # pylint: disable=g-import-not-at-top
+  root = _jpeg_folder(tmp_path / 'images')
+  entries = [image_cache.entry_path(root, split) for split in ('train', 'test')]
+  args = ['--dataset=image_folder', f'--data_dir={root}', '--model=mlp_1x8', '--epochs=1',
+          '--quiet']
+  proc = run_module(TRAIN, *args, '--noimage_cache', f'--logdir={tmp_path}/off')
+  assert proc.returncode == 0, proc.stderr
+  assert not any(os.path.exists(e) for e in entries)
+  assert '--noimage_cache' in open(tmp_path / 'off' / 'flags.cfg').read()
+  proc = run_module(TRAIN, *args, f'--logdir={tmp_path}/on')
+  assert proc.returncode == 0, proc.stderr
+  assert all(os.path.exists(e) for e in entries)
+  # The cache changes nothing a run computes.
+  assert _rows(tmp_path / 'on')[0]['train_loss'] == _rows(tmp_path / 'off')[0]['train_loss']
 
 
 def test_cifar10_offline_fails_fast(tmp_path):
