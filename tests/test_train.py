@@ -130,11 +130,11 @@ def test_resume_refuses_other_settings(tmp_path):
 
 @pytest.mark.parametrize('flag, message', [
     ('--model=resnet50', '--model=resnet50 is unknown; allowed: inception'),
-    ('--dataset=mnist', "flag --dataset=mnist: value should be one of"),
+    ('--dataset=mnist', '--dataset=mnist: value should be one of'),
     ('--corrupt_prob=1.5', '--corrupt_prob=1.5 is outside [0, 1]'),
     ('--train_size=99999', '--train_size=99999 exceeds the 1347 training examples'),
     ('--test_size=451', '--test_size=451 exceeds the 450 test examples'),
-    ('--labels=noisy', 'flag --labels=noisy: value should be one of'),
+    ('--labels=noisy', '--labels=noisy: value should be one of'),
     ('--logdir=/proc/forbidden', '--logdir=/proc/forbidden is not writable'),
     ('--strategy=mirrored --num_cpu_devices=2 --batch_size=5',
      '--batch_size=5 is not divisible by the 2 replicas'),

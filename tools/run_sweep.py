@@ -61,7 +61,7 @@ TRAIN_FLAGS: dict[str, str] = {
     'dropout': 'float', 'early_stopping_patience': 'int', 'learning_rate': 'float',
     'lr_decay': 'float', 'lr_decay_steps': 'int', 'batch_size': 'int', 'epochs': 'int',
     'fit_threshold': 'float', 'stop_on_fit': 'bool', 'strategy': 'str',
-    'logdir': 'str', 'overwrite': 'bool',
+    'logdir': 'str', 'overwrite': 'bool', 'image_cache': 'bool',
 }
 # Flags of the binary beyond the contract: fine for --set, not in flagfiles.
 EXTRA_FLAGS: dict[str, str] = {
@@ -88,10 +88,11 @@ BINARY_DEFAULTS: dict[str, str] = {
     'epochs': '100', 'learning_rate': '0', 'model': 'inception', 'momentum': '0.9',
     'num_cpu_devices': '1', 'precision': 'float32', 'quiet': 'false',
     'random_crop': 'false', 'steps_per_execution': '0', 'strategy': 'default',
+    'image_cache': 'true',
 }
 # Flags that do not change what a run computes (steps_per_execution: a test
 # checks equal metrics).
-COSMETIC_FLAGS = ('quiet', 'steps_per_execution')
+COSMETIC_FLAGS = ('quiet', 'steps_per_execution', 'image_cache')
 # Flags a flagfile or --set may not carry: the runner owns them.
 RUNNER_FLAGS = ('logdir', 'overwrite')
 
