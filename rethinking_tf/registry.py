@@ -1,12 +1,13 @@
 """Names and value rules of the experiments, importable without TensorFlow.
 
 The one source of truth for what the binaries accept: data sets, the
-randomization tests' label and input modes (section 2.1), model names and
-their default learning rates (appendix A), the kernels of section 5, and
-the rule for `steps_per_execution`. `data`, `models`, `kernels` and
-`trainer` take their constants from here, and the binaries check every flag
-against them before TensorFlow, Keras, tfds or scipy is imported. This
-module imports only the standard library.
+randomization tests' label and input modes and `Randomization` itself
+(section 2.1), model names and their default learning rates (appendix A),
+precision policies, the kernels and features of section 5, the benchmark's
+pipeline modes, and the rule for `steps_per_execution`. `data`, `models`,
+`kernels`, `trainer` and `benchmark` take them from here, and the binaries
+check every flag against them before TensorFlow, Keras, tfds or scipy is
+imported. This module imports only the standard library.
 """
 
 from __future__ import annotations
