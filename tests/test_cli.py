@@ -243,3 +243,18 @@ def test_data_error_while_loading_is_one_line(tmp_path, binary):
   line = _one_error_line(proc)  # Also: no TensorFlow start-up lines.
   assert '--train_size=4: class 0 has only 1 examples' in line
   assert 'Traceback' not in proc.stderr
+
+
+@pytest.mark.parametrize('module, flags', [
+    ('train', ['dataset', 'labels', 'inputs', 'model', 'logdir']),
+    ('quickstart', ['logdir', 'epochs']),
+])
+def test_console_script_help_lists_the_flags(module, flags):
+  """setup.cfg's rethinking-train / rethinking-quickstart call run_main from a
+  program that is not the module: --help must still list its flags."""
+  code = (f'import sys; sys.argv = ["/usr/bin/rethinking-{module}", "--helpshort"]\n'
+          f'from rethinking_tf import {module}; {module}.run_main()')
+  proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                        cwd=REPO, timeout=60)
+  for name in flags:
+    assert f'--{name}:' in proc.stdout, (name, proc.stdout)
