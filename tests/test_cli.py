@@ -258,3 +258,27 @@ def test_console_script_help_lists_the_flags(module, flags):
                         cwd=REPO, timeout=60)
   for name in flags:
     assert f'--{name}:' in proc.stdout, (name, proc.stdout)
+
+
+@pytest.mark.parametrize('damage', ['garbage', 'truncated'])
+def test_undecodable_image_is_one_line_naming_the_file(tmp_path, damage):
+  """A .jpg that is not one, or is cut short: `data.DataError('<file>: <reason>')`
+  from the loader, one line from the binary."""
+  folder = _write_folder(tmp_path / 'folder', {'train': {'a': 2, 'b': 2},
+                                               'test': {'a': 1, 'b': 1}})
+  bad = os.path.join(folder, 'train', 'b', 'bad.jpg')
+  if damage == 'garbage':
+    with open(bad, 'wb') as f:
+      f.write(b'these bytes are no image format at all' * 10)
+  else:
+    pixels = np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(bad, format='JPEG')
+    with open(bad, 'rb') as f:
+      head = f.read()[:300]
+    with open(bad, 'wb') as f:
+      f.write(head)
+  proc = _run('train', '--dataset=image_folder', f'--data_dir={folder}', '--model=mlp_1x8',
+              '--epochs=1', f'--logdir={tmp_path}/run')
+  assert proc.returncode == 2, proc.stderr
+  line = _one_error_line(proc)
+  assert bad in line and 'Traceback' not in proc.stderr
