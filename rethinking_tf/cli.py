@@ -131,10 +131,12 @@ def run(main: Callable[[list[str]], Any], module: Any = None) -> None:
 def data_args(FLAGS) -> dict:  # pylint: disable=invalid-name
   """Validates the data flags (without reading data) and returns plain values."""
   if not 0.0 <= FLAGS.corrupt_prob <= 1.0:
-    fail(f'--corrupt_prob={FLAGS.corrupt_prob} is outside [0, 1]')
+    fail(f'--corrupt_prob={FLAGS.corrupt_prob} is outside [0, 1]; allowed: a '
+         'probability in [0, 1]')
   if FLAGS.labels != 'corrupted' and FLAGS.corrupt_prob not in (0.0,):
     fail(f'--corrupt_prob={FLAGS.corrupt_prob} needs --labels=corrupted '
-         f'(got --labels={FLAGS.labels})')
+         f'(got --labels={FLAGS.labels}); allowed: --corrupt_prob=0 with '
+         f'--labels={FLAGS.labels}')
   data_dir = os.path.expanduser(FLAGS.data_dir) if FLAGS.data_dir else None
   try:
     num_train, _ = sources.check_available(FLAGS.dataset, data_dir)

@@ -103,7 +103,9 @@ def main(argv):
     cli.fail(f'--model={FLAGS.model} is unknown; allowed: '
              f'{", ".join(registry.MODEL_NAMES)} or mlp_<layers>x<width>')
   if FLAGS.model == 'inception_v3' and FLAGS.dataset != 'imagenet2012':
-    cli.fail('--model=inception_v3 needs --dataset=imagenet2012 (299x299 input)')
+    cli.fail('--model=inception_v3 needs --dataset=imagenet2012 (299x299 input); '
+             f'allowed with --dataset={FLAGS.dataset}: inception, alexnet, '
+             'mlp_<layers>x<width>')
   if FLAGS.dataset == 'imagenet2012' and FLAGS.model != 'inception_v3':
     cli.fail(f'--dataset=imagenet2012 needs --model=inception_v3 (got {FLAGS.model})')
   if not FLAGS.batch_norm and FLAGS.model not in ('inception',):
@@ -128,7 +130,8 @@ def main(argv):
   def check_replicas(replicas: int) -> None:
     if FLAGS.batch_size % replicas:
       cli.fail(f'--batch_size={FLAGS.batch_size} is not divisible by the {replicas} '
-               'replicas; the global batch is split evenly over replicas')
+               'replicas; the global batch is split evenly over replicas; allowed: a '
+               f'multiple of {replicas}')
     error = registry.steps_per_execution_error(
         FLAGS.steps_per_execution, -(-num_train // FLAGS.batch_size), replicas)
     if error:

@@ -115,7 +115,8 @@ def _epochs_and_size(name: str, available: int) -> tuple[int | None, int, int]:
 def _check_cases(available: int, spes: list[int], replicas: int) -> None:
   """Fails on a batch or steps_per_execution that some model cannot train with."""
   if FLAGS.batch_size % replicas:
-    _fail(f'--batch_size={FLAGS.batch_size} is not divisible by {replicas} replicas')
+    _fail(f'--batch_size={FLAGS.batch_size} is not divisible by {replicas} replicas; '
+          f'allowed: a multiple of {replicas}')
   for name in FLAGS.models:
     train_size = _epochs_and_size(name, available)[0]
     steps_per_epoch = -(-(train_size or available) // FLAGS.batch_size)
@@ -147,7 +148,8 @@ def main(argv):
     if m not in known:
       _fail(f'--pipeline_modes: {m} is unknown; allowed: {", ".join(known)}')
   if FLAGS.dataset == 'image_folder' and not FLAGS.data_dir:
-    _fail('--dataset=image_folder needs --data_dir')
+    _fail('--dataset=image_folder needs --data_dir; allowed: the root of a '
+          '<data_dir>/{train,test}/<class>/<image> tree')
 
   shapes = _shapes('gemm_shapes', 'MxKxN')
   convs = _shapes('conv_shapes', 'HxCINxCOUTxK')
