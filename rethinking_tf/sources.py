@@ -77,17 +77,22 @@ def _check_image_folder(data_dir: str | None) -> tuple[int, int]:
                       '(expected <data_dir>/{train,test}/<class>/<image>)')
   files, labels, classes = _folder_files(data_dir, 'train')
   _, test_labels, test_classes = _folder_files(data_dir, 'test')
-  if classes != test_classes:
-    raise DataError(f'--data_dir={data_dir}: train/ and test/ have different '
-                    f'class folders ({len(classes)} vs {len(test_classes)})')
-  for split, split_labels in (('train', labels), ('test', test_labels)):
-    counts = np.bincount(split_labels, minlength=len(classes))
-    empty = [name for name, n in zip(classes, counts) if not n]
+  for split, split_labels, names in (('train', labels, classes),
+                                     ('test', test_labels, test_classes)):
+    counts = np.bincount(split_labels, minlength=len(names))
+    empty = [name for name, n in zip(names, counts) if not n]
     if empty:
       folder = os.path.join(data_dir, split, empty[0])
       raise DataError(f'--data_dir={data_dir}: class folder {folder} has no images; '
                       f'allowed: class folders holding {"/".join(registry.IMAGE_EXTENSIONS)} '
                       'files (remove the empty folder)')
+  if classes != test_classes:
+    only = lambda a, b, split: [f'{split}/{c}' for c in a if c not in b]
+    differ = only(classes, test_classes, 'train') + only(test_classes, classes, 'test')
+    raise DataError(f'--data_dir={data_dir}: train/ and test/ have different '
+                    f'class folders ({len(classes)} vs {len(test_classes)}: '
+                    f'{", ".join(differ)} has no counterpart); allowed: the same '
+                    'class folders in both')
   if not files or len(classes) < 2:
     raise DataError(f'--data_dir={data_dir}: need images in at least 2 class '
                     'folders under train/')

@@ -56,6 +56,13 @@ def test_empty_class_folder_is_an_error_naming_it(tmp_path, split):
     sources.check_available('image_folder', root)
 
 
+def test_empty_class_folder_in_one_split_only_is_named(tmp_path):
+  root = _touch_images(tmp_path, {'train': {'a': 2, 'b': 2}, 'test': {'a': 1, 'b': 1}})
+  os.makedirs(tmp_path / 'train' / 'extra')
+  with pytest.raises(sources.DataError, match=f'class folder {tmp_path}/train/extra has no'):
+    sources.check_available('image_folder', root)
+
+
 def test_image_folder_layout_errors(tmp_path):
   with pytest.raises(sources.DataError, match='is not a readable directory'):
     sources.check_available('image_folder', str(tmp_path / 'nope'))
@@ -63,7 +70,8 @@ def test_image_folder_layout_errors(tmp_path):
   with pytest.raises(sources.DataError, match='missing readable test/'):
     sources.check_available('image_folder', str(tmp_path))
   _touch_images(tmp_path, {'test': {'a': 1, 'c': 1}})
-  with pytest.raises(sources.DataError, match='different class folders'):
+  with pytest.raises(sources.DataError, match='different class folders .2 vs 2: train/b, '
+                     'test/c has no counterpart.; allowed'):
     sources.check_available('image_folder', str(tmp_path))
 
 
