@@ -51,6 +51,7 @@ import tensorflow as tf
 
 from rethinking_tf import data
 from rethinking_tf import models
+from rethinking_tf import registry
 from rethinking_tf import trainer
 
 CIFAR_MODELS = ('inception', 'alexnet', 'mlp_1x512', 'mlp_3x512')
@@ -62,15 +63,7 @@ TARGET_PIPELINE_MULTIPLE = 10.0
 TARGET_PEAK_FRACTION = {'inception': 0.80, 'alexnet': 0.80, 'mlp': 0.70}
 
 # The randomizations whose pipeline is measured: (name, Randomization kwargs, crop).
-PIPELINE_MODES: tuple[tuple[str, dict[str, Any], bool], ...] = (
-    ('baseline', {}, False),
-    ('labels=corrupted(0.5)', {'labels': 'corrupted', 'corrupt_prob': 0.5}, False),
-    ('labels=random', {'labels': 'random'}, False),
-    ('inputs=shuffled_pixels', {'inputs': 'shuffled_pixels'}, False),
-    ('inputs=random_pixels', {'inputs': 'random_pixels'}, False),
-    ('inputs=gaussian', {'inputs': 'gaussian'}, False),
-    ('random_crop', {}, True),
-)
+PIPELINE_MODES = registry.PIPELINE_MODES
 
 
 def peak_memory_mib() -> float:

@@ -33,43 +33,31 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import socket
 from typing import Callable
 
 import numpy as np
 import tensorflow as tf
 
 from rethinking_tf import image_cache as image_cache_lib
+from rethinking_tf import registry
+# The checks that need no TensorFlow live in `sources`; re-exported here.
+from rethinking_tf.sources import (  # pylint: disable=unused-import
+    _KNOWN_SIZES, DataError, _folder_files, _network_available, check_available,
+    num_test_examples)
 
-LABEL_MODES = ('true', 'corrupted', 'random')
-INPUT_MODES = ('original', 'shuffled_pixels', 'random_pixels', 'gaussian')
-CROP_SIZE = 28  # Appendix A: CIFAR-10 images are centre-cropped to 28x28.
+LABEL_MODES = registry.LABEL_MODES
+INPUT_MODES = registry.INPUT_MODES
+CROP_SIZE = registry.CROP_SIZE
 # Training batches are gathered this many at a time, then cut apart: the same
 # batches, with tf.data's per-element work paid once per chunk (docs/performance.md).
 CHUNK_BATCHES = 16
-IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif')
+IMAGE_EXTENSIONS = registry.IMAGE_EXTENSIONS
+DatasetInfo = registry.DatasetInfo
+Randomization = registry.Randomization
 
 # Salts that keep the independent random streams apart.
 _SALT_CORRUPT, _SALT_CLASS, _SALT_PERM, _SALT_PIXELS, _SALT_GAUSS, _SALT_CROP = (
     11, 12, 13, 14, 15, 16)
-
-
-class DataError(ValueError):
-  """A data set cannot be used as asked; the message says what to do."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Randomization:
-  """Which randomization test to apply (section 2.1)."""
-  labels: str = 'true'
-  corrupt_prob: float = 0.0
-  inputs: str = 'original'
-  seed: int = 0
-
-  @property
-  def label_prob(self) -> float:
-    """Probability that an example's label is redrawn."""
-    return {'true': 0.0, 'corrupted': self.corrupt_prob, 'random': 1.0}[self.labels]
 
 
 @dataclasses.dataclass
@@ -78,14 +66,6 @@ class Arrays:
   images: np.ndarray
   labels: np.ndarray
   index: np.ndarray
-
-
-@dataclasses.dataclass(frozen=True)
-class DatasetInfo:
-  name: str
-  num_classes: int
-  in_memory: bool
-  description: str
 
 
 # ---------------------------------------------------------------------------
@@ -110,18 +90,6 @@ def _digits(split: str, data_dir: str | None) -> Arrays:
   is_test = np.arange(len(labels)) % 4 == 0
   keep = is_test if split == 'test' else ~is_test
   return Arrays(images[keep], labels[keep], np.arange(int(keep.sum()), dtype=np.int64))
-
-
-def _folder_files(data_dir: str, split: str) -> tuple[list[str], np.ndarray, list[str]]:
-  root = os.path.join(data_dir, split)
-  classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
-  files, labels = [], []
-  for k, name in enumerate(classes):
-    names = sorted(f for f in os.listdir(os.path.join(root, name))
-                   if f.lower().endswith(IMAGE_EXTENSIONS))
-    files += [os.path.join(root, name, f) for f in names]
-    labels += [k] * len(names)
-  return files, np.asarray(labels, np.int64), classes
 
 
 def _decode_error(path: str, error: Exception) -> DataError:
@@ -207,14 +175,6 @@ def _image_folder(split: str, data_dir: str | None, image_cache: bool = True) ->
   return Arrays(images, labels, index)
 
 
-def _network_available(host: str, timeout: float = 3.0) -> bool:
-  try:
-    socket.create_connection((host, 443), timeout=timeout).close()
-    return True
-  except OSError:
-    return False
-
-
 def _tfds_builder(name: str, data_dir: str | None):
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   return tfds.builder(name, data_dir=data_dir)
@@ -249,72 +209,10 @@ class _Entry:
   load: Callable[[str, str | None], Arrays] | None
 
 
+_LOADERS = {'cifar10': _cifar10, 'digits': _digits, 'image_folder': _image_folder,
+            'imagenet2012': None}  # imagenet2012 is streamed (imagenet.py).
 DATASETS: dict[str, _Entry] = {
-    'cifar10': _Entry(DatasetInfo('cifar10', 10, True,
-                                  'CIFAR-10 via tensorflow-datasets'), _cifar10),
-    'digits': _Entry(DatasetInfo('digits', 10, True,
-                                 "scikit-learn's bundled digits, 32x32x3"), _digits),
-    'image_folder': _Entry(DatasetInfo('image_folder', 0, True,
-                                       '<data_dir>/{train,test}/<class>/<image>'),
-                           _image_folder),
-    'imagenet2012': _Entry(DatasetInfo('imagenet2012', 1000, False,
-                                       'ImageNet via tensorflow-datasets'), None),
-}
-_KNOWN_SIZES = {'cifar10': (50_000, 10_000), 'digits': (1_347, 450),
-                'imagenet2012': (1_281_167, 50_000)}
-
-
-def check_available(name: str, data_dir: str | None) -> tuple[int, int]:
-  """Checks, without reading any image, that a data set can be loaded.
-
-  Returns:
-    (number of training examples, number of classes).
-  Raises:
-    DataError with a one-line message saying what to do.
-  """
-  if name not in DATASETS:
-    raise DataError(f'--dataset={name} is unknown; allowed: {", ".join(DATASETS)}')
-  if name == 'image_folder':
-    if not data_dir or not os.path.isdir(data_dir):
-      raise DataError(f'--data_dir={data_dir!r} is not a readable directory; '
-                      '--dataset=image_folder needs <data_dir>/{train,test}/<class>/<image>')
-    for split in ('train', 'test'):
-      if not os.access(os.path.join(data_dir, split), os.R_OK | os.X_OK):
-        raise DataError(f'--data_dir={data_dir}: missing readable {split}/ '
-                        '(expected <data_dir>/{train,test}/<class>/<image>)')
-    files, _, classes = _folder_files(data_dir, 'train')
-    _, _, test_classes = _folder_files(data_dir, 'test')
-    if not files or len(classes) < 2:
-      raise DataError(f'--data_dir={data_dir}: need images in at least 2 class '
-                      'folders under train/')
-    if classes != test_classes:
-      raise DataError(f'--data_dir={data_dir}: train/ and test/ have different '
-                      f'class folders ({len(classes)} vs {len(test_classes)})')
-    return len(files), len(classes)
-  if name in ('cifar10', 'imagenet2012'):
-    builder = _tfds_builder(name, data_dir)
-    where = data_dir or '~/tensorflow_datasets'
-    if not _is_prepared(builder):
-      if name == 'imagenet2012':
-        raise DataError(
-            f'imagenet2012 is not prepared in {where}: place ILSVRC2012_img_train.tar '
-            f'and ILSVRC2012_img_val.tar in {where}/downloads/manual/ (see BUILD.md)')
-      manual = os.path.join(os.path.expanduser(where), 'downloads', 'manual',
-                            'cifar-10-binary.tar.gz')
-      if not os.path.exists(manual) and not _network_available('www.cs.toronto.edu'):
-        raise DataError(
-            f'cifar10 is not prepared in {where} and there is no network to '
-            'download it: run once with network, or place cifar-10-binary.tar.gz '
-            f'in {where}/downloads/manual/, or use --dataset=image_folder '
-            '--data_dir=<a local copy> (see BUILD.md)')
-  return _KNOWN_SIZES[name][0], DATASETS[name].info.num_classes
-
-
-def num_test_examples(name: str, data_dir: str | None) -> int:
-  """The size of a data set's test split (call `check_available` first)."""
-  if name == 'image_folder':
-    return len(_folder_files(data_dir, 'test')[0])
-  return _KNOWN_SIZES[name][1]
+    name: _Entry(info, _LOADERS[name]) for name, info in registry.DATASET_INFO.items()}
 
 
 def load_arrays(name: str, split: str, data_dir: str | None = None,

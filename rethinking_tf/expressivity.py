@@ -36,6 +36,13 @@ Choices where the paper is silent:
 
 from __future__ import annotations
 
+if __name__ == '__main__':
+  # `python -m rethinking_tf.expressivity` runs the binary, which checks its
+  # flags before keras (imported below) is loaded; it exits when done.
+  from rethinking_tf import expressivity_main  # pylint: disable=g-import-not-at-top
+  expressivity_main.run_main()
+
+# pylint: disable=wrong-import-position
 import dataclasses
 import time
 
@@ -325,56 +332,3 @@ def run(dataset: str, data_dir: str | None, train_size: int | None,
                             batch_size=batch_size, float32_check=float32_check)
   return dict(dataset=dataset, labels=randomization.labels, inputs=randomization.inputs,
               label_noise_fraction=noise, load_seconds=load_seconds, **result)
-
-
-def main(argv):
-  del argv
-  import json  # pylint: disable=g-import-not-at-top
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  from rethinking_tf import cli  # pylint: disable=g-import-not-at-top
-  FLAGS = flags.FLAGS  # pylint: disable=invalid-name
-  if not 0.0 < FLAGS.theta < 1.0:
-    cli.fail(f'--theta={FLAGS.theta} must be in (0, 1) (0.5 = midpoints)')
-  if FLAGS.batch_size < 1:
-    cli.fail(f'--batch_size={FLAGS.batch_size} must be >= 1')
-  args = cli.data_args(FLAGS)
-  try:
-    result = run(**args, one_hot=FLAGS.one_hot, theta=FLAGS.theta,
-                 batch_size=FLAGS.batch_size, float32_check=FLAGS.float32_check)
-  except SeparationError as e:
-    cli.fail(str(e))
-  print(f"Theorem 1 network on {result['dataset']} ({result['labels']} labels, "
-        f"{result['inputs']} inputs): n={result['n']} d={result['d']} "
-        f"k={result['k']}, {result['num_weights']:,} weights "
-        f"(theorem: {result['theorem_weights']:,})")
-  print(f"  built in {result['seconds']:.2f} s; min_i (x_i - b_i) = "
-        f"{result['min_gap']:.3g} over a projection range {result['projection_range']:.3g}; "
-        f"{result['num_duplicates']} duplicate inputs")
-  print(f"  float64 forward pass: max |error| = {result['max_abs_error']:.3g}, "
-        f"train accuracy {result['train_accuracy']:.4f}")
-  if 'max_abs_error_float32' in result:
-    print(f"  float32 forward pass (same weights): max |error| = "
-          f"{result['max_abs_error_float32']:.3g}, train accuracy "
-          f"{result['train_accuracy_float32']:.4f}")
-  if 'test_accuracy' in result:
-    print(f"  test accuracy {result['test_accuracy']:.4f}")
-  print(json.dumps(result))
-
-
-def define_flags() -> None:
-  """Flags of the expressivity binary (data flags from `cli`)."""
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  from rethinking_tf import cli  # pylint: disable=g-import-not-at-top
-  cli.define_data_flags()
-  flags.DEFINE_bool('one_hot', False, 'k outputs fitting one-hot targets '
-                    '(d + n + k n weights) instead of the class index (2n + d).')
-  flags.DEFINE_float('theta', 0.1, 'Threshold placement b_k = x_{k-1} + theta '
-                     '(x_k - x_{k-1}), in (0, 1); 0.5 = midpoints.')
-  flags.DEFINE_integer('batch_size', 256, 'Examples per forward-pass batch.')
-  flags.DEFINE_bool('float32_check', True, 'Also evaluate the same weights in float32.')
-
-
-if __name__ == '__main__':
-  from absl import app  # pylint: disable=g-import-not-at-top
-  define_flags()
-  app.run(main)

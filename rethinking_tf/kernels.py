@@ -39,10 +39,13 @@ import time
 
 from absl import logging
 import numpy as np
-from scipy.linalg import blas, lapack
 
-KERNELS = ('gaussian', 'linear')
-FEATURES = ('pixels', 'standardized', 'random_conv')
+from rethinking_tf import registry
+
+# scipy and TensorFlow are imported where they are used, so that the binary
+# (`main`) checks its flags first.
+KERNELS = registry.KERNELS
+FEATURES = registry.FEATURES
 
 
 class CholeskyError(RuntimeError):
@@ -142,6 +145,7 @@ def solve(x: np.ndarray, y: np.ndarray, kernel: str = 'gaussian', gamma: float =
     backup_bytes: after a first failure, if the kernel takes at most this many
       bytes, a copy is kept so that later jitters do not recompute it.
   """
+  from scipy.linalg import blas, lapack  # pylint: disable=g-import-not-at-top
   x = np.ascontiguousarray(x, np.float32)
   n = len(x)
   kmat = np.empty((n, n), np.float32)
@@ -337,40 +341,45 @@ def define_flags() -> None:
   from absl import flags  # pylint: disable=g-import-not-at-top
   from rethinking_tf import cli  # pylint: disable=g-import-not-at-top
   cli.define_data_flags()
+  flags.adopt_module_key_flags(cli)  # --help lists the data flags too.
   flags.DEFINE_enum('kernel', 'gaussian', list(KERNELS),
                     'gaussian: exp(-gamma |x - x\'|^2); linear: <x, x\'>.')
   flags.DEFINE_float('gamma', 0.02, 'Gaussian kernel coefficient (0.02 on pixels/255 '
                      'is the MNIST demo).')
-  flags.DEFINE_float('l2', 0.0, 'Ridge added to the kernel diagonal (0: interpolation).')
+  flags.DEFINE_float('l2', 0.0, 'Ridge added to the kernel diagonal (0: interpolation).',
+                     lower_bound=0)
   flags.DEFINE_enum('features', 'pixels', list(FEATURES),
                     'pixels: image/255; standardized: the networks\' inputs; '
                     'random_conv: a random conv net on the standardized inputs.')
-  flags.DEFINE_integer('num_filters', 1000, 'Random filters (--features=random_conv).')
-  flags.DEFINE_integer('filter_size', 5, 'Random filter width (--features=random_conv).')
-  flags.DEFINE_integer('pool', 2, 'Pooling grid per side (--features=random_conv).')
-  flags.DEFINE_integer('block_size', 2048, 'Kernel rows computed per block.')
+  flags.DEFINE_integer('num_filters', 1000, 'Random filters (--features=random_conv).',
+                       lower_bound=1)
+  flags.DEFINE_integer('filter_size', 5, 'Random filter width (--features=random_conv).',
+                       lower_bound=1)
+  flags.DEFINE_integer('pool', 2, 'Pooling grid per side (--features=random_conv).',
+                       lower_bound=1)
+  flags.DEFINE_integer('block_size', 2048, 'Kernel rows computed per block.',
+                       lower_bound=1)
   flags.DEFINE_integer('train_eval_size', 0, 'If > 0, measure train error on this '
                        'many evenly spaced training points (saves one n x n kernel '
                        'pass); 0: all.', lower_bound=0)
 
 
 def main(argv):
-  del argv
+  del argv  # Positional arguments are refused by cli.parse_flags.
   import json  # pylint: disable=g-import-not-at-top
   from absl import flags  # pylint: disable=g-import-not-at-top
   from rethinking_tf import cli  # pylint: disable=g-import-not-at-top
+  from rethinking_tf import sources  # pylint: disable=g-import-not-at-top
   FLAGS = flags.FLAGS  # pylint: disable=invalid-name
   if FLAGS.gamma <= 0:
-    cli.fail(f'--gamma={FLAGS.gamma} must be > 0')
-  if FLAGS.l2 < 0:
-    cli.fail(f'--l2={FLAGS.l2} must be >= 0')
-  for name in ('num_filters', 'filter_size', 'pool', 'block_size'):
-    if getattr(FLAGS, name) < 1:
-      cli.fail(f'--{name}={getattr(FLAGS, name)} must be >= 1')
-  if FLAGS.features == 'random_conv' and FLAGS.filter_size - 1 + FLAGS.pool > 28:
+    cli.fail(f'--gamma={FLAGS.gamma} must be > 0; allowed: a number > 0')
+  if FLAGS.features == 'random_conv' and (
+      FLAGS.filter_size - 1 + FLAGS.pool > registry.CROP_SIZE):
     cli.fail(f'--filter_size={FLAGS.filter_size} and --pool={FLAGS.pool} do not fit '
-             'a 28x28 input')
+             f'a {registry.CROP_SIZE}x{registry.CROP_SIZE} input; allowed: '
+             f'filter_size + pool <= {registry.CROP_SIZE + 1}')
   args = cli.data_args(FLAGS)
+  cli.import_tensorflow()
   try:
     result = run(**args, kernel=FLAGS.kernel, gamma=FLAGS.gamma, l2=FLAGS.l2,
                  features=FLAGS.features, num_filters=FLAGS.num_filters,
@@ -379,6 +388,8 @@ def main(argv):
                  train_eval_size=FLAGS.train_eval_size or None)
   except CholeskyError as e:
     cli.fail(str(e), code=1)
+  except sources.DataError as e:
+    cli.fail(str(e))
   kern = (f"gaussian (gamma={result['gamma']})" if result['kernel'] == 'gaussian'
           else 'linear')
   print(f"Kernel interpolation on {result['dataset']} ({result['labels']} labels, "
@@ -396,6 +407,6 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  from absl import app  # pylint: disable=g-import-not-at-top
+  from rethinking_tf import cli  # pylint: disable=g-import-not-at-top
   define_flags()
-  app.run(main)
+  cli.run(main)

@@ -26,24 +26,19 @@ ENGINEERING-NOTES) and is synchronized across replicas when distributed.
 
 from __future__ import annotations
 
-import re
 from typing import Callable
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-MODEL_NAMES = ('inception', 'alexnet', 'mlp_1x512', 'mlp_3x512', 'inception_v3')
-_MLP = re.compile(r'^mlp_(\d+)x(\d+)$')
+from rethinking_tf import registry
 
-
-def is_valid_name(name: str) -> bool:
-  return name in MODEL_NAMES or bool(_MLP.match(name))
-
-
-def default_learning_rate(name: str) -> float:
-  """Appendix A: 0.1 for small Inception, 0.01 for Alexnet and the MLPs."""
-  return 0.1 if name in ('inception', 'inception_v3') else 0.01
+# The names (and default learning rates) live in the TensorFlow-free registry.
+MODEL_NAMES = registry.MODEL_NAMES
+_MLP = registry.MLP_PATTERN
+is_valid_name = registry.is_valid_model_name
+default_learning_rate = registry.default_learning_rate
 
 
 def _l2(weight_decay: float | None):

@@ -16,10 +16,14 @@ steps per epoch. Training stops once the training set is fitted.
 from __future__ import annotations
 
 import os
+import sys
 
-from absl import app
 from absl import flags
 from absl import logging
+
+from rethinking_tf import cli
+from rethinking_tf import registry
+from rethinking_tf import sources
 
 flags.DEFINE_string('logdir', os.path.join('runs', 'quickstart'),
                     'Where the two runs go (<logdir>/true_labels, <logdir>/random_labels).')
@@ -29,18 +33,29 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-  del argv
+  del argv  # Positional arguments are refused by cli.parse_flags.
   logging.set_verbosity(logging.WARNING)
-  from rethinking_tf import data, trainer  # pylint: disable=g-import-not-at-top
+  logdir = cli.check_logdir(FLAGS.logdir)
+  runs = {labels: os.path.join(logdir, f'{labels}_labels') for labels in ('true', 'random')}
+  if not FLAGS.overwrite:
+    for path in runs.values():
+      if os.path.exists(os.path.join(path, 'results.json')):
+        cli.fail(f'--logdir={logdir}: {path} holds a finished run; pass --overwrite '
+                 'or choose another --logdir')
+  cli.import_tensorflow()
+  from rethinking_tf import trainer  # pylint: disable=g-import-not-at-top
   rows = []
-  for labels in ('true', 'random'):
+  for labels, path in runs.items():
     print(f'--- MLP 1x512 on digits, {labels} labels ---', flush=True)
     config = trainer.TrainConfig(
-        logdir=os.path.abspath(os.path.join(FLAGS.logdir, f'{labels}_labels')),
-        dataset='digits', model='mlp_1x512', epochs=FLAGS.epochs,
-        randomization=data.Randomization(labels=labels, seed=0),
+        logdir=path, dataset='digits', model='mlp_1x512', epochs=FLAGS.epochs,
+        randomization=registry.Randomization(labels=labels, seed=0),
         lr_decay_steps=391, stop_on_fit=True, overwrite=FLAGS.overwrite)
-    rows.append((labels, trainer.run(config)))
+    cli.make_logdir(path)
+    try:
+      rows.append((labels, trainer.run(config)))
+    except (trainer.RunExists, sources.DataError) as e:
+      cli.fail(str(e))
   print('\nlabels   train acc  test acc  epochs  seconds   (chance = 0.10)')
   for labels, r in rows:
     print(f'{labels:7s}  {r["train_accuracy"]:9.3f}  {r["test_accuracy"]:8.3f}  '
@@ -49,7 +64,7 @@ def main(argv):
 
 
 def run_main():
-  app.run(main)
+  cli.run(main, sys.modules[__name__])
 
 
 if __name__ == '__main__':

@@ -3,7 +3,8 @@
     python -m rethinking_tf.train --dataset=cifar10 --labels=random \
         --model=mlp_1x512 --logdir=runs/mlp_random
 
-A thin binary: flags are validated (before any data is read) into a
+A thin binary: flags are validated (before TensorFlow is imported, and
+before any data is read or the logdir is created) into a
 `trainer.TrainConfig`, and `trainer.run` does the work. Re-running the same
 command resumes an interrupted run; a finished run is never overwritten
 without --overwrite. The resolved flags are written to <logdir>/flags.cfg:
@@ -15,18 +16,18 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 
-from absl import app
 from absl import flags
 from absl import logging
 
 from rethinking_tf import cli
-from rethinking_tf import models
+from rethinking_tf import registry
+from rethinking_tf import sources
 
 FLAGS = flags.FLAGS
 
 cli.define_data_flags()
+flags.adopt_module_key_flags(cli)  # --help lists the data flags too.
 flags.DEFINE_string('logdir', None, 'Directory for events, checkpoints, metrics.csv, '
                     'flags.cfg and results.json.')
 flags.DEFINE_bool('overwrite', False, 'Replace a finished run in --logdir.')
@@ -36,7 +37,7 @@ flags.DEFINE_integer('test_size', 0, 'If > 0, evaluate on a deterministic '
 flags.DEFINE_bool('random_crop', False, 'A random 28x28 window per step instead of '
                   'the centre crop (Table 1 "random crop").')
 flags.DEFINE_bool('augment', False, 'ImageNet: Inception-style random crop and flip.')
-flags.DEFINE_string('model', 'inception', 'Model: ' + ', '.join(models.MODEL_NAMES) +
+flags.DEFINE_string('model', 'inception', 'Model: ' + ', '.join(registry.MODEL_NAMES) +
                     ', or mlp_<layers>x<width>.')
 flags.DEFINE_bool('batch_norm', True, 'BatchNorm in the Inception models '
                   '(--nobatch_norm: "Inception w/o BatchNorm").')
@@ -70,22 +71,10 @@ flags.DEFINE_integer('steps_per_execution', 0, 'Training steps per tf.function c
                      '+15-54%). 0 = the largest divisor of the epoch\'s steps up to 32 (1 with '
                      'more than one replica).',
                      lower_bound=0)
-flags.DEFINE_enum('precision', 'float32', ['float32', 'mixed_bfloat16', 'mixed_float16'],
+flags.DEFINE_enum('precision', 'float32', list(registry.PRECISIONS),
                   'Opt-in mixed precision: mixed_bfloat16 on CPUs with bf16 (AMX, '
                   'AVX512_BF16), mixed_float16 on GPUs; see docs/performance.md.')
 flags.DEFINE_bool('quiet', False, 'No line per epoch.')
-
-
-def _check_logdir(logdir: str | None) -> str:
-  if not logdir:
-    cli.fail('--logdir is required (a directory for this run\'s outputs)')
-  logdir = os.path.abspath(os.path.expanduser(logdir))
-  try:
-    os.makedirs(logdir, exist_ok=True)
-    tempfile.TemporaryFile(dir=logdir).close()
-  except OSError as e:
-    cli.fail(f'--logdir={logdir} is not writable ({e.strerror})')
-  return logdir
 
 
 def _flagfile_text() -> str:
@@ -107,41 +96,55 @@ def _flagfile_text() -> str:
 
 
 def main(argv):
+  del argv  # Positional arguments are refused by cli.parse_flags.
   logging.set_verbosity(logging.WARNING)
-  if len(argv) > 1:
-    cli.fail(f'unexpected arguments {argv[1:]}; flags look like --name=value')
-  if not models.is_valid_name(FLAGS.model):
+  # Every flag is checked before TensorFlow is imported.
+  if not registry.is_valid_model_name(FLAGS.model):
     cli.fail(f'--model={FLAGS.model} is unknown; allowed: '
-             f'{", ".join(models.MODEL_NAMES)} or mlp_<layers>x<width>')
+             f'{", ".join(registry.MODEL_NAMES)} or mlp_<layers>x<width>')
   if FLAGS.model == 'inception_v3' and FLAGS.dataset != 'imagenet2012':
-    cli.fail('--model=inception_v3 needs --dataset=imagenet2012 (299x299 input)')
+    cli.fail('--model=inception_v3 needs --dataset=imagenet2012 (299x299 input); '
+             f'allowed with --dataset={FLAGS.dataset}: inception, alexnet, '
+             'mlp_<layers>x<width>')
   if FLAGS.dataset == 'imagenet2012' and FLAGS.model != 'inception_v3':
     cli.fail(f'--dataset=imagenet2012 needs --model=inception_v3 (got {FLAGS.model})')
   if not FLAGS.batch_norm and FLAGS.model not in ('inception',):
     cli.fail(f'--nobatch_norm applies to --model=inception only (got {FLAGS.model})')
-  logdir = _check_logdir(FLAGS.logdir)
+  logdir = cli.check_logdir(FLAGS.logdir)
+  if os.path.exists(os.path.join(logdir, 'results.json')) and not FLAGS.overwrite:
+    cli.fail(f'--logdir={logdir} holds a finished run (results.json); '
+             'pass --overwrite to replace it or choose another --logdir')
   data_args = cli.data_args(FLAGS)
-
-  # Only now touch TensorFlow devices (logical CPUs must be set up first).
-  from rethinking_tf import trainer  # pylint: disable=g-import-not-at-top
-  strategy = trainer.make_strategy(FLAGS.strategy, FLAGS.num_cpu_devices)
-  replicas = strategy.num_replicas_in_sync
-  if FLAGS.batch_size % replicas:
-    cli.fail(f'--batch_size={FLAGS.batch_size} is not divisible by the {replicas} '
-             'replicas; the global batch is split evenly over replicas')
-  from rethinking_tf import data  # pylint: disable=g-import-not-at-top
-  num_train = FLAGS.train_size or data.check_available(FLAGS.dataset, data_args['data_dir'])[0]
+  num_train = FLAGS.train_size or sources.check_available(
+      FLAGS.dataset, data_args['data_dir'])[0]
   if FLAGS.test_size:
-    if not data.DATASETS[FLAGS.dataset].info.in_memory:
+    if not registry.DATASET_INFO[FLAGS.dataset].in_memory:
       cli.fail(f'--test_size applies to in-memory data sets, not --dataset={FLAGS.dataset}')
-    num_test = data.num_test_examples(FLAGS.dataset, data_args['data_dir'])
+    num_test = sources.num_test_examples(FLAGS.dataset, data_args['data_dir'])
     if FLAGS.test_size > num_test:
       cli.fail(f'--test_size={FLAGS.test_size} exceeds the {num_test} test examples '
                f'of --dataset={FLAGS.dataset}; allowed: 0 (all) to {num_test}')
-  error = trainer.steps_per_execution_error(
-      FLAGS.steps_per_execution, -(-num_train // FLAGS.batch_size), replicas)
-  if error:
-    cli.fail(f'--{error}')
+
+  def check_replicas(replicas: int) -> None:
+    if FLAGS.batch_size % replicas:
+      cli.fail(f'--batch_size={FLAGS.batch_size} is not divisible by the {replicas} '
+               'replicas; the global batch is split evenly over replicas; allowed: a '
+               f'multiple of {replicas}')
+    error = registry.steps_per_execution_error(
+        FLAGS.steps_per_execution, -(-num_train // FLAGS.batch_size), replicas)
+    if error:
+      cli.fail(f'--{error}')
+
+  replicas = cli.replicas_without_tf(FLAGS.strategy, FLAGS.num_cpu_devices)
+  if replicas:
+    check_replicas(replicas)
+
+  cli.import_tensorflow()
+  # Only now touch TensorFlow devices (logical CPUs must be set up first).
+  from rethinking_tf import trainer  # pylint: disable=g-import-not-at-top
+  strategy = trainer.make_strategy(FLAGS.strategy, FLAGS.num_cpu_devices)
+  if replicas is None:  # GPUs or workers: counted by TensorFlow.
+    check_replicas(strategy.num_replicas_in_sync)
   config = trainer.TrainConfig(
       logdir=logdir, random_crop=FLAGS.random_crop, augment=FLAGS.augment,
       model=FLAGS.model, batch_norm=FLAGS.batch_norm, bn_momentum=FLAGS.bn_momentum,
@@ -154,9 +157,10 @@ def main(argv):
       steps_per_execution=FLAGS.steps_per_execution, precision=FLAGS.precision,
       overwrite=FLAGS.overwrite, test_size=FLAGS.test_size or None,
       verbose=not FLAGS.quiet, **data_args)
+  cli.make_logdir(logdir)
   try:
     results = trainer.run(config, strategy, flagfile=_flagfile_text())
-  except trainer.RunExists as e:
+  except (trainer.RunExists, sources.DataError) as e:
     cli.fail(str(e))
   except trainer.Diverged as e:
     cli.fail(f'run {e}; metrics up to it are in {e.metrics_path}', code=1)
@@ -166,7 +170,7 @@ def main(argv):
 
 
 def run_main():
-  app.run(main)
+  cli.run(main, sys.modules[__name__])
 
 
 if __name__ == '__main__':

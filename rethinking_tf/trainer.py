@@ -49,6 +49,7 @@ import tensorflow as tf
 
 from rethinking_tf import data
 from rethinking_tf import models
+from rethinking_tf import registry
 
 CSV_FIELDS = ('epoch', 'step', 'learning_rate', 'train_loss', 'train_accuracy',
               'train_eval_loss', 'train_eval_accuracy', 'test_loss',
@@ -79,41 +80,10 @@ class MomentumSGD(keras.optimizers.SGD):
     return None
 
 
-MAX_AUTO_STEPS_PER_EXECUTION = 32
-
-
-def _divisors(n: int) -> list[int]:
-  return [d for d in range(1, n + 1) if n % d == 0]
-
-
-def auto_steps_per_execution(steps_per_epoch: int, num_replicas: int = 1) -> int:
-  """The largest divisor of the epoch's steps up to 32: training steps per call.
-
-  Running several steps per tf.function call computes the same steps (a test
-  checks equal metrics) with less per-call Python and dispatch work: +15-54%
-  for the MLPs on a CPU (docs/performance.md), nothing for the conv nets. It
-  must divide the epoch, because Keras runs whole executions; above 32 Keras'
-  tf.data loop refuses (keras-team/keras#20344); and with more than one replica
-  Keras 3 fails on it (keras-team/keras#19246), so there it is 1.
-  """
-  if num_replicas > 1:
-    return 1
-  return max(d for d in _divisors(steps_per_epoch) if d <= MAX_AUTO_STEPS_PER_EXECUTION)
-
-
-def steps_per_execution_error(steps_per_execution: int, steps_per_epoch: int,
-                              num_replicas: int) -> str | None:
-  """Why `steps_per_execution` cannot train (None if it can; 0 = auto always can)."""
-  spe = steps_per_execution
-  if spe > 1 and num_replicas > 1:
-    return (f'steps_per_execution={spe} with {num_replicas} replicas: Keras 3 fails on '
-            'more than one step per call under a distribution strategy '
-            '(keras-team/keras#19246); allowed: 0 (auto, 1 here) or 1')
-  if spe and steps_per_epoch % spe:
-    return (f'steps_per_execution={spe} does not divide the {steps_per_epoch} steps of an '
-            'epoch (Keras would run whole executions past the epoch); allowed: '
-            + ', '.join(map(str, _divisors(steps_per_epoch)[:12])))
-  return None
+# The steps_per_execution rule needs no TensorFlow: the binaries check it first.
+MAX_AUTO_STEPS_PER_EXECUTION = registry.MAX_AUTO_STEPS_PER_EXECUTION
+auto_steps_per_execution = registry.auto_steps_per_execution
+steps_per_execution_error = registry.steps_per_execution_error
 
 
 class RunExists(RuntimeError):

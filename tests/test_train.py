@@ -142,11 +142,11 @@ def test_resume_with_the_other_image_cache_value(tmp_path):
 
 @pytest.mark.parametrize('flag, message', [
     ('--model=resnet50', '--model=resnet50 is unknown; allowed: inception'),
-    ('--dataset=mnist', "flag --dataset=mnist: value should be one of"),
+    ('--dataset=mnist', '--dataset=mnist: value should be one of'),
     ('--corrupt_prob=1.5', '--corrupt_prob=1.5 is outside [0, 1]'),
     ('--train_size=99999', '--train_size=99999 exceeds the 1347 training examples'),
     ('--test_size=451', '--test_size=451 exceeds the 450 test examples'),
-    ('--labels=noisy', 'flag --labels=noisy: value should be one of'),
+    ('--labels=noisy', '--labels=noisy: value should be one of'),
     ('--logdir=/proc/forbidden', '--logdir=/proc/forbidden is not writable'),
     ('--strategy=mirrored --num_cpu_devices=2 --batch_size=5',
      '--batch_size=5 is not divisible by the 2 replicas'),
@@ -157,13 +157,12 @@ def test_bad_flags_fail_fast_with_one_line(tmp_path, flag, message):
   args = ['--dataset=digits', f'--logdir={tmp_path}/run', '--model=mlp_1x64']
   start = time.time()
   proc = run_module(TRAIN, *args, *flag.split())
-  assert proc.returncode != 0
+  assert proc.returncode == 2
   assert message in proc.stderr
-  assert time.time() - start < 30
-  assert not os.path.exists(f'{tmp_path}/run/metrics.csv')
-  lines = [l for l in proc.stderr.splitlines() if l.strip() and 'E0000' not in l
-           and 'I0000' not in l and 'WARNING: All log' not in l]
-  assert len(lines) <= 2, proc.stderr  # absl prints a usage hint after its own errors.
+  assert time.time() - start < 5  # Before TensorFlow starts (tests/test_cli.py).
+  assert not os.path.exists(f'{tmp_path}/run')
+  lines = [l for l in proc.stderr.splitlines() if l.strip()]
+  assert len(lines) == 1 and lines[0].startswith('error: '), proc.stderr
 
 
 def test_image_folder_without_data_dir(tmp_path):
@@ -220,15 +219,16 @@ def test_image_cache_flag(tmp_path):
 
 
 def test_cifar10_offline_fails_fast(tmp_path):
-  from rethinking_tf import data  # pylint: disable=g-import-not-at-top
-  if data._network_available('www.cs.toronto.edu'):
+  from rethinking_tf import sources  # pylint: disable=g-import-not-at-top
+  if sources._network_available('www.cs.toronto.edu'):  # pylint: disable=protected-access
     pytest.skip('network available: cifar10 would download')
   start = time.time()
   proc = run_module(TRAIN, '--dataset=cifar10', f'--data_dir={tmp_path}/tfds',
                     f'--logdir={tmp_path}/run')
   assert proc.returncode == 2
   assert 'no network' in proc.stderr and 'image_folder' in proc.stderr
-  assert time.time() - start < 30
+  assert time.time() - start < 10  # The network probe, then no TensorFlow.
+  assert not os.path.exists(f'{tmp_path}/run') and not os.path.exists(f'{tmp_path}/tfds')
 
 
 def test_steps_per_execution_computes_the_same_run(tmp_path):

@@ -22,9 +22,12 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 # Measure the checkout this file is in, not an older installed copy.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from absl import app  # pylint: disable=wrong-import-position
 from absl import flags  # pylint: disable=wrong-import-position
 from absl import logging  # pylint: disable=wrong-import-position
+
+from rethinking_tf import cli  # pylint: disable=wrong-import-position
+from rethinking_tf import registry  # pylint: disable=wrong-import-position
+from rethinking_tf import sources  # pylint: disable=wrong-import-position
 
 FLAGS = flags.FLAGS
 
@@ -79,14 +82,7 @@ flags.DEFINE_list('gemm_shapes', None, 'Instead of the models: float32 matrix-pr
                   '128x2352x512 (the first layer of MLP 1x512 at batch 128), then exit.')
 
 
-def benchmark_modes():
-  from rethinking_tf import benchmark  # pylint: disable=g-import-not-at-top
-  return benchmark.PIPELINE_MODES
-
-
-def _fail(message: str) -> None:
-  print(f'error: {message}', file=sys.stderr)
-  sys.exit(2)
+_fail = cli.fail
 
 
 def _shapes(flag: str, spelling: str) -> list[tuple[int, ...]]:
@@ -102,17 +98,44 @@ def _shapes(flag: str, spelling: str) -> list[tuple[int, ...]]:
   return out
 
 
-def main(argv):
-  if len(argv) > 1:
-    _fail(f'unexpected arguments {argv[1:]}')
-  from rethinking_tf import models  # pylint: disable=g-import-not-at-top
+def _epochs_and_size(name: str, available: int) -> tuple[int | None, int, int]:
+  """(train_size, timed epochs, warm-up epochs) of model `name`."""
+  train_size = FLAGS.train_size or None
+  # An MLP epoch of the digits is one ~40 ms call here, and single epochs'
+  # binary/bare ratios range over 0.8-1.15 on this shared machine: time
+  # many (each costs ~0.15 s with its evaluation and bare block).
+  timed_epochs, warmup = (30 if name.startswith('mlp') else 3), 1
+  if FLAGS.quick:
+    timed_epochs = 20 if name.startswith('mlp') else 2
+    if name == 'inception':  # ~120 images/s here: 2 steps per epoch.
+      train_size = min(train_size or 256, 2 * FLAGS.batch_size, available)
+  return train_size, timed_epochs, warmup
+
+
+def _check_cases(available: int, spes: list[int], replicas: int) -> None:
+  """Fails on a batch or steps_per_execution that some model cannot train with."""
+  if FLAGS.batch_size % replicas:
+    _fail(f'--batch_size={FLAGS.batch_size} is not divisible by {replicas} replicas; '
+          f'allowed: a multiple of {replicas}')
   for name in FLAGS.models:
-    if not models.is_valid_name(name) or name == 'inception_v3':
+    train_size = _epochs_and_size(name, available)[0]
+    steps_per_epoch = -(-(train_size or available) // FLAGS.batch_size)
+    for spe in spes:
+      error = registry.steps_per_execution_error(spe, steps_per_epoch, replicas)
+      if error:
+        _fail(f'{name}: --{error}')
+
+
+def main(argv):
+  del argv  # Positional arguments are refused by cli.parse_flags.
+  # Every flag is checked before TensorFlow is imported.
+  for name in FLAGS.models:
+    if not registry.is_valid_model_name(name) or name == 'inception_v3':
       _fail(f'--models: {name} is unknown; allowed: inception, alexnet, '
             'mlp_<layers>x<width>')
   for p in FLAGS.precision:
-    if p not in ('float32', 'mixed_bfloat16', 'mixed_float16'):
-      _fail(f'--precision: {p}; allowed: float32, mixed_bfloat16, mixed_float16')
+    if p not in registry.PRECISIONS:
+      _fail(f'--precision: {p}; allowed: {", ".join(registry.PRECISIONS)}')
   try:
     spes = [int(s) for s in FLAGS.steps_per_execution]
     assert all(s >= 0 for s in spes)
@@ -120,18 +143,37 @@ def main(argv):
     _fail(f'--steps_per_execution={",".join(FLAGS.steps_per_execution)}: '
           'integers >= 0 (0 = the binary\'s default)')
   crops = [c.lower() in ('true', '1', 'yes') for c in FLAGS.random_crop]
-  known = [m[0] for m in benchmark_modes()]
+  known = [m[0] for m in registry.PIPELINE_MODES]
   for m in FLAGS.pipeline_modes or []:
     if m not in known:
       _fail(f'--pipeline_modes: {m} is unknown; allowed: {", ".join(known)}')
   if FLAGS.dataset == 'image_folder' and not FLAGS.data_dir:
-    _fail('--dataset=image_folder needs --data_dir')
+    _fail('--dataset=image_folder needs --data_dir; allowed: the root of a '
+          '<data_dir>/{train,test}/<class>/<image> tree')
 
   shapes = _shapes('gemm_shapes', 'MxKxN')
   convs = _shapes('conv_shapes', 'HxCINxCOUTxK')
+  if FLAGS.json_out:
+    folder = os.path.dirname(os.path.abspath(FLAGS.json_out))
+    if not os.path.isdir(folder):
+      _fail(f'--json_out={FLAGS.json_out}: {folder} is not a directory; allowed: a '
+            'file in an existing directory')
+    cli.check_logdir(folder, '--json_out')
+  available = replicas = None
+  if not (shapes or convs):
+    try:  # Before any heavy work: one line, no traceback, when the data is missing.
+      available = sources.check_available(FLAGS.dataset, FLAGS.data_dir)[0]
+    except sources.DataError as e:
+      _fail(str(e))
+    if FLAGS.train_size > available:
+      _fail(f'--train_size={FLAGS.train_size} exceeds the {available} training examples '
+            f'of --dataset={FLAGS.dataset}; allowed: 0 (all) to {available}')
+    replicas = cli.replicas_without_tf(FLAGS.strategy, FLAGS.num_cpu_devices)
+    if replicas:
+      _check_cases(available, spes, replicas)
 
   logging.set_verbosity(logging.WARNING)
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf = cli.import_tensorflow()
   tf.get_logger().setLevel('ERROR')
   if FLAGS.intra_op_threads:
     tf.config.threading.set_intra_op_parallelism_threads(FLAGS.intra_op_threads)
@@ -159,40 +201,17 @@ def main(argv):
             f'  {r["flops_per_second"] / 1e9:8.1f}')
     print(json.dumps({'gemm_flops_per_second': rates}))
     return
-  from rethinking_tf import data  # pylint: disable=g-import-not-at-top
   from rethinking_tf import trainer  # pylint: disable=g-import-not-at-top
   strategy = trainer.make_strategy(FLAGS.strategy, FLAGS.num_cpu_devices)
-  if FLAGS.batch_size % strategy.num_replicas_in_sync:
-    _fail(f'--batch_size={FLAGS.batch_size} is not divisible by '
-          f'{strategy.num_replicas_in_sync} replicas')
-
-  try:  # Before any heavy work: one line, no traceback, when the data is missing.
-    available = data.check_available(FLAGS.dataset, FLAGS.data_dir)[0]
-  except data.DataError as e:
-    _fail(str(e))
-  if FLAGS.train_size > available:
-    _fail(f'--train_size={FLAGS.train_size} exceeds the {available} training examples '
-          f'of --dataset={FLAGS.dataset}; allowed: 0 (all) to {available}')
+  if replicas is None:  # GPUs: counted by TensorFlow.
+    _check_cases(available, spes, strategy.num_replicas_in_sync)
 
   cases = []
   for name in FLAGS.models:
-    train_size = FLAGS.train_size or None
-    # An MLP epoch of the digits is one ~40 ms call here, and single epochs'
-    # binary/bare ratios range over 0.8-1.15 on this shared machine: time
-    # many (each costs ~0.15 s with its evaluation and bare block).
-    timed_epochs, warmup = (30 if name.startswith('mlp') else 3), 1
-    if FLAGS.quick:
-      timed_epochs = 20 if name.startswith('mlp') else 2
-      if name == 'inception':  # ~120 images/s here: 2 steps per epoch.
-        train_size = min(train_size or 256, 2 * FLAGS.batch_size, available)
+    train_size, timed_epochs, warmup = _epochs_and_size(name, available)
     for spe in spes:
       for precision, crop in [(p, c) for p in FLAGS.precision for c in crops]:
-        num_train = train_size or available
-        steps_per_epoch = -(-num_train // FLAGS.batch_size)
-        error = trainer.steps_per_execution_error(spe, steps_per_epoch,
-                                                  strategy.num_replicas_in_sync)
-        if error:
-          _fail(f'{name}: --{error}')
+        steps_per_epoch = -(-(train_size or available) // FLAGS.batch_size)
         epochs = warmup + (max(1, -(-FLAGS.steps // steps_per_epoch)) if FLAGS.steps
                            else timed_epochs)
         cases.append(benchmark.ModelCase(
@@ -215,4 +234,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)
