@@ -26,6 +26,7 @@ from typing import Any, Callable
 from absl import app
 from absl import flags
 
+from rethinking_tf import native_stderr
 from rethinking_tf import registry
 from rethinking_tf import sources
 
@@ -264,19 +265,7 @@ def import_tensorflow():
     min_level = int(os.environ.get('TF_CPP_MIN_LOG_LEVEL', '0'))
   except ValueError:
     min_level = 0
-  sys.stderr.flush()
-  saved = os.dup(2)
-  with tempfile.TemporaryFile() as capture:
-    os.dup2(capture.fileno(), 2)
-    try:
-      import tensorflow as tf  # pylint: disable=g-import-not-at-top
-      tf.config.list_physical_devices()
-    finally:
-      sys.stderr.flush()
-      os.dup2(saved, 2)
-      os.close(saved)
-      capture.seek(0)
-      text = capture.read().decode(errors='replace')
-      sys.stderr.write(filter_startup_lines(text, min_level))
-      sys.stderr.flush()
+  with native_stderr.filtered(lambda text: filter_startup_lines(text, min_level)):
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    tf.config.list_physical_devices()
   return tf

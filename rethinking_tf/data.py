@@ -39,6 +39,7 @@ import numpy as np
 import tensorflow as tf
 
 from rethinking_tf import image_cache as image_cache_lib
+from rethinking_tf import native_stderr
 from rethinking_tf import registry
 # The checks that need no TensorFlow live in `sources`; re-exported here.
 from rethinking_tf.sources import (  # pylint: disable=unused-import
@@ -137,17 +138,26 @@ def _decode_files(files: list[str]) -> np.ndarray:
   ds = tf.data.Dataset.from_tensor_slices(files).map(
       decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   batches = []
-  try:
-    for b in ds.batch(batch):
-      batches.append(b.numpy())
-  except tf.errors.OpError as e:
-    # Batches come in order: the failure is in the next one (else anywhere).
-    first = len(batches) * batch
-    for path in files[first:first + batch] + files[:first] + files[first + batch:]:
-      _decode_file(path)
-    reason = (e.message.splitlines() or [type(e).__name__])[0]
-    raise DataError(f'decoding the {len(files)} images failed ({reason})') from None
+  with native_stderr.filtered(_without_libjpeg_notes):
+    try:
+      for b in ds.batch(batch):
+        batches.append(b.numpy())
+    except tf.errors.OpError as e:
+      # Batches come in order: the failure is in the next one (else anywhere).
+      first = len(batches) * batch
+      for path in files[first:first + batch] + files[:first] + files[first + batch:]:
+        _decode_file(path)
+      reason = (e.message.splitlines() or [type(e).__name__])[0]
+      raise DataError(f'decoding the {len(files)} images failed ({reason})') from None
   return np.concatenate(batches)
+
+
+def _without_libjpeg_notes(text: str) -> str:
+  """Drops libjpeg's own notes on a bad file ("Improper call to JPEG library in
+  state 201"), which it prints to fd 2 whatever the log level: the DataError
+  naming the file says it instead."""
+  return ''.join(line for line in text.splitlines(keepends=True)
+                 if not line.startswith('Improper call to JPEG library'))
 
 
 def _image_folder(split: str, data_dir: str | None, image_cache: bool = True) -> Arrays:
