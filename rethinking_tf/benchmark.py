@@ -49,6 +49,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from rethinking_tf import cpu
 from rethinking_tf import data
 from rethinking_tf import models
 from rethinking_tf import registry
@@ -221,13 +222,16 @@ def _layer_functions(layer: keras.layers.Layer, inputs, sources: list,
 
 def conv_layouts(height: int, channels_in: int, channels_out: int, kernel: int,
                  batch_size: int = 128, seconds: float = 0.2,
-                 formats: Sequence[str] = ('NHWC', 'NCHW')) -> dict[str, float]:
+                 formats: Sequence[str] | None = None) -> dict[str, float]:
   """FLOP/s of one 'SAME' stride-1 convolution's training work per data layout.
 
   Forward plus the gradients w.r.t. input and filter (3x the forward FLOPs)
   of `tf.nn.conv2d` on a square `height` map, timed as `step_breakdown` times
-  a layer. NHWC is what Keras' channels_last models run.
+  a layer. NHWC is what Keras' channels_last models run. `formats`: default
+  NHWC, and NCHW where this CPU has a kernel for it (`cpu.nchw_conv_supported`).
   """
+  if formats is None:
+    formats = ('NHWC', 'NCHW') if cpu.nchw_conv_supported() else ('NHWC',)
   flops = 3 * 2 * batch_size * height * height * kernel * kernel * channels_in * channels_out
   out = {}
   for fmt in formats:
@@ -247,6 +251,28 @@ def conv_layouts(height: int, channels_in: int, channels_out: int, kernel: int,
 
     out[fmt] = flops / _seconds_per_call(_repeat(body), seconds)
   return out
+
+
+def conv_table(shapes: Sequence[tuple[int, int, int, int]], batch_size: int = 128,
+               seconds: float = 0.2) -> tuple[str, dict[str, Any]]:
+  """`conv_layouts` of each (H, CIN, COUT, K): (the printed table, its JSON object).
+
+  Without an NCHW kernel on this CPU only NHWC is measured, and the table
+  says so in one line.
+  """
+  nchw = cpu.nchw_conv_supported()
+  formats = ('NHWC', 'NCHW') if nchw else ('NHWC',)
+  rates = {}
+  for shape in shapes:
+    label = 'x'.join(map(str, shape))
+    rates[label] = conv_layouts(*shape, batch_size=batch_size, seconds=seconds,
+                                formats=formats)
+  rows = [(label, *(_fmt(r[fmt] / 1e9) for fmt in formats)) for label, r in rates.items()]
+  lines = [_table((f'conv HxCINxCOUTxK, batch {batch_size}',
+                   *(f'{fmt} GFLOP/s' for fmt in formats)), rows)]
+  if not nchw:
+    lines.append(f'NCHW not measured: {cpu.NO_NCHW}')
+  return '\n'.join(lines), {'conv_flops_per_second': rates, 'nchw_conv_supported': nchw}
 
 
 def step_breakdown(model_name: str, batch_size: int = 128, precision: str = 'float32',
@@ -773,6 +799,10 @@ def format_table(results: dict[str, Any]) -> str:
     if f'matmul_{k}_flops_per_second' in results:
       lines.append(f'matmul peak ({k}, best sample): '
                    f"{results[f'matmul_{k}_flops_per_second'] / 1e9:.1f} GFLOP/s")
+  measured = list(results['models'].values()) + results['variants']
+  for precision in dict.fromkeys(r['precision'] for r in measured):
+    if cpu.precision_warning(precision) and not m.get('gpus'):
+      lines.append(f'note: {cpu.precision_warning(precision)}')
   header = ('model', 'precision', 'crop', 'spe', 'binary img/s', 'bare img/s', 'binary/bare',
             '(best)', '(CPU)', 'MFLOP/img', 'GFLOP/s', 'peak frac', '(of fp32)', 'pipe share',
             'crop share', 'epoch-end s', 'peak MiB')

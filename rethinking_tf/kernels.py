@@ -294,7 +294,8 @@ def load_features(dataset: str, data_dir: str | None, train_size: int | None,
       mean, std = data.channel_stats(train.images)
       xs = []
       for arrays, is_train in ((train, True), (test, False)):
-        ds = data.apply_inputs(arrays, randomization, mean, std, is_train).batch(1000)
+        # apply_inputs gives batches already (of 1024 images).
+        ds = data.apply_inputs(arrays, randomization, mean, std, is_train)
         xs.append(np.concatenate([x.numpy() for x, _ in ds]))
       x_train, x_test = xs
     y_train, y_test = train.labels, test.labels

@@ -43,10 +43,12 @@ import time
 import traceback
 from typing import Any
 
+from absl import logging
 import keras
 import numpy as np
 import tensorflow as tf
 
+from rethinking_tf import cpu
 from rethinking_tf import data
 from rethinking_tf import models
 from rethinking_tf import registry
@@ -242,6 +244,9 @@ class _Trainer:
     self.steps_per_execution = (c.steps_per_execution or auto_steps_per_execution(
         pipelines.steps_per_epoch, replicas))
     decay_steps = c.lr_decay_steps or pipelines.steps_per_epoch
+    warning = cpu.precision_warning(c.precision)
+    if warning and not tf.config.list_physical_devices('GPU'):
+      logging.warning(warning)
     keras.mixed_precision.set_global_policy(c.precision)
     try:
       self._build_model(pipelines, decay_steps)

@@ -10,6 +10,7 @@ import pytest
 from conftest import REPO
 
 
+@pytest.mark.slow
 def test_benchmark_last_line_json():
   proc = subprocess.run(
       [sys.executable, os.path.join(REPO, 'tools', 'benchmark.py'),
@@ -36,6 +37,7 @@ def test_benchmark_last_line_json():
   assert any(line.startswith('mlp_1x64 (batch 64, float32), whole model') for line in lines)
 
 
+@pytest.mark.slow
 def test_gemm_shapes():
   proc = subprocess.run(
       [sys.executable, os.path.join(REPO, 'tools', 'benchmark.py'),
@@ -50,18 +52,47 @@ def test_gemm_shapes():
   assert bad.returncode == 2 and '--gemm_shapes: 64x64; allowed: MxKxN' in bad.stderr
 
 
+@pytest.mark.slow
 def test_conv_shapes():
-  proc = subprocess.run(
-      [sys.executable, os.path.join(REPO, 'tools', 'benchmark.py'), '--batch_size=4',
-       '--conv_shapes=8x3x4x3'], capture_output=True, text=True, timeout=120, cwd=REPO)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  rates = json.loads(proc.stdout.strip().splitlines()[-1])['conv_flops_per_second']
-  assert set(rates) == {'8x3x4x3'} and set(rates['8x3x4x3']) == {'NHWC', 'NCHW'}
-  assert min(rates['8x3x4x3'].values()) > 0
+  from rethinking_tf import cpu  # pylint: disable=g-import-not-at-top
   bad = subprocess.run(
       [sys.executable, os.path.join(REPO, 'tools', 'benchmark.py'), '--conv_shapes=8x3x4'],
       capture_output=True, text=True, timeout=120, cwd=REPO)
   assert bad.returncode == 2 and '--conv_shapes: 8x3x4; allowed: HxCINxCOUTxK' in bad.stderr
+  proc = subprocess.run(
+      [sys.executable, os.path.join(REPO, 'tools', 'benchmark.py'), '--batch_size=4',
+       '--conv_shapes=8x3x4x3'], capture_output=True, text=True, timeout=120, cwd=REPO)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  lines = proc.stdout.strip().splitlines()
+  result = json.loads(lines[-1])
+  rates = result['conv_flops_per_second']
+  assert set(rates) == {'8x3x4x3'} and rates['8x3x4x3']['NHWC'] > 0
+  skipped = f'NCHW not measured: {cpu.NO_NCHW}'
+  if not cpu.nchw_conv_supported():
+    assert set(rates['8x3x4x3']) == {'NHWC'} and skipped in lines
+    assert result['nchw_conv_supported'] is False
+    pytest.skip(f'{cpu.NO_NCHW}: NHWC checked, NCHW not measured')
+  assert set(rates['8x3x4x3']) == {'NHWC', 'NCHW'} and rates['8x3x4x3']['NCHW'] > 0
+  assert result['nchw_conv_supported'] is True and skipped not in lines
+
+
+def test_conv_table_without_nchw_says_so_in_one_line(monkeypatch):
+  """The benchmark's convolution report on a CPU without an NCHW kernel."""
+  from rethinking_tf import benchmark, cpu  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(cpu, 'nchw_conv_supported', lambda: False)
+  table, result = benchmark.conv_table([(8, 3, 4, 3), (6, 2, 2, 1)], batch_size=4,
+                                       seconds=0.01)
+  lines = table.splitlines()
+  assert lines[0].split() == ['conv', 'HxCINxCOUTxK,', 'batch', '4', 'NHWC', 'GFLOP/s']
+  assert set(lines[1]) == {'-', ' '}
+  assert [l.split()[0] for l in lines[2:4]] == ['8x3x4x3', '6x2x2x1']
+  assert all(len(l.split()) == 2 and float(l.split()[1]) > 0 for l in lines[2:4])
+  assert lines[4:] == [f'NCHW not measured: {cpu.NO_NCHW}']
+  assert result['nchw_conv_supported'] is False
+  rates = result['conv_flops_per_second']
+  assert list(rates) == ['8x3x4x3', '6x2x2x1']
+  assert all(list(r) == ['NHWC'] and r['NHWC'] > 0 for r in rates.values())
+  json.dumps(result)  # the binary's last line
 
 
 def test_step_breakdown_counts_every_layer():

@@ -121,7 +121,7 @@ def test_same_seed_same_initial_weights():
   a = models.build('alexnet', CIFAR, 10, seed=3).get_weights()
   b = models.build('alexnet', CIFAR, 10, seed=3).get_weights()
   c = models.build('alexnet', CIFAR, 10, seed=4).get_weights()
-  assert all(np.array_equal(x, y) for x, y in zip(a, b))
+  assert all(np.array_equal(x, y) for x, y in zip(a, b))  # seeded draws, same shapes: exact
   assert not np.array_equal(a[0], c[0])
 
 

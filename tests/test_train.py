@@ -22,6 +22,7 @@ def _rows(logdir):
     return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_default_strategy_writes_everything(tmp_path):
   logdir = str(tmp_path / 'run')
   proc = run_module(TRAIN, *TINY, '--epochs=2', '--labels=corrupted',
@@ -57,9 +58,13 @@ def test_default_strategy_writes_everything(tmp_path):
   again = str(tmp_path / 'again')
   proc = run_module(TRAIN, f'--flagfile={logdir}/flags.cfg', f'--logdir={again}')
   assert proc.returncode == 0, proc.stderr
+  # To the last digit: the same kernels on the same shapes in the same order,
+  # on the same machine (TensorFlow's CPU kernels, Eigen and oneDNN, are
+  # run-to-run deterministic for fixed shapes and thread count).
   assert _rows(again)[1]['train_loss'] == rows[1]['train_loss']
 
 
+@pytest.mark.slow
 def test_finished_run_is_not_overwritten(tmp_path):
   logdir = str(tmp_path / 'run')
   assert run_module(TRAIN, *TINY, '--epochs=1', f'--logdir={logdir}').returncode == 0
@@ -74,6 +79,7 @@ def test_finished_run_is_not_overwritten(tmp_path):
   assert json.load(open(os.path.join(logdir, 'results.json')))['config']['seed'] == 5
 
 
+@pytest.mark.slow
 def test_mirrored_on_two_logical_cpus_matches_default(tmp_path):
   args = [*TINY, '--epochs=2', '--labels=random']
   one = run_module(TRAIN, *args, f'--logdir={tmp_path}/one')
@@ -83,11 +89,13 @@ def test_mirrored_on_two_logical_cpus_matches_default(tmp_path):
   r1 = json.load(open(f'{tmp_path}/one/results.json'))
   r2 = json.load(open(f'{tmp_path}/two/results.json'))
   assert r2['num_replicas'] == 2 and r1['num_replicas'] == 1
-  # Same data, same batches, same initial weights: the same run up to float sums.
+  # Same data, same batches, same initial weights: the same run up to float sums
+  # (two half batches and an all-reduce instead of one batch: not bit for bit).
   assert r2['label_noise_fraction'] == r1['label_noise_fraction']
   assert r2['train_loss'] == pytest.approx(r1['train_loss'], rel=1e-3)
 
 
+@pytest.mark.slow
 def test_resume_after_interruption(tmp_path):
   logdir = str(tmp_path / 'run')
   args = [sys.executable, '-m', TRAIN, '--dataset=digits', '--model=mlp_1x64',
@@ -231,8 +239,14 @@ def test_cifar10_offline_fails_fast(tmp_path):
   assert not os.path.exists(f'{tmp_path}/run') and not os.path.exists(f'{tmp_path}/tfds')
 
 
+@pytest.mark.slow
 def test_steps_per_execution_computes_the_same_run(tmp_path):
-  """The default (auto: 4 steps per call here) gives step-for-step equal metrics."""
+  """The default (auto: 4 steps per call here) gives step-for-step equal metrics.
+
+  Exactly equal, on any CPU: both runs execute the same kernels on the same
+  batch shapes in the same order (grouping steps into one call changes no
+  shape), and CPU kernels are run-to-run deterministic on one machine.
+  """
   from rethinking_tf import trainer  # pylint: disable=g-import-not-at-top
   assert [trainer.auto_steps_per_execution(n) for n in (4, 11, 391, 40, 64, 97)] == [
       4, 11, 23, 20, 32, 1]

@@ -180,15 +180,10 @@ def main(argv):
   if FLAGS.inter_op_threads:
     tf.config.threading.set_inter_op_parallelism_threads(FLAGS.inter_op_threads)
   from rethinking_tf import benchmark  # pylint: disable=g-import-not-at-top
-  if convs:
-    print(f'conv (H x CIN x COUT x K, batch {FLAGS.batch_size})   NHWC GFLOP/s   NCHW GFLOP/s')
-    rates = {}
-    for conv in convs:
-      label = 'x'.join(map(str, conv))
-      rates[label] = benchmark.conv_layouts(*conv, batch_size=FLAGS.batch_size)
-      print(f'{label:38s} {rates[label]["NHWC"] / 1e9:12.1f}   '
-            f'{rates[label]["NCHW"] / 1e9:12.1f}')
-    print(json.dumps({'conv_flops_per_second': rates}))
+  if convs:  # NCHW only where this CPU has a kernel for it; else one line says so.
+    table, rates = benchmark.conv_table(convs, batch_size=FLAGS.batch_size)
+    print(table)
+    print(json.dumps(rates))
     return
   if shapes:
     print('M x K x N              GFLOP/s (best)  (median)')

@@ -1,0 +1,60 @@
+"""What this machine's CPU and TensorFlow build can run: probed, never assumed.
+
+The project runs on x86-64 CPUs of both families, Intel with AVX-512 and AMX
+and AMD with AVX2 only. Two things differ between them that the code must
+not take for granted:
+
+* NCHW convolutions. TensorFlow's own CPU Conv2D kernel is NHWC-only; NCHW
+  runs only through oneDNN, which TensorFlow turns on by default only on CPUs
+  with AVX-512 VNNI/BF16 or AMX (and never with TF_ENABLE_ONEDNN_OPTS=0). The
+  models are NHWC (Keras' channels_last); only the benchmark measures NCHW.
+* bfloat16 speed. `mixed_bfloat16` runs on any CPU, but it is fast only with
+  native bfloat16 instructions (AVX512_BF16, AMX_BF16); elsewhere it is
+  emulated and usually slower than float32.
+"""
+
+from __future__ import annotations
+
+import functools
+
+NO_NCHW = ('this CPU has no NCHW Conv2D kernel (TensorFlow runs NCHW on the CPU only '
+           'through oneDNN, on by default only with AVX-512 VNNI/BF16 or AMX)')
+
+
+@functools.cache
+def features() -> frozenset[str]:
+  """The CPU's feature flags from /proc/cpuinfo (empty where it is unreadable)."""
+  try:
+    with open('/proc/cpuinfo') as f:
+      for line in f:
+        if line.startswith('flags'):
+          return frozenset(line.split(':', 1)[1].split())
+  except OSError:
+    pass
+  return frozenset()
+
+
+def native_bfloat16() -> bool:
+  """Whether the CPU computes in bfloat16 natively (AVX512_BF16 or AMX_BF16)."""
+  return bool(features() & {'avx512_bf16', 'amx_bf16'})
+
+
+def precision_warning(precision: str) -> str | None:
+  """A one-line warning when `precision` is slow on this CPU, else None."""
+  if 'bfloat16' in precision and not native_bfloat16():
+    return (f'{precision} on a CPU without native bfloat16 (no AVX512_BF16 or AMX_BF16 '
+            'flag in /proc/cpuinfo): emulated, likely slower than float32')
+  return None
+
+
+@functools.cache
+def nchw_conv_supported() -> bool:
+  """Whether an NCHW `tf.nn.conv2d` runs on this CPU (one tiny convolution, cached)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  try:
+    with tf.device('/CPU:0'):
+      tf.nn.conv2d(tf.zeros([1, 1, 2, 2]), tf.zeros([1, 1, 1, 1]), 1, 'SAME',
+                   data_format='NCHW').numpy()
+  except (tf.errors.UnimplementedError, tf.errors.InvalidArgumentError):
+    return False
+  return True

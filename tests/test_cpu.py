@@ -1,0 +1,68 @@
+"""CPU capability probes: what differs between x86-64 CPU families is detected."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import tensorflow as tf
+
+from conftest import REPO
+from rethinking_tf import cpu
+
+
+def test_features_come_from_cpuinfo():
+  flags = cpu.features()
+  assert isinstance(flags, frozenset)
+  if os.path.exists('/proc/cpuinfo'):  # every x86-64 CPU TensorFlow runs on has SSE2
+    assert 'sse2' in flags
+
+
+def test_precision_warning_only_without_native_bfloat16(monkeypatch):
+  monkeypatch.setattr(cpu, 'features', lambda: frozenset({'avx2', 'fma'}))
+  assert not cpu.native_bfloat16()
+  assert 'without native bfloat16' in cpu.precision_warning('mixed_bfloat16')
+  assert cpu.precision_warning('float32') is None
+  monkeypatch.setattr(cpu, 'features', lambda: frozenset({'avx512f', 'amx_bf16'}))
+  assert cpu.native_bfloat16() and cpu.precision_warning('mixed_bfloat16') is None
+
+
+@pytest.mark.parametrize('error', [tf.errors.UnimplementedError, tf.errors.InvalidArgumentError])
+def test_nchw_probe_says_no_when_the_kernel_is_missing(monkeypatch, error):
+  """The error TensorFlow raises on a CPU without an NCHW Conv2D (AVX2-only
+  CPUs: 'The Conv2D op currently only supports the NHWC tensor format')."""
+  calls = []
+
+  def missing(*args, data_format='NHWC', **kwargs):
+    calls.append(data_format)
+    raise error(None, None, 'The Conv2D op currently only supports the NHWC tensor format')
+
+  cpu.nchw_conv_supported.cache_clear()
+  try:
+    monkeypatch.setattr(tf.nn, 'conv2d', missing)
+    assert cpu.nchw_conv_supported() is False
+    assert cpu.nchw_conv_supported() is False and calls == ['NCHW']  # probed once
+  finally:
+    monkeypatch.undo()
+    cpu.nchw_conv_supported.cache_clear()
+  assert isinstance(cpu.nchw_conv_supported(), bool)
+
+
+def test_nchw_probe_predicts_the_benchmark_without_onednn():
+  """With oneDNN off, as TensorFlow runs by default on AVX2-only CPUs, the
+  probe says whether the benchmark's NCHW convolution runs (on this CPU too)."""
+  code = ('from rethinking_tf import benchmark, cpu\n'
+          'try:\n'
+          '  benchmark.conv_layouts(4, 2, 2, 1, batch_size=2, seconds=0.01, '
+          'formats=("NCHW",))\n'
+          '  ran = "ran"\n'
+          'except Exception as e:  # pylint: disable=broad-except\n'
+          '  ran = type(e).__name__\n'
+          'print(cpu.nchw_conv_supported(), ran)\n')
+  env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS='0', TF_CPP_MIN_LOG_LEVEL='3')
+  proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                        cwd=REPO, env=env, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  probe, ran = proc.stdout.split()
+  assert (probe, ran) in (('True', 'ran'), ('False', 'UnimplementedError'),
+                          ('False', 'InvalidArgumentError')), proc.stdout
