@@ -43,7 +43,8 @@ import resource
 import statistics
 import tempfile
 import time
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 import keras
 import numpy as np
@@ -83,8 +84,8 @@ def machine() -> dict[str, Any]:
         info['cpu'] = line.split(':', 1)[1].strip()
         break
     flags = set(text.split())
-    info['cpu_features'] = sorted(flags & {'avx2', 'avx512f', 'avx512_bf16', 'amx_bf16',
-                                           'avx512_fp16', 'amx_tile'})
+    info['cpu_features'] = sorted(
+        flags & {'avx2', 'avx512f', 'avx512_bf16', 'amx_bf16', 'avx512_fp16', 'amx_tile'})
     with open('/proc/meminfo') as f:
       info['memory_gib'] = round(int(f.readline().split()[1]) / 2**20, 1)
     info['load_average'] = [round(x, 2) for x in os.getloadavg()]
@@ -99,9 +100,11 @@ def machine() -> dict[str, Any]:
 # Matrix-product peak.
 
 
-def matmul_peak(n: int = 2048, dtype: str = 'float32', seconds: float = 1.0,
-                min_repeats: int = 3, shape: tuple[int, int, int] | None = None
-                ) -> dict[str, float]:
+def matmul_peak(n: int = 2048,
+                dtype: str = 'float32',
+                seconds: float = 1.0,
+                min_repeats: int = 3,
+                shape: tuple[int, int, int] | None = None) -> dict[str, float]:
   """Dense matrix product FLOP/s, median of repeats: n x n by n x n, or
   `shape` = (m, k, p), an m x k by k x p product (2 m k p FLOPs)."""
   m, k, p = shape or (n, n, n)
@@ -121,10 +124,13 @@ def matmul_peak(n: int = 2048, dtype: str = 'float32', seconds: float = 1.0,
     times.append((time.perf_counter() - t) / calls)
     cpu_times.append((time.process_time() - c) / calls)
   flops = 2.0 * m * k * p
-  return {'flops_per_second': flops / statistics.median(times),
-          'best_flops_per_second': flops / min(times),
-          'flops_per_cpu_second': flops / statistics.median(cpu_times),
-          'repeats': len(times), 'n': n}
+  return {
+      'flops_per_second': flops / statistics.median(times),
+      'best_flops_per_second': flops / min(times),
+      'flops_per_cpu_second': flops / statistics.median(cpu_times),
+      'repeats': len(times),
+      'n': n
+  }
 
 
 # ---------------------------------------------------------------------------
@@ -151,9 +157,12 @@ def flops_per_image(model: keras.Model) -> dict[str, Any]:
   forward = 2 * sum(m for _, m in macs)
   first = macs[0][1] if macs else 0
   train = 3 * forward - 2 * first
-  return {'forward': forward, 'train': train,
-          'method': 'analytic: conv+dense multiply-adds x2; train = forward + '
-                    'weight grads + input grads (not for the first layer)'}
+  return {
+      'forward': forward,
+      'train': train,
+      'method': 'analytic: conv+dense multiply-adds x2; train = forward + '
+                'weight grads + input grads (not for the first layer)'
+  }
 
 
 # ---------------------------------------------------------------------------
@@ -197,12 +206,10 @@ def _repeat(body):
 
 def _first_value(tensors) -> tf.Tensor:
   """One float32 scalar that depends on every tensor (keeps them computed)."""
-  return tf.add_n([tf.cast(tf.reshape(t, [-1])[0], tf.float32)
-                   for t in tf.nest.flatten(tensors)])
+  return tf.add_n([tf.cast(tf.reshape(t, [-1])[0], tf.float32) for t in tf.nest.flatten(tensors)])
 
 
-def _layer_functions(layer: keras.layers.Layer, inputs, sources: list,
-                     grad_out: tf.Tensor):
+def _layer_functions(layer: keras.layers.Layer, inputs, sources: list, grad_out: tf.Tensor):
   """Repeating tf.functions of `layer` alone: forward, forward + gradients."""
 
   def forward():
@@ -220,8 +227,12 @@ def _layer_functions(layer: keras.layers.Layer, inputs, sources: list,
   return _repeat(forward), _repeat(backward)
 
 
-def conv_layouts(height: int, channels_in: int, channels_out: int, kernel: int,
-                 batch_size: int = 128, seconds: float = 0.2,
+def conv_layouts(height: int,
+                 channels_in: int,
+                 channels_out: int,
+                 kernel: int,
+                 batch_size: int = 128,
+                 seconds: float = 0.2,
                  formats: Sequence[str] | None = None) -> dict[str, float]:
   """FLOP/s of one 'SAME' stride-1 convolution's training work per data layout.
 
@@ -235,12 +246,12 @@ def conv_layouts(height: int, channels_in: int, channels_out: int, kernel: int,
   flops = 3 * 2 * batch_size * height * height * kernel * kernel * channels_in * channels_out
   out = {}
   for fmt in formats:
-    shape = ([batch_size, height, height, channels_in] if fmt == 'NHWC'
-             else [batch_size, channels_in, height, height])
+    shape = ([batch_size, height, height, channels_in]
+             if fmt == 'NHWC' else [batch_size, channels_in, height, height])
     x = tf.random.stateless_normal(shape, [1, 2])
-    w = tf.Variable(tf.random.stateless_normal(
-        [kernel, kernel, channels_in, channels_out], [3, 4]) * 0.1)
-    conv = lambda: tf.nn.conv2d(x, w, 1, 'SAME', data_format=fmt)
+    w = tf.Variable(
+        tf.random.stateless_normal([kernel, kernel, channels_in, channels_out], [3, 4]) * 0.1)
+    conv = lambda x=x, w=w, fmt=fmt: tf.nn.conv2d(x, w, 1, 'SAME', data_format=fmt)
     dy = tf.random.stateless_normal(conv().shape, [5, 6])
 
     def body(conv=conv, x=x, w=w, dy=dy):
@@ -253,7 +264,8 @@ def conv_layouts(height: int, channels_in: int, channels_out: int, kernel: int,
   return out
 
 
-def conv_table(shapes: Sequence[tuple[int, int, int, int]], batch_size: int = 128,
+def conv_table(shapes: Sequence[tuple[int, int, int, int]],
+               batch_size: int = 128,
                seconds: float = 0.2) -> tuple[str, dict[str, Any]]:
   """`conv_layouts` of each (H, CIN, COUT, K): (the printed table, its JSON object).
 
@@ -265,18 +277,22 @@ def conv_table(shapes: Sequence[tuple[int, int, int, int]], batch_size: int = 12
   rates = {}
   for shape in shapes:
     label = 'x'.join(map(str, shape))
-    rates[label] = conv_layouts(*shape, batch_size=batch_size, seconds=seconds,
-                                formats=formats)
+    rates[label] = conv_layouts(*shape, batch_size=batch_size, seconds=seconds, formats=formats)
   rows = [(label, *(_fmt(r[fmt] / 1e9) for fmt in formats)) for label, r in rates.items()]
-  lines = [_table((f'conv HxCINxCOUTxK, batch {batch_size}',
-                   *(f'{fmt} GFLOP/s' for fmt in formats)), rows)]
+  lines = [
+      _table((f'conv HxCINxCOUTxK, batch {batch_size}', *(f'{fmt} GFLOP/s' for fmt in formats)),
+             rows)
+  ]
   if not nchw:
     lines.append(f'NCHW not measured: {cpu.NO_NCHW}')
   return '\n'.join(lines), {'conv_flops_per_second': rates, 'nchw_conv_supported': nchw}
 
 
-def step_breakdown(model_name: str, batch_size: int = 128, precision: str = 'float32',
-                   seconds: float = 0.2, input_shape=(28, 28, 3),
+def step_breakdown(model_name: str,
+                   batch_size: int = 128,
+                   precision: str = 'float32',
+                   seconds: float = 0.2,
+                   input_shape=(28, 28, 3),
                    num_classes: int = 10) -> dict[str, Any]:
   """Each layer's forward and forward+backward time alone, and the step's phases.
 
@@ -296,8 +312,8 @@ def step_breakdown(model_name: str, batch_size: int = 128, precision: str = 'flo
   finally:
     keras.mixed_precision.set_global_policy('float32')
   seed = iter(range(1, 1_000_000))
-  normal = lambda shape, dtype: tf.cast(tf.random.stateless_normal(
-      [batch_size, *shape[1:]], [next(seed), 0]), dtype)
+  normal = lambda shape, dtype: tf.cast(
+      tf.random.stateless_normal([batch_size, *shape[1:]], [next(seed), 0]), dtype)
   layers, seen_weights = [], False
   for layer in model.layers:
     if isinstance(layer, keras.layers.InputLayer):
@@ -306,14 +322,17 @@ def step_breakdown(model_name: str, batch_size: int = 128, precision: str = 'flo
     # As flops_per_image: no input gradient before the first layer with weights.
     sources = (tf.nest.flatten(inputs) if seen_weights else []) + layer.trainable_weights
     out = layer(inputs, training=True)
-    forward, backward = _layer_functions(layer, inputs, sources,
-                                         normal(out.shape, out.dtype))
+    forward, backward = _layer_functions(layer, inputs, sources, normal(out.shape, out.dtype))
     flops = batch_size * 2 * _layer_macs(layer) * (3 if seen_weights else 2)
     seen_weights = seen_weights or bool(layer.trainable_weights)
-    layers.append({'name': layer.name, 'type': type(layer).__name__,
-                   'output_shape': list(out.shape[1:]), 'train_flops': flops,
-                   'forward_seconds': _seconds_per_call(forward, seconds),
-                   'train_seconds': _seconds_per_call(backward, seconds)})
+    layers.append({
+        'name': layer.name,
+        'type': type(layer).__name__,
+        'output_shape': list(out.shape[1:]),
+        'train_flops': flops,
+        'forward_seconds': _seconds_per_call(forward, seconds),
+        'train_seconds': _seconds_per_call(backward, seconds)
+    })
 
   loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
   x = normal((None, *input_shape), tf.float32)
@@ -339,25 +358,41 @@ def step_breakdown(model_name: str, batch_size: int = 128, precision: str = 'flo
     optimizer.apply(gradients(), weights)
     return tf.constant(0.0)
 
-  phases = {name: _seconds_per_call(_repeat(fn), seconds) for name, fn in (
-      ('forward', loss), ('forward_and_gradients', lambda: _first_value(gradients())),
-      ('update', update), ('step', step))}
+  phases = {
+      name: _seconds_per_call(_repeat(fn), seconds)
+      for name, fn in (('forward', loss), ('forward_and_gradients',
+                                           lambda: _first_value(gradients())), ('update', update),
+                       ('step', step))
+  }
   conv_dense = [r for r in layers if r['train_flops']]
   flops = sum(r['train_flops'] for r in layers)
   by_type: dict[str, float] = {}
   for r in layers:
     by_type[r['type']] = by_type.get(r['type'], 0.0) + r['train_seconds']
   return {
-      'model': model_name, 'batch_size': batch_size, 'precision': precision,
-      'layers': layers, 'seconds_by_type': by_type,
-      'layers_train_seconds': sum(r['train_seconds'] for r in layers),
-      'conv_dense_train_seconds': sum(r['train_seconds'] for r in conv_dense),
-      'train_flops_per_step': flops,
-      'phases_seconds': phases,
+      'model':
+          model_name,
+      'batch_size':
+          batch_size,
+      'precision':
+          precision,
+      'layers':
+          layers,
+      'seconds_by_type':
+          by_type,
+      'layers_train_seconds':
+          sum(r['train_seconds'] for r in layers),
+      'conv_dense_train_seconds':
+          sum(r['train_seconds'] for r in conv_dense),
+      'train_flops_per_step':
+          flops,
+      'phases_seconds':
+          phases,
       # The conv and dense layers at their own speed, everything else free.
-      'conv_dense_flops_per_second': flops / max(
-          sum(r['train_seconds'] for r in conv_dense), 1e-12),
-      'step_flops_per_second': flops / phases['step'],
+      'conv_dense_flops_per_second':
+          flops / max(sum(r['train_seconds'] for r in conv_dense), 1e-12),
+      'step_flops_per_second':
+          flops / phases['step'],
   }
 
 
@@ -405,7 +440,8 @@ class _Bare:
     return time.perf_counter() - start, time.process_time() - cpu
 
 
-def measure_model(case: ModelCase, strategy: tf.distribute.Strategy | None = None,
+def measure_model(case: ModelCase,
+                  strategy: tf.distribute.Strategy | None = None,
                   bare_calls: int | None = None) -> dict[str, Any]:
   """Trains `case` through the binary's code path with bare blocks interleaved.
 
@@ -414,18 +450,26 @@ def measure_model(case: ModelCase, strategy: tf.distribute.Strategy | None = Non
   """
   strategy = strategy or tf.distribute.get_strategy()
   with tempfile.TemporaryDirectory() as logdir:
-    config = trainer.TrainConfig(
-        logdir=logdir, dataset=case.dataset, data_dir=case.data_dir,
-        train_size=case.train_size, model=case.model, batch_size=case.batch_size,
-        random_crop=case.random_crop, precision=case.precision,
-        epochs=case.epochs, steps_per_execution=case.steps_per_execution,
-        verbose=False)
+    config = trainer.TrainConfig(logdir=logdir,
+                                 dataset=case.dataset,
+                                 data_dir=case.data_dir,
+                                 train_size=case.train_size,
+                                 model=case.model,
+                                 batch_size=case.batch_size,
+                                 random_crop=case.random_crop,
+                                 precision=case.precision,
+                                 epochs=case.epochs,
+                                 steps_per_execution=case.steps_per_execution,
+                                 verbose=False)
     trainer.prepare_logdir(config, None)
     t = trainer._Trainer(config, strategy)  # pylint: disable=protected-access
     t0 = time.perf_counter()
-    pipelines = data.make_pipelines(config.dataset, config.data_dir,
-                                    config.randomization, config.batch_size,
-                                    config.train_size, config.random_crop,
+    pipelines = data.make_pipelines(config.dataset,
+                                    config.data_dir,
+                                    config.randomization,
+                                    config.batch_size,
+                                    config.train_size,
+                                    config.random_crop,
                                     image_cache=config.image_cache)
     t.build(pipelines)
     setup_seconds = time.perf_counter() - t0
@@ -449,10 +493,17 @@ def measure_model(case: ModelCase, strategy: tf.distribute.Strategy | None = Non
       end_epoch(epoch, logs)
       leave = time.perf_counter()
       bare_seconds, bare_cpu = bare.run(calls)  # side by side, under the same load
-      log.append(dict(enter=enter, enter_cpu=enter_cpu, leave=leave, steps=steps,
-                      end_seconds=leave - enter, eval_seconds=eval_seconds[0],
-                      bare_seconds=bare_seconds, bare_cpu=bare_cpu,
-                      resume=time.perf_counter(), resume_cpu=time.process_time()))
+      log.append(
+          dict(enter=enter,
+               enter_cpu=enter_cpu,
+               leave=leave,
+               steps=steps,
+               end_seconds=leave - enter,
+               eval_seconds=eval_seconds[0],
+               bare_seconds=bare_seconds,
+               bare_cpu=bare_cpu,
+               resume=time.perf_counter(),
+               resume_cpu=time.process_time()))
 
     t.end_epoch, t.evaluate = timed_end_epoch, timed_evaluate
     fit_start, fit_start_cpu = time.perf_counter(), time.process_time()
@@ -481,9 +532,13 @@ def measure_model(case: ModelCase, strategy: tf.distribute.Strategy | None = Non
                      f'warmup_epochs={case.warmup_epochs})')
   med = statistics.median
   return {
-      'model': case.model, 'precision': case.precision, 'random_crop': case.random_crop,
-      'batch_size': case.batch_size, 'steps_per_execution': spe,
-      'num_train': pipelines.num_train, 'num_test': pipelines.num_test,
+      'model': case.model,
+      'precision': case.precision,
+      'random_crop': case.random_crop,
+      'batch_size': case.batch_size,
+      'steps_per_execution': spe,
+      'num_train': pipelines.num_train,
+      'num_test': pipelines.num_test,
       'steps_per_epoch_expected': pipelines.steps_per_epoch,
       'steps_per_epoch_run': steps_per_epoch,
       'timed_epochs': len(binary),
@@ -533,9 +588,12 @@ def _drain(iterator, batches: int, warmup: int = 2) -> tuple[float, float]:
   return time.perf_counter() - start, time.process_time() - cpu
 
 
-def measure_pipeline(dataset: str = 'digits', data_dir: str | None = None,
-                     batch_size: int = 128, train_size: int | None = 1280,
-                     batches: int = 200, repeats: int = 5,
+def measure_pipeline(dataset: str = 'digits',
+                     data_dir: str | None = None,
+                     batch_size: int = 128,
+                     train_size: int | None = 1280,
+                     batches: int = 200,
+                     repeats: int = 5,
                      modes: Sequence[tuple[str, dict[str, Any], bool]] = PIPELINE_MODES,
                      image_cache: bool = True) -> dict[str, dict[str, float]]:
   """Images/s of `make_pipelines(..).train(0)` alone, per randomization.
@@ -551,8 +609,12 @@ def measure_pipeline(dataset: str = 'digits', data_dir: str | None = None,
   pipelines, setups = {}, {}
   for name, kwargs, crop in modes:
     t0 = time.perf_counter()
-    pipelines[name] = data.make_pipelines(dataset, data_dir, data.Randomization(**kwargs),
-                                          batch_size, train_size, crop,
+    pipelines[name] = data.make_pipelines(dataset,
+                                          data_dir,
+                                          data.Randomization(**kwargs),
+                                          batch_size,
+                                          train_size,
+                                          crop,
                                           image_cache=image_cache)
     next(iter(pipelines[name].train(0)))
     setups[name] = time.perf_counter() - t0
@@ -568,11 +630,14 @@ def measure_pipeline(dataset: str = 'digits', data_dir: str | None = None,
   out = {}
   for name, ts in times.items():
     s = min(t[0] for t in ts) / batches
-    out[name] = {'images_per_second': batch_size / s, 'seconds_per_batch': s,
-                 'cpu_seconds_per_batch': min(t[1] for t in ts) / batches,
-                 'median_seconds_per_batch': statistics.median(t[0] for t in ts) / batches,
-                 'median_cpu_seconds_per_batch': statistics.median(t[1] for t in ts) / batches,
-                 'setup_seconds': setups[name]}
+    out[name] = {
+        'images_per_second': batch_size / s,
+        'seconds_per_batch': s,
+        'cpu_seconds_per_batch': min(t[1] for t in ts) / batches,
+        'median_seconds_per_batch': statistics.median(t[0] for t in ts) / batches,
+        'median_cpu_seconds_per_batch': statistics.median(t[1] for t in ts) / batches,
+        'setup_seconds': setups[name]
+    }
   return out
 
 
@@ -580,20 +645,35 @@ def measure_pipeline(dataset: str = 'digits', data_dir: str | None = None,
 # Accuracy effect of mixed precision.
 
 
-def precision_accuracy(model: str, precision: str, epochs: int,
-                       dataset: str = 'digits', data_dir: str | None = None,
-                       train_size: int | None = None, batch_size: int = 128
-                       ) -> dict[str, Any]:
+def precision_accuracy(model: str,
+                       precision: str,
+                       epochs: int,
+                       dataset: str = 'digits',
+                       data_dir: str | None = None,
+                       train_size: int | None = None,
+                       batch_size: int = 128) -> dict[str, Any]:
   """Trains `model` with `trainer.run` under a precision policy; final accuracies."""
   with tempfile.TemporaryDirectory() as logdir:
-    config = trainer.TrainConfig(logdir=logdir, dataset=dataset, data_dir=data_dir,
-                                 train_size=train_size, model=model, precision=precision,
-                                 batch_size=batch_size, epochs=epochs, verbose=False)
+    config = trainer.TrainConfig(logdir=logdir,
+                                 dataset=dataset,
+                                 data_dir=data_dir,
+                                 train_size=train_size,
+                                 model=model,
+                                 precision=precision,
+                                 batch_size=batch_size,
+                                 epochs=epochs,
+                                 verbose=False)
     start = time.perf_counter()
     r = trainer.run(config)
-  return {'model': model, 'precision': precision, 'epochs': epochs,
-          'train_accuracy': r['train_accuracy'], 'test_accuracy': r['test_accuracy'],
-          'train_loss': r['train_loss'], 'seconds': time.perf_counter() - start}
+  return {
+      'model': model,
+      'precision': precision,
+      'epochs': epochs,
+      'train_accuracy': r['train_accuracy'],
+      'test_accuracy': r['test_accuracy'],
+      'train_loss': r['train_loss'],
+      'seconds': time.perf_counter() - start
+  }
 
 
 # ---------------------------------------------------------------------------
@@ -605,9 +685,12 @@ def _target(model: str) -> float:
   return TARGET_PEAK_FRACTION.get('mlp' if model.startswith('mlp') else model, 0.0)
 
 
-def run(cases: Sequence[ModelCase], strategy: tf.distribute.Strategy | None = None,
-        pipeline_batches: int = 200, pipeline_train_size: int | None = 1280,
-        matmul_n: int = 2048, accuracy_epochs: int = 0,
+def run(cases: Sequence[ModelCase],
+        strategy: tf.distribute.Strategy | None = None,
+        pipeline_batches: int = 200,
+        pipeline_train_size: int | None = 1280,
+        matmul_n: int = 2048,
+        accuracy_epochs: int = 0,
         pipeline_modes: Sequence[str] | None = None,
         breakdown: bool = False) -> dict[str, Any]:
   """Measures every case, the pipeline per randomization and the matmul peak.
@@ -629,10 +712,16 @@ def run(cases: Sequence[ModelCase], strategy: tf.distribute.Strategy | None = No
   first = cases[0]
   # The pipeline first, in a fresh process (later, the models' graphs and
   # buffers made its timings noisier).
-  modes = [m for m in PIPELINE_MODES
-           if pipeline_modes is None or m[0] == 'baseline' or m[0] in pipeline_modes]
-  pipe = measure_pipeline(first.dataset, first.data_dir, first.batch_size,
-                          pipeline_train_size, pipeline_batches, modes=modes)
+  modes = [
+      m for m in PIPELINE_MODES
+      if pipeline_modes is None or m[0] == 'baseline' or m[0] in pipeline_modes
+  ]
+  pipe = measure_pipeline(first.dataset,
+                          first.data_dir,
+                          first.batch_size,
+                          pipeline_train_size,
+                          pipeline_batches,
+                          modes=modes)
   measured = []
   for case in cases:
     sample('float32')
@@ -640,8 +729,7 @@ def run(cases: Sequence[ModelCase], strategy: tf.distribute.Strategy | None = No
       sample(half(case.precision))
     measured.append((case, measure_model(case, strategy)))
     if breakdown and case.model not in results.setdefault('breakdown', {}):
-      results['breakdown'][case.model] = step_breakdown(
-          case.model, case.batch_size, case.precision)
+      results['breakdown'][case.model] = step_breakdown(case.model, case.batch_size, case.precision)
   sample('float32')
   # The peak is the best matmul rate seen in this run (the machine may be shared).
   peak = {k: max(v) for k, v in peaks.items()}
@@ -654,10 +742,11 @@ def run(cases: Sequence[ModelCase], strategy: tf.distribute.Strategy | None = No
     r['peak_fraction'] = r['achieved_flops_per_second'] / ref
     r['bare_peak_fraction'] = r['bare_images_per_second'] * r['flops_per_image'] / ref
     r['peak_fraction_of_float32_peak'] = r['achieved_flops_per_second'] / peak['float32']
-    r['peak_fraction_cpu'] = (r['images_per_cpu_second'] * r['flops_per_image'] / cpu_peak[
-        'float32' if case.precision == 'float32' else half(case.precision)])
-    if (case.precision == 'float32' and not case.random_crop
-        and case.model not in results['models']):
+    r['peak_fraction_cpu'] = (
+        r['images_per_cpu_second'] * r['flops_per_image'] /
+        cpu_peak['float32' if case.precision == 'float32' else half(case.precision)])
+    if (case.precision == 'float32' and not case.random_crop and
+        case.model not in results['models']):
       results['models'][case.model] = r
     else:
       results['variants'].append(r)
@@ -695,8 +784,7 @@ def run(cases: Sequence[ModelCase], strategy: tf.distribute.Strategy | None = No
   worst = max(pipe, key=lambda k: pipe[k]['added_share_of_fastest_step'])
   results['randomization_overhead'] = pipe[worst]['added_share_of_fastest_step']
   results['randomization_overhead_mode'] = worst
-  results['pipeline_share_of_fastest_step'] = max(
-      m['share_of_fastest_step'] for m in pipe.values())
+  results['pipeline_share_of_fastest_step'] = max(m['share_of_fastest_step'] for m in pipe.values())
   results['fastest_model'] = fastest['model']
   for r in list(results['models'].values()) + results['variants']:
     r['pipeline_share_of_step'] = base / (r['batch_size'] / r['bare_images_per_second'])
@@ -706,17 +794,22 @@ def run(cases: Sequence[ModelCase], strategy: tf.distribute.Strategy | None = No
   if accuracy_epochs:
     results['precision_accuracy'] = [
         precision_accuracy(name, p, accuracy_epochs, first.dataset, first.data_dir)
-        for name in dict.fromkeys(c.model for c in cases)
-        for p in ('float32', 'mixed_bfloat16')]
+        for name in dict.fromkeys(c.model
+                                  for c in cases)
+        for p in ('float32', 'mixed_bfloat16')
+    ]
   results['checks'] = checks(results)
   results['peak_memory_mib'] = peak_memory_mib()
   return results
 
 
-def _check(target: str, value: float, required: float,
-           at_most: bool = False) -> dict[str, Any]:
-  return {'target': target, 'value': value, 'required': required,
-          'pass': value <= required if at_most else value >= required}
+def _check(target: str, value: float, required: float, at_most: bool = False) -> dict[str, Any]:
+  return {
+      'target': target,
+      'value': value,
+      'required': required,
+      'pass': value <= required if at_most else value >= required
+  }
 
 
 def checks(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -725,41 +818,53 @@ def checks(results: dict[str, Any]) -> list[dict[str, Any]]:
   out = []
   for name, r in models.items():
     for key, how in (('binary_vs_bare', 'wall clock'), ('binary_vs_bare_cpu', 'per CPU-second')):
-      out.append(_check(f'{name}: binary >= 95% of bare step loop ({how})', r[key],
-                        TARGET_BINARY_VS_BARE))
-  out.append(_check(f'every randomization adds <= 3% to a step '
-                    f'(worst: {results["randomization_overhead_mode"]}, '
-                    f'vs {results["fastest_model"]})',
-                    results['randomization_overhead'], TARGET_RANDOMIZATION_OVERHEAD,
-                    at_most=True))
-  out.append(_check(f'every randomization adds <= 3% to a step, per CPU-second '
-                    f'(worst: {results["randomization_overhead_cpu_mode"]})',
-                    results['randomization_overhead_cpu'], TARGET_RANDOMIZATION_OVERHEAD,
-                    at_most=True))
+      out.append(
+          _check(f'{name}: binary >= 95% of bare step loop ({how})', r[key], TARGET_BINARY_VS_BARE))
+  out.append(
+      _check(
+          f'every randomization adds <= 3% to a step '
+          f'(worst: {results["randomization_overhead_mode"]}, '
+          f'vs {results["fastest_model"]})',
+          results['randomization_overhead'],
+          TARGET_RANDOMIZATION_OVERHEAD,
+          at_most=True))
+  out.append(
+      _check(
+          f'every randomization adds <= 3% to a step, per CPU-second '
+          f'(worst: {results["randomization_overhead_cpu_mode"]})',
+          results['randomization_overhead_cpu'],
+          TARGET_RANDOMIZATION_OVERHEAD,
+          at_most=True))
   fastest = models[results['fastest_model']]['images_per_second']
-  out.append(_check(f'pipeline alone >= 10x the fastest model ({results["fastest_model"]})',
-                    results['pipeline_images_per_second'] / fastest,
-                    TARGET_PIPELINE_MULTIPLE))
+  out.append(
+      _check(f'pipeline alone >= 10x the fastest model ({results["fastest_model"]})',
+             results['pipeline_images_per_second'] / fastest, TARGET_PIPELINE_MULTIPLE))
   for name, r in models.items():
     required = _target(name)
     if required:
       for key, how in (('peak_fraction', 'wall clock'), ('peak_fraction_cpu', 'per CPU-second')):
-        out.append(_check(f'{name}: >= {required:.0%} of matmul peak ({how})', r[key],
-                          required))
+        out.append(_check(f'{name}: >= {required:.0%} of matmul peak ({how})', r[key], required))
   return out
 
 
 def summary(results: dict[str, Any]) -> dict[str, Any]:
   """The last-line JSON object: per-model keys and the top-level numbers."""
-  keep = ('images_per_second', 'bare_images_per_second', 'flops_per_image',
-          'peak_fraction', 'peak_fraction_cpu', 'binary_vs_bare', 'binary_vs_bare_cpu',
-          'evaluation_seconds',
-          'epoch_end_seconds', 'peak_memory_mib', 'precision', 'steps_per_execution',
-          'batch_size', 'random_crop')
+  keep = ('images_per_second', 'bare_images_per_second', 'flops_per_image', 'peak_fraction',
+          'peak_fraction_cpu', 'binary_vs_bare', 'binary_vs_bare_cpu', 'evaluation_seconds',
+          'epoch_end_seconds', 'peak_memory_mib', 'precision', 'steps_per_execution', 'batch_size',
+          'random_crop')
   out = {
-      'models': {name: {k: r[k] for k in keep} for name, r in results['models'].items()},
-      'variants': [{'model': r['model'], **{k: r[k] for k in keep}}
-                   for r in results['variants']],
+      'models': {
+          name: {
+              k: r[k] for k in keep
+          } for name, r in results['models'].items()
+      },
+      'variants': [{
+          'model': r['model'],
+          **{
+              k: r[k] for k in keep
+          }
+      } for r in results['variants']],
       'matmul_flops_per_second': results['matmul_flops_per_second'],
       'pipeline_images_per_second': results['pipeline_images_per_second'],
       'randomization_overhead': results['randomization_overhead'],
@@ -770,12 +875,16 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
       'checks_failed': [c['target'] for c in results['checks'] if not c['pass']],
   }
   if results.get('breakdown'):
-    out['breakdown'] = {name: {
-        'step_seconds': b['phases_seconds']['step'], 'phases_seconds': b['phases_seconds'],
-        'keras_step_seconds': b['keras_step_seconds'],
-        'seconds_by_type': b['seconds_by_type'], 'step_peak_fraction': b['step_peak_fraction'],
-        'conv_dense_peak_fraction': b['conv_dense_peak_fraction']}
-        for name, b in results['breakdown'].items()}
+    out['breakdown'] = {
+        name: {
+            'step_seconds': b['phases_seconds']['step'],
+            'phases_seconds': b['phases_seconds'],
+            'keras_step_seconds': b['keras_step_seconds'],
+            'seconds_by_type': b['seconds_by_type'],
+            'step_peak_fraction': b['step_peak_fraction'],
+            'conv_dense_peak_fraction': b['conv_dense_peak_fraction']
+        } for name, b in results['breakdown'].items()
+    }
   for key in ('matmul_bfloat16_flops_per_second', 'matmul_float16_flops_per_second',
               'precision_accuracy'):
     if key in results:
@@ -790,11 +899,13 @@ def _fmt(x: float) -> str:
 def format_table(results: dict[str, Any]) -> str:
   """A readable report: models, pipeline, targets."""
   m = results['machine']
-  lines = [f"machine: {m.get('cpu', '?')}, {m.get('cpus')} CPUs, "
-           f"{m.get('memory_gib', '?')} GiB, features {','.join(m.get('cpu_features', []))}, "
-           f"load average at start {m.get('load_average')}, TF {m['tensorflow']}",
-           f"matmul peak (float32, best of {len(results['matmul_flops_per_second_samples'])} "
-           f"samples of 0.5 s): {results['matmul_flops_per_second'] / 1e9:.1f} GFLOP/s"]
+  lines = [
+      f"machine: {m.get('cpu', '?')}, {m.get('cpus')} CPUs, "
+      f"{m.get('memory_gib', '?')} GiB, features {','.join(m.get('cpu_features', []))}, "
+      f"load average at start {m.get('load_average')}, TF {m['tensorflow']}",
+      f"matmul peak (float32, best of {len(results['matmul_flops_per_second_samples'])} "
+      f"samples of 0.5 s): {results['matmul_flops_per_second'] / 1e9:.1f} GFLOP/s"
+  ]
   for k in ('bfloat16', 'float16'):
     if f'matmul_{k}_flops_per_second' in results:
       lines.append(f'matmul peak ({k}, best sample): '
@@ -809,44 +920,48 @@ def format_table(results: dict[str, Any]) -> str:
   rows = []
   for r in list(results['models'].values()) + results['variants']:
     rows.append((r['model'], r['precision'], 'yes' if r['random_crop'] else 'no',
-                 str(r['steps_per_execution']),
-                 _fmt(r['images_per_second']), _fmt(r['bare_images_per_second']),
-                 f"{r['binary_vs_bare']:.3f}", f"{r['binary_vs_bare_best']:.3f}",
-                 f"{r['binary_vs_bare_cpu']:.3f}",
-                 f"{r['flops_per_image'] / 1e6:.2f}",
-                 f"{r['achieved_flops_per_second'] / 1e9:.1f}",
+                 str(r['steps_per_execution']), _fmt(r['images_per_second']),
+                 _fmt(r['bare_images_per_second']), f"{r['binary_vs_bare']:.3f}",
+                 f"{r['binary_vs_bare_best']:.3f}", f"{r['binary_vs_bare_cpu']:.3f}",
+                 f"{r['flops_per_image'] / 1e6:.2f}", f"{r['achieved_flops_per_second'] / 1e9:.1f}",
                  f"{r['peak_fraction']:.3f}", f"{r['peak_fraction_cpu']:.3f}",
-                 f"{r['peak_fraction_of_float32_peak']:.3f}",
-                 f"{r['pipeline_share_of_step']:.4f}", f"{r['crop_share_of_step']:.4f}",
-                 f"{r['epoch_end_seconds']:.2f}", f"{r['peak_memory_mib']:.0f}"))
-  lines += ['', _table(header, rows),
-            '(binary = trainer._Trainer.train() steady-state epochs, epoch-end '
-            'evaluation/checkpoint excluded and shown as epoch-end s; bare = the '
-            'same compiled train function on one in-memory batch; medians, '
-            '(best) = best epoch / best bare block; (CPU) = the same ratio in '
-            'images per process CPU-second; peak frac against the best matmul '
-            'sample of the same precision, (CPU) per CPU-second against the median '
-            'matmul per CPU-second; (of fp32) against the float32 peak; pipe/crop share = pipeline seconds per '
-            'batch (baseline / added by random crop) over the bare step)']
+                 f"{r['peak_fraction_of_float32_peak']:.3f}", f"{r['pipeline_share_of_step']:.4f}",
+                 f"{r['crop_share_of_step']:.4f}", f"{r['epoch_end_seconds']:.2f}",
+                 f"{r['peak_memory_mib']:.0f}"))
+  lines += [
+      '',
+      _table(header, rows), '(binary = trainer._Trainer.train() steady-state epochs, epoch-end '
+      'evaluation/checkpoint excluded and shown as epoch-end s; bare = the '
+      'same compiled train function on one in-memory batch; medians, '
+      '(best) = best epoch / best bare block; (CPU) = the same ratio in '
+      'images per process CPU-second; peak frac against the best matmul '
+      'sample of the same precision, (CPU) per CPU-second against the median '
+      'matmul per CPU-second; (of fp32) against the float32 peak; pipe/crop share = '
+      'pipeline seconds per '
+      'batch (baseline / added by random crop) over the bare step)'
+  ]
   rows = [(name, _fmt(p['images_per_second']), f"{p['seconds_per_batch'] * 1e3:.3f}",
-           f"{p['cpu_seconds_per_batch'] * 1e3:.3f}",
-           f"{p['share_of_fastest_step']:.4f}", f"{p['added_share_of_fastest_step']:+.4f}",
-           f"{p['added_cpu_share_of_fastest_step']:+.4f}",
-           f"{p['setup_seconds']:.2f}") for name, p in results['pipeline'].items()]
-  lines += ['', _table(('pipeline mode', 'img/s', 'ms/batch', 'CPU ms/batch',
-                        f"share of {results['fastest_model']} step", 'added vs baseline',
-                        '(CPU)',
-                        'setup s'), rows)]
-  for name, b in results.get('breakdown', {}).items():
+           f"{p['cpu_seconds_per_batch'] * 1e3:.3f}", f"{p['share_of_fastest_step']:.4f}",
+           f"{p['added_share_of_fastest_step']:+.4f}",
+           f"{p['added_cpu_share_of_fastest_step']:+.4f}", f"{p['setup_seconds']:.2f}")
+          for name, p in results['pipeline'].items()]
+  lines += [
+      '',
+      _table(('pipeline mode', 'img/s', 'ms/batch', 'CPU ms/batch',
+              f"share of {results['fastest_model']} step", 'added vs baseline', '(CPU)', 'setup s'),
+             rows)
+  ]
+  for b in results.get('breakdown', {}).values():
     lines += ['', format_breakdown(b)]
   if 'precision_accuracy' in results:
     rows = [(a['model'], a['precision'], str(a['epochs']), f"{a['train_accuracy']:.4f}",
              f"{a['test_accuracy']:.4f}", f"{a['seconds']:.1f}")
             for a in results['precision_accuracy']]
-    lines += ['', _table(('model', 'precision', 'epochs', 'train acc', 'test acc',
-                          'seconds'), rows)]
-  rows = [(c['target'], f"{c['value']:.3f}", f"{c['required']:g}",
-           'PASS' if c['pass'] else 'FAIL') for c in results['checks']]
+    lines += [
+        '', _table(('model', 'precision', 'epochs', 'train acc', 'test acc', 'seconds'), rows)
+    ]
+  rows = [(c['target'], f"{c['value']:.3f}", f"{c['required']:g}", 'PASS' if c['pass'] else 'FAIL')
+          for c in results['checks']]
   lines += ['', _table(('target', 'measured', 'required', 'result'), rows)]
   return '\n'.join(lines)
 
@@ -856,16 +971,17 @@ def format_breakdown(b: dict[str, Any], slowest: int = 8) -> str:
   ms = lambda seconds: f'{seconds * 1e3:.3f}'
   ph = b['phases_seconds']
   total = b['layers_train_seconds']
-  lines = [f"{b['model']} (batch {b['batch_size']}, {b['precision']}), whole model: forward "
-           f"{ms(ph['forward'])} ms, forward+gradients {ms(ph['forward_and_gradients'])} ms, "
-           f"update alone {ms(ph['update'])} ms, step {ms(ph['step'])} ms = "
-           f"{b['step_flops_per_second'] / 1e9:.1f} GFLOP/s"
-           + (f" ({b['step_peak_fraction']:.3f} of peak)" if 'step_peak_fraction' in b else '')
-           + f"; each layer alone, forward+backward: {ms(total)} ms in all; its conv and "
-           f"dense layers {ms(b['conv_dense_train_seconds'])} ms = "
-           f"{b['conv_dense_flops_per_second'] / 1e9:.1f} GFLOP/s"
-           + (f" ({b['conv_dense_peak_fraction']:.3f} of peak)"
-              if 'conv_dense_peak_fraction' in b else '')]
+  lines = [
+      f"{b['model']} (batch {b['batch_size']}, {b['precision']}), whole model: forward "
+      f"{ms(ph['forward'])} ms, forward+gradients {ms(ph['forward_and_gradients'])} ms, "
+      f"update alone {ms(ph['update'])} ms, step {ms(ph['step'])} ms = "
+      f"{b['step_flops_per_second'] / 1e9:.1f} GFLOP/s" +
+      (f" ({b['step_peak_fraction']:.3f} of peak)" if 'step_peak_fraction' in b else '') +
+      f"; each layer alone, forward+backward: {ms(total)} ms in all; its conv and "
+      f"dense layers {ms(b['conv_dense_train_seconds'])} ms = "
+      f"{b['conv_dense_flops_per_second'] / 1e9:.1f} GFLOP/s" +
+      (f" ({b['conv_dense_peak_fraction']:.3f} of peak)" if 'conv_dense_peak_fraction' in b else '')
+  ]
   if 'keras_step_seconds' in b:
     lines.append(f"Keras' compiled train function (the bare loop, steps_per_execution "
                  f"{b['keras_steps_per_execution']}): {ms(b['keras_step_seconds'])} ms per "
@@ -877,12 +993,14 @@ def format_breakdown(b: dict[str, Any], slowest: int = 8) -> str:
   rows = [(kind, str(counts[kind]), ms(sec), f'{sec / total:.3f}')
           for kind, sec in sorted(b['seconds_by_type'].items(), key=lambda kv: -kv[1])]
   lines += [_table(('layer type', 'layers', 'fwd+bwd ms', 'share'), rows)]
-  rows = [(r['name'], r['type'], 'x'.join(map(str, r['output_shape'])),
-           f"{r['train_flops'] / 1e6:.1f}", ms(r['forward_seconds']), ms(r['train_seconds']),
+  rows = [(r['name'], r['type'], 'x'.join(map(str,
+                                              r['output_shape'])), f"{r['train_flops'] / 1e6:.1f}",
+           ms(r['forward_seconds']), ms(r['train_seconds']),
            f"{r['train_flops'] / r['train_seconds'] / 1e9:.1f}" if r['train_flops'] else '-')
           for r in sorted(b['layers'], key=lambda r: -r['train_seconds'])[:slowest]]
-  lines += [_table(('slowest layers', 'type', 'output', 'MFLOP', 'fwd ms', 'fwd+bwd ms',
-                    'GFLOP/s'), rows)]
+  lines += [
+      _table(('slowest layers', 'type', 'output', 'MFLOP', 'fwd ms', 'fwd+bwd ms', 'GFLOP/s'), rows)
+  ]
   return '\n'.join(lines)
 
 

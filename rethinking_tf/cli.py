@@ -21,7 +21,8 @@ import os
 import re
 import sys
 import tempfile
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from absl import app
 from absl import flags
@@ -33,25 +34,29 @@ from rethinking_tf import sources
 
 def define_data_flags() -> None:
   """The data-set and randomization flags (paper section 2.1)."""
-  flags.DEFINE_enum('dataset', 'cifar10', list(registry.DATASET_INFO),
-                    'Data set: ' + '; '.join(
-                        f'{k}: {i.description}' for k, i in registry.DATASET_INFO.items()))
+  flags.DEFINE_enum(
+      'dataset', 'cifar10', list(registry.DATASET_INFO),
+      'Data set: ' + '; '.join(f'{k}: {i.description}' for k, i in registry.DATASET_INFO.items()))
   flags.DEFINE_string('data_dir', None,
                       'tensorflow-datasets data_dir, or the root of an image_folder tree.')
-  flags.DEFINE_integer('train_size', 0, 'If > 0, a deterministic class-balanced '
-                       'subset of this many training examples.', lower_bound=0)
+  flags.DEFINE_integer('train_size',
+                       0, 'If > 0, a deterministic class-balanced '
+                       'subset of this many training examples.',
+                       lower_bound=0)
   flags.DEFINE_enum('labels', 'true', list(registry.LABEL_MODES),
                     'Training labels: true, corrupted (with --corrupt_prob) or random.')
-  flags.DEFINE_float('corrupt_prob', 0.0, 'Probability that a training label is '
-                     'replaced by a uniformly random class (--labels=corrupted).')
+  flags.DEFINE_float(
+      'corrupt_prob', 0.0, 'Probability that a training label is '
+      'replaced by a uniformly random class (--labels=corrupted).')
   flags.DEFINE_enum('inputs', 'original', list(registry.INPUT_MODES),
                     'Training inputs: original, shuffled_pixels, random_pixels, gaussian.')
   flags.DEFINE_integer('seed', 0, 'Seed of every randomization, the shuffle order '
                        'and the initial weights.')
-  flags.DEFINE_bool('image_cache', True, 'Cache the decoded arrays of an image_folder '
-                    'data set under $XDG_CACHE_HOME/rethinking_tf (default '
-                    '~/.cache/rethinking_tf); --noimage_cache decodes the images on '
-                    'every run.')
+  flags.DEFINE_bool(
+      'image_cache', True, 'Cache the decoded arrays of an image_folder '
+      'data set under $XDG_CACHE_HOME/rethinking_tf (default '
+      '~/.cache/rethinking_tf); --noimage_cache decodes the images on '
+      'every run.')
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -79,8 +84,8 @@ def flag_error_message(error: flags.Error) -> str:
   text = ' '.join(str(error).split())
   if isinstance(error, flags.UnrecognizedFlagError):
     hint = re.search(r'Did you mean: (.*) \?', text)
-    hint = ('; did you mean ' + ' or '.join(f'--{s.strip()}' for s in hint[1].split(','))
-            + '?') if hint else ''
+    hint = ('; did you mean ' + ' or '.join(f'--{s.strip()}' for s in hint[1].split(',')) +
+            '?') if hint else ''
     return f'unknown flag --{error.flagname}{hint}; allowed: the flags that --help lists'
   if isinstance(error, flags.CantOpenFlagFileError):
     found = re.search(r"Unable to open flagfile: (?:\[Errno \d+\] )?(.*): '(.*)'$", text)
@@ -129,7 +134,7 @@ def run(main: Callable[[list[str]], Any], module: Any = None) -> None:
 # Checks that touch no data and create nothing.
 
 
-def data_args(FLAGS) -> dict:  # pylint: disable=invalid-name
+def data_args(FLAGS) -> dict:  # noqa: N803  # pylint: disable=invalid-name
   """Validates the data flags (without reading data) and returns plain values."""
   if not 0.0 <= FLAGS.corrupt_prob <= 1.0:
     fail(f'--corrupt_prob={FLAGS.corrupt_prob} is outside [0, 1]; allowed: a '
@@ -146,12 +151,14 @@ def data_args(FLAGS) -> dict:  # pylint: disable=invalid-name
   if FLAGS.train_size > num_train:
     fail(f'--train_size={FLAGS.train_size} exceeds the {num_train} training '
          f'examples of --dataset={FLAGS.dataset}; allowed: 0 (all) to {num_train}')
-  return dict(
-      dataset=FLAGS.dataset, data_dir=data_dir, train_size=FLAGS.train_size or None,
-      randomization=registry.Randomization(
-          labels=FLAGS.labels, corrupt_prob=FLAGS.corrupt_prob, inputs=FLAGS.inputs,
-          seed=FLAGS.seed),
-      image_cache=FLAGS.image_cache)
+  return dict(dataset=FLAGS.dataset,
+              data_dir=data_dir,
+              train_size=FLAGS.train_size or None,
+              randomization=registry.Randomization(labels=FLAGS.labels,
+                                                   corrupt_prob=FLAGS.corrupt_prob,
+                                                   inputs=FLAGS.inputs,
+                                                   seed=FLAGS.seed),
+              image_cache=FLAGS.image_cache)
 
 
 def check_logdir(logdir: str | None, flag: str = '--logdir') -> str:
@@ -219,8 +226,7 @@ def _keep_line(line: str, min_level: int, previous_dropped: bool) -> bool:
     level = 'IWEF'.index(match[1])
     if level < min_level:
       return False
-    return not ('failed call to cuInit' in match[3] and min_level >= 1
-                and not gpu_driver_loaded())
+    return not ('failed call to cuInit' in match[3] and min_level >= 1 and not gpu_driver_loaded())
   # The second line of cpu_feature_guard's notice ("To enable the following
   # instructions: AVX2 ... rebuild TensorFlow ...").
   return not (previous_dropped and line.startswith('To enable the following instructions'))

@@ -31,9 +31,8 @@ Choices where the paper is silent (also listed in the README's deviations):
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf
@@ -43,8 +42,7 @@ from rethinking_tf import native_stderr
 from rethinking_tf import registry
 # The checks that need no TensorFlow live in `sources`; re-exported here.
 from rethinking_tf.sources import (  # pylint: disable=unused-import
-    _KNOWN_SIZES, DataError, _folder_files, _network_available, check_available,
-    num_test_examples)
+    DataError, _folder_files, check_available)
 
 LABEL_MODES = registry.LABEL_MODES
 INPUT_MODES = registry.INPUT_MODES
@@ -57,8 +55,8 @@ DatasetInfo = registry.DatasetInfo
 Randomization = registry.Randomization
 
 # Salts that keep the independent random streams apart.
-_SALT_CORRUPT, _SALT_CLASS, _SALT_PERM, _SALT_PIXELS, _SALT_GAUSS, _SALT_CROP = (
-    11, 12, 13, 14, 15, 16)
+_SALT_CORRUPT, _SALT_CLASS, _SALT_PERM, _SALT_PIXELS, _SALT_GAUSS, _SALT_CROP = (11, 12, 13, 14, 15,
+                                                                                 16)
 
 
 @dataclasses.dataclass
@@ -112,8 +110,7 @@ def _decode_error(path: str, error: Exception) -> DataError:
 def _decode_file(path: str) -> tf.Tensor:
   """Decodes one image file as RGB; DataError naming the file if it cannot."""
   try:
-    return tf.io.decode_image(tf.io.read_file(path), channels=3,
-                              expand_animations=False)
+    return tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
   except tf.errors.OpError as e:
     raise _decode_error(path, e) from None
 
@@ -127,16 +124,16 @@ def _decode_files(files: list[str]) -> np.ndarray:
   size = _decode_file(files[0]).shape[:2]
 
   def decode(path):
-    image = tf.io.decode_image(tf.io.read_file(path), channels=3,
-                               expand_animations=False)
+    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
     if_resized = tf.cast(tf.round(tf.image.resize(image, size)), tf.uint8)
     same = tf.reduce_all(tf.equal(tf.shape(image)[:2], size))
     return tf.cond(same, lambda: tf.ensure_shape(image, (*size, 3)),
                    lambda: tf.ensure_shape(if_resized, (*size, 3)))
 
   batch = 4096
-  ds = tf.data.Dataset.from_tensor_slices(files).map(
-      decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  ds = tf.data.Dataset.from_tensor_slices(files).map(decode,
+                                                     num_parallel_calls=tf.data.AUTOTUNE,
+                                                     deterministic=True)
   batches = []
   with native_stderr.filtered(_without_libjpeg_notes):
     try:
@@ -176,8 +173,7 @@ def _image_folder(split: str, data_dir: str | None, image_cache: bool = True) ->
   path = image_cache_lib.entry_path(data_dir, split) if key else None
   if key:
     cached = image_cache_lib.load(path, key, len(files))
-    if (cached is not None and cached.classes == classes
-        and np.array_equal(cached.labels, labels)):
+    if (cached is not None and cached.classes == classes and np.array_equal(cached.labels, labels)):
       return Arrays(cached.images, labels, index)
   images = _decode_files(files)
   if key:
@@ -219,13 +215,20 @@ class _Entry:
   load: Callable[[str, str | None], Arrays] | None
 
 
-_LOADERS = {'cifar10': _cifar10, 'digits': _digits, 'image_folder': _image_folder,
-            'imagenet2012': None}  # imagenet2012 is streamed (imagenet.py).
+_LOADERS = {
+    'cifar10': _cifar10,
+    'digits': _digits,
+    'image_folder': _image_folder,
+    'imagenet2012': None
+}  # imagenet2012 is streamed (imagenet.py).
 DATASETS: dict[str, _Entry] = {
-    name: _Entry(info, _LOADERS[name]) for name, info in registry.DATASET_INFO.items()}
+    name: _Entry(info, _LOADERS[name]) for name, info in registry.DATASET_INFO.items()
+}
 
 
-def load_arrays(name: str, split: str, data_dir: str | None = None,
+def load_arrays(name: str,
+                split: str,
+                data_dir: str | None = None,
                 image_cache: bool = True) -> Arrays:
   """Loads an in-memory data set split ('train' or 'test').
 
@@ -240,7 +243,9 @@ def load_arrays(name: str, split: str, data_dir: str | None = None,
   return entry.load(split, data_dir)
 
 
-def balanced_subset(labels: np.ndarray, size: int, num_classes: int,
+def balanced_subset(labels: np.ndarray,
+                    size: int,
+                    num_classes: int,
                     split: str = 'train') -> np.ndarray:
   """Indices of a deterministic class-balanced subset of `size` examples.
 
@@ -278,13 +283,16 @@ def label_tables(num_examples: int, num_classes: int,
   """
   u = tf.random.stateless_uniform([num_examples], _seed(rand.seed, _SALT_CORRUPT))
   redraw = u < rand.label_prob
-  new = tf.random.stateless_uniform([num_examples], _seed(rand.seed, _SALT_CLASS),
-                                    minval=0, maxval=num_classes, dtype=tf.int64)
+  new = tf.random.stateless_uniform([num_examples],
+                                    _seed(rand.seed, _SALT_CLASS),
+                                    minval=0,
+                                    maxval=num_classes,
+                                    dtype=tf.int64)
   return redraw, new
 
 
-def randomize_labels(labels: tf.Tensor, index: tf.Tensor,
-                     tables: tuple[tf.Tensor, tf.Tensor]) -> tf.Tensor:
+def randomize_labels(labels: tf.Tensor, index: tf.Tensor, tables: tuple[tf.Tensor,
+                                                                        tf.Tensor]) -> tf.Tensor:
   """Applies the label randomization to labels with stable indices `index`."""
   redraw, new = tables
   return tf.where(tf.gather(redraw, index), tf.gather(new, index), labels)
@@ -292,12 +300,11 @@ def randomize_labels(labels: tf.Tensor, index: tf.Tensor,
 
 def pixel_permutation(height: int, width: int, seed: int) -> tf.Tensor:
   """The one permutation of pixel positions used by `shuffled_pixels`."""
-  return tf.random.experimental.stateless_shuffle(
-      tf.range(height * width), _seed(seed, _SALT_PERM))
+  return tf.random.experimental.stateless_shuffle(tf.range(height * width), _seed(seed, _SALT_PERM))
 
 
-def randomize_image(image: tf.Tensor, index: tf.Tensor, rand: Randomization,
-                    mean: tf.Tensor, std: tf.Tensor) -> tf.Tensor:
+def randomize_image(image: tf.Tensor, index: tf.Tensor, rand: Randomization, mean: tf.Tensor,
+                    std: tf.Tensor) -> tf.Tensor:
   """Applies the input randomization to one float image in [0, 1].
 
   Args:
@@ -311,8 +318,8 @@ def randomize_image(image: tf.Tensor, index: tf.Tensor, rand: Randomization,
   h, w, c = image.shape
   key = tf.random.experimental.stateless_fold_in(_seed(rand.seed, 0), index)
   if rand.inputs == 'gaussian':
-    noise = tf.random.stateless_normal([h, w, c], tf.random.experimental.stateless_fold_in(
-        key, _SALT_GAUSS))
+    noise = tf.random.stateless_normal([h, w, c],
+                                       tf.random.experimental.stateless_fold_in(key, _SALT_GAUSS))
     return noise * std + mean
   if rand.inputs == 'shuffled_pixels':
     perm = pixel_permutation(h, w, rand.seed)
@@ -357,8 +364,11 @@ class Pipelines:
   steps_per_epoch: int
 
 
-def randomized_arrays(name: str, data_dir: str | None, rand: Randomization,
-                      train_size: int | None = None, test_size: int | None = None,
+def randomized_arrays(name: str,
+                      data_dir: str | None,
+                      rand: Randomization,
+                      train_size: int | None = None,
+                      test_size: int | None = None,
                       image_cache: bool = True) -> tuple[Arrays, Arrays, int, float]:
   """Loads a data set and applies the label randomization (arrays, not images).
 
@@ -380,8 +390,7 @@ def randomized_arrays(name: str, data_dir: str | None, rand: Randomization,
     keep = balanced_subset(test.labels, test_size, num_classes, split='test')
     test = Arrays(test.images[keep], test.labels[keep], test.index[keep])
   tables = label_tables(full_size, num_classes, rand)
-  new_labels = randomize_labels(tf.constant(train.labels), tf.constant(train.index),
-                                tables).numpy()
+  new_labels = randomize_labels(tf.constant(train.labels), tf.constant(train.index), tables).numpy()
   noise = float(np.mean(new_labels != train.labels)) if len(new_labels) else 0.0
   return Arrays(train.images, new_labels, train.index), test, num_classes, noise
 
@@ -394,20 +403,23 @@ def channel_stats(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     counts = np.bincount(images[..., c].ravel(), minlength=256).astype(np.float64)
     m = counts @ values / counts.sum()
     mean.append(m)
-    std.append(np.sqrt(counts @ (values - m) ** 2 / counts.sum()))
+    std.append(np.sqrt(counts @ (values - m)**2 / counts.sum()))
   return np.asarray(mean, np.float32), np.asarray(std, np.float32)
 
 
-def apply_inputs(arrays: Arrays, rand: Randomization, mean: np.ndarray,
-                 std: np.ndarray, is_train: bool,
+def apply_inputs(arrays: Arrays,
+                 rand: Randomization,
+                 mean: np.ndarray,
+                 std: np.ndarray,
+                 is_train: bool,
                  batch: int = 1024) -> tf.data.Dataset:
   """Batches of (float images in [0, 1] with the input randomization, labels).
 
   The per-example op `randomize_image` runs on every example of a batch,
   keyed by its stable index (vectorized when the op does not depend on it).
   """
-  effective = rand if is_train or rand.inputs == 'shuffled_pixels' else (
-      dataclasses.replace(rand, inputs='original'))
+  effective = rand if is_train or rand.inputs == 'shuffled_pixels' else (dataclasses.replace(
+      rand, inputs='original'))
   mean_t, std_t = tf.constant(mean), tf.constant(std)
   per_example = lambda a: randomize_image(a[0], a[1], effective, mean_t, std_t)
 
@@ -419,13 +431,11 @@ def apply_inputs(arrays: Arrays, rand: Randomization, mean: np.ndarray,
       perm = pixel_permutation(h, w, effective.seed)
       images = tf.reshape(tf.gather(flat, perm, axis=1), [-1, h, w, c])
     elif effective.inputs != 'original':
-      images = tf.map_fn(per_example, (images, index),
-                         fn_output_signature=tf.float32)
+      images = tf.map_fn(per_example, (images, index), fn_output_signature=tf.float32)
     return images, labels
 
   ds = tf.data.Dataset.from_tensor_slices((arrays.images, arrays.labels, arrays.index))
-  return ds.batch(batch).map(fn, num_parallel_calls=tf.data.AUTOTUNE,
-                             deterministic=True)
+  return ds.batch(batch).map(fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
 def _collect(ds: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
@@ -460,8 +470,9 @@ def crop_tables(images: np.ndarray, chunk: int = 2048) -> tuple[np.ndarray, np.n
   n, h, w, c = images.shape
   t, s = h - CROP_SIZE + 1, w - CROP_SIZE + 1
   chunks = range(0, n, chunk)
-  as_uint8 = all(np.all(np.abs(scaled - np.round(scaled)) < 1e-3)
-                 for scaled in (images[lo:lo + chunk] * 255.0 for lo in chunks))
+  as_uint8 = all(
+      np.all(np.abs(scaled - np.round(scaled)) < 1e-3)
+      for scaled in (images[lo:lo + chunk] * 255.0 for lo in chunks))
   dtype = np.uint8 if as_uint8 else np.float32
   rows = np.empty((n, s, h, CROP_SIZE * c), dtype)
   moments = np.empty((n, t, s, 2))  # float64 window means of x and x^2
@@ -474,19 +485,19 @@ def crop_tables(images: np.ndarray, chunk: int = 2048) -> tuple[np.ndarray, np.n
     # Window sums from integral images of the per-pixel sums over channels.
     for power, k in ((1, 0), (2, 1)):
       grid = np.zeros((len(x), h + 1, w + 1))
-      grid[:, 1:, 1:] = (x ** power).sum(-1).cumsum(1).cumsum(2)
-      sums = (grid[:, CROP_SIZE:, CROP_SIZE:] - grid[:, :t, CROP_SIZE:]
-              - grid[:, CROP_SIZE:, :s] + grid[:, :t, :s])
+      grid[:, 1:, 1:] = (x**power).sum(-1).cumsum(1).cumsum(2)
+      sums = (grid[:, CROP_SIZE:, CROP_SIZE:] - grid[:, :t, CROP_SIZE:] - grid[:, CROP_SIZE:, :s] +
+              grid[:, :t, :s])
       moments[lo:lo + chunk, ..., k] = sums / size
   mean, square = moments[..., 0], moments[..., 1]
-  std = np.maximum(np.sqrt(np.maximum(square - mean ** 2, 0.0)), 1.0 / np.sqrt(size))
+  std = np.maximum(np.sqrt(np.maximum(square - mean**2, 0.0)), 1.0 / np.sqrt(size))
   scale = 1.0 / std / (255.0 if as_uint8 else 1.0)
   affine = np.stack([scale, -mean / std], axis=-1).astype(np.float32)
   return rows.reshape(n * s * h, CROP_SIZE * c), affine.reshape(n * t * s, 2)
 
 
-def crop_indices(index: tf.Tensor, offsets: tf.Tensor, height: int, width: int
-                 ) -> tuple[tf.Tensor, tf.Tensor]:
+def crop_indices(index: tf.Tensor, offsets: tf.Tensor, height: int,
+                 width: int) -> tuple[tf.Tensor, tf.Tensor]:
   """Where the windows at (row, col) `offsets` [B, 2] of images `index` [B]
   are in `crop_tables`' tables: (row ids [B, CROP_SIZE], affine ids [B])."""
   t, s = height - CROP_SIZE + 1, width - CROP_SIZE + 1
@@ -512,8 +523,8 @@ def crop_from_tables(rows: tf.Tensor, affine: tf.Tensor, row_ids: tf.Tensor,
   return tf.reshape(x, [-1, CROP_SIZE, CROP_SIZE, rows.shape[1] // CROP_SIZE])
 
 
-def crop_batch(rows: tf.Tensor, affine: tf.Tensor, index: tf.Tensor,
-               offsets: tf.Tensor, height: int, width: int) -> tf.Tensor:
+def crop_batch(rows: tf.Tensor, affine: tf.Tensor, index: tf.Tensor, offsets: tf.Tensor,
+               height: int, width: int) -> tf.Tensor:
   """Standardized CROP_SIZE windows at (row, col) `offsets` [B, 2] of images
   `index` [B], from `crop_tables` of images of size height x width."""
   return crop_from_tables(rows, affine, *crop_indices(index, offsets, height, width))
@@ -549,10 +560,15 @@ def chunks(tensors, size: int) -> tf.data.Dataset:
   return out.concatenate(rest) if whole < n else out
 
 
-def make_pipelines(name: str, data_dir: str | None, rand: Randomization,
-                   batch_size: int, train_size: int | None = None,
-                   random_crop: bool = False, eval_batch_size: int | None = None,
-                   augment: bool = False, test_size: int | None = None,
+def make_pipelines(name: str,
+                   data_dir: str | None,
+                   rand: Randomization,
+                   batch_size: int,
+                   train_size: int | None = None,
+                   random_crop: bool = False,
+                   eval_batch_size: int | None = None,
+                   augment: bool = False,
+                   test_size: int | None = None,
                    image_cache: bool = True) -> Pipelines:
   """Builds the train, train-eval and test pipelines of a data set.
 
@@ -567,10 +583,10 @@ def make_pipelines(name: str, data_dir: str | None, rand: Randomization,
     if test_size:
       raise DataError(f'--test_size applies to in-memory data sets, not --dataset={name}')
     from rethinking_tf import imagenet  # pylint: disable=g-import-not-at-top
-    return imagenet.make_pipelines(data_dir, rand, batch_size, train_size,
-                                   random_crop or augment, eval_batch_size)
-  train, test, num_classes, noise = randomized_arrays(
-      name, data_dir, rand, train_size, test_size, image_cache)
+    return imagenet.make_pipelines(data_dir, rand, batch_size, train_size, random_crop or augment,
+                                   eval_batch_size)
+  train, test, num_classes, noise = randomized_arrays(name, data_dir, rand, train_size, test_size,
+                                                      image_cache)
   mean, std = channel_stats(train.images)
   eval_batch_size = eval_batch_size or max(batch_size, 1000)
   auto = tf.data.AUTOTUNE
@@ -578,8 +594,8 @@ def make_pipelines(name: str, data_dir: str | None, rand: Randomization,
 
   centre = lambda x, y: (standardize(x), y)
   train_raw = apply_inputs(train, rand, mean, std, is_train=True)
-  test_x, test_y = map(_variable, _collect(
-      apply_inputs(test, rand, mean, std, is_train=False).map(centre, auto)))
+  test_x, test_y = map(
+      _variable, _collect(apply_inputs(test, rand, mean, std, is_train=False).map(centre, auto)))
   if random_crop:  # One gather per batch from crop_tables (train-eval: centre window).
     images, labels = _collect(train_raw)
     h, w = images.shape[1:3]
@@ -587,8 +603,8 @@ def make_pipelines(name: str, data_dir: str | None, rand: Randomization,
     del images
     train_y = _variable(labels)
     middle = tf.constant([(h - CROP_SIZE) // 2, (w - CROP_SIZE) // 2], tf.int64)
-    eval_map = lambda i: (crop_batch(rows, affine, i, tf.tile(middle[None], [tf.shape(i)[0], 1]),
-                                     h, w), tf.gather(train_y, i))
+    eval_map = lambda i: (crop_batch(rows, affine, i, tf.tile(middle[None], [tf.shape(i)[0], 1]), h,
+                                     w), tf.gather(train_y, i))
   else:
     train_x, train_y = map(_variable, _collect(train_raw.map(centre, auto)))
     eval_map = lambda i: (tf.gather(train_x, i), tf.gather(train_y, i))
@@ -610,31 +626,40 @@ def make_pipelines(name: str, data_dir: str | None, rand: Randomization,
     return x, tf.gather(train_y, i)
 
   def train_ds(initial_epoch: int) -> tf.data.Dataset:
-    return (tf.data.Dataset.counter(initial_epoch).flat_map(epoch)
-            .map(gather, num_parallel_calls=auto, deterministic=True)
-            .flat_map(lambda x, y: chunks((x, y), batch_size)).prefetch(auto))
+    return (tf.data.Dataset.counter(initial_epoch).flat_map(epoch).map(
+        gather, num_parallel_calls=auto,
+        deterministic=True).flat_map(lambda x, y: chunks((x, y), batch_size)).prefetch(auto))
 
   index_batches = lambda size, b: chunks(tf.range(size, dtype=tf.int64), b)
-  return Pipelines(
-      train=train_ds,
-      train_eval=index_batches(n, eval_batch_size).map(eval_map, auto).prefetch(auto),
-      test=index_batches(len(test.labels), eval_batch_size).map(
-          lambda i: (tf.gather(test_x, i), tf.gather(test_y, i))).prefetch(auto),
-      num_train=n, num_test=len(test.labels),
-      num_classes=num_classes, input_shape=(CROP_SIZE, CROP_SIZE, 3),
-      label_noise_fraction=noise, steps_per_epoch=-(-n // batch_size))
+  return Pipelines(train=train_ds,
+                   train_eval=index_batches(n, eval_batch_size).map(eval_map, auto).prefetch(auto),
+                   test=index_batches(len(test.labels), eval_batch_size).map(
+                       lambda i: (tf.gather(test_x, i), tf.gather(test_y, i))).prefetch(auto),
+                   num_train=n,
+                   num_test=len(test.labels),
+                   num_classes=num_classes,
+                   input_shape=(CROP_SIZE, CROP_SIZE, 3),
+                   label_noise_fraction=noise,
+                   steps_per_epoch=-(-n // batch_size))
 
 
-def numpy_arrays(name: str, data_dir: str | None, rand: Randomization,
-                 train_size: int | None = None, image_cache: bool = True
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+def numpy_arrays(
+    name: str,
+    data_dir: str | None,
+    rand: Randomization,
+    train_size: int | None = None,
+    image_cache: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
   """The randomized, preprocessed train and test sets as numpy arrays.
 
   The same data the training binary sees (centre crop, standardization), for
   the non-training experiments (sections 4 and 5). Returns
   (x_train [N, 28, 28, 3] float32, y_train, x_test, y_test, label_noise_fraction).
   """
-  p = make_pipelines(name, data_dir, rand, batch_size=1000, train_size=train_size,
+  p = make_pipelines(name,
+                     data_dir,
+                     rand,
+                     batch_size=1000,
+                     train_size=train_size,
                      image_cache=image_cache)
   xs, ys = [], []
   for ds in (p.train_eval, p.test):

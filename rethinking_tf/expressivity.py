@@ -86,8 +86,7 @@ def _flat(inputs: np.ndarray) -> np.ndarray:
   return np.asarray(inputs).reshape(len(inputs), -1)
 
 
-def _project(flat: np.ndarray, a: np.ndarray, chunk: int = 4096
-             ) -> tuple[np.ndarray, float]:
+def _project(flat: np.ndarray, a: np.ndarray, chunk: int = 4096) -> tuple[np.ndarray, float]:
   """(<a, z_i> in float64, max_i ||z_i||) without a float64 copy of all inputs."""
   out = np.empty(len(flat), np.float64)
   max_norm = 0.0
@@ -103,8 +102,11 @@ def _identical(rows: np.ndarray) -> bool:
   return bool(np.all(rows == rows[0]))  # -0.0 == 0.0, as it should
 
 
-def construct(inputs: np.ndarray, targets: np.ndarray, seed: int = 0,
-              theta: float = 0.1, max_tries: int = 5) -> Construction:
+def construct(inputs: np.ndarray,
+              targets: np.ndarray,
+              seed: int = 0,
+              theta: float = 0.1,
+              max_tries: int = 5) -> Construction:
   """Theorem 1 (section 4): weights of a 2n + d network that fits the targets.
 
   Duplicates are found after sorting the projections: only points whose
@@ -139,7 +141,7 @@ def construct(inputs: np.ndarray, targets: np.ndarray, seed: int = 0,
     raise ValueError('targets must be finite')
 
   rng = np.random.default_rng(seed)
-  for tries in range(1, max_tries + 1):
+  for tries in range(1, max_tries + 1):  # noqa: B007 (returned below)
     a = rng.standard_normal(d)
     a /= np.linalg.norm(a) or 1.0
     x, max_norm = _project(flat, a)
@@ -164,9 +166,8 @@ def construct(inputs: np.ndarray, targets: np.ndarray, seed: int = 0,
         clash = np.flatnonzero(np.any(y[idx] != y[idx[0]], axis=1))
         if clash.size:
           i, j = sorted((int(idx[0]), int(idx[clash[0]])))
-          raise SeparationError(
-              f'inputs {i} and {j} are identical but have different targets '
-              f'({y[i].tolist()} vs {y[j].tolist()}): no function separates them')
+          raise SeparationError(f'inputs {i} and {j} are identical but have different targets '
+                                f'({y[i].tolist()} vs {y[j].tolist()}): no function separates them')
         keep[lo + 1:hi + 1] = False
     if separated:
       break
@@ -197,9 +198,13 @@ def construct(inputs: np.ndarray, targets: np.ndarray, seed: int = 0,
   if m < n:  # unused units: inactive on every point, zero weight
     b = np.concatenate([b, np.full(n - m, xs[-1] + first_gap)])
     w = np.concatenate([w, np.zeros((n - m, w.shape[1]))])
-  return Construction(a=a, b=b, w=w, min_gap=float(diag.min()),
+  return Construction(a=a,
+                      b=b,
+                      w=w,
+                      min_gap=float(diag.min()),
                       projection_range=float(xs[-1] - xs[0]),
-                      num_duplicates=n - m, tries=tries)
+                      num_duplicates=n - m,
+                      tries=tries)
 
 
 def dense_matrix(construction: Construction, inputs: np.ndarray) -> np.ndarray:
@@ -219,8 +224,7 @@ class ThresholdReLU(keras.layers.Layer):
     self.units = units
 
   def build(self, input_shape):
-    self.thresholds = self.add_weight(shape=(self.units,), initializer='zeros',
-                                      name='thresholds')
+    self.thresholds = self.add_weight(shape=(self.units,), initializer='zeros', name='thresholds')
 
   def call(self, x):
     return keras.ops.relu(x - self.thresholds)
@@ -229,7 +233,8 @@ class ThresholdReLU(keras.layers.Layer):
     return {**super().get_config(), 'units': self.units}
 
 
-def build_model(construction: Construction, input_shape: tuple[int, ...],
+def build_model(construction: Construction,
+                input_shape: tuple[int, ...],
                 dtype: str = 'float64') -> keras.Model:
   """The Keras network of Theorem 1 with exactly d + n + k n parameters.
 
@@ -274,11 +279,16 @@ def accuracy(outputs: np.ndarray, labels: np.ndarray, one_hot: bool) -> float:
   return float(np.mean(pred == labels))
 
 
-def fit_and_evaluate(x_train: np.ndarray, y_train: np.ndarray,
+def fit_and_evaluate(x_train: np.ndarray,
+                     y_train: np.ndarray,
                      x_test: np.ndarray | None = None,
-                     y_test: np.ndarray | None = None, num_classes: int | None = None,
-                     one_hot: bool = False, seed: int = 0, theta: float = 0.1,
-                     batch_size: int = 256, float32_check: bool = True) -> dict:
+                     y_test: np.ndarray | None = None,
+                     num_classes: int | None = None,
+                     one_hot: bool = False,
+                     seed: int = 0,
+                     theta: float = 0.1,
+                     batch_size: int = 256,
+                     float32_check: bool = True) -> dict:
   """Builds Theorem 1's network on a training set and measures its fit.
 
   max_abs_error is from the Keras float64 forward pass; the same weights in
@@ -291,13 +301,20 @@ def fit_and_evaluate(x_train: np.ndarray, y_train: np.ndarray,
   build_seconds = time.perf_counter() - t0
   model = build_model(cons, x_train.shape[1:], 'float64')
   n, d = len(x_train), int(np.prod(x_train.shape[1:]))
-  result = dict(n=n, d=d, k=cons.w.shape[1], one_hot=one_hot,
+  result = dict(n=n,
+                d=d,
+                k=cons.w.shape[1],
+                one_hot=one_hot,
                 num_weights=int(model.count_params()),
-                theorem_weights=cons.num_weights, theta=theta,
-                min_gap=cons.min_gap, projection_range=cons.projection_range,
-                num_duplicates=cons.num_duplicates, direction_tries=cons.tries,
+                theorem_weights=cons.num_weights,
+                theta=theta,
+                min_gap=cons.min_gap,
+                projection_range=cons.projection_range,
+                num_duplicates=cons.num_duplicates,
+                direction_tries=cons.tries,
                 max_abs_weight=float(np.abs(cons.w).max()),
-                seconds=build_seconds, forward_dtype='float64')
+                seconds=build_seconds,
+                forward_dtype='float64')
   t0 = time.perf_counter()
   out = predict(model, x_train, batch_size)
   result['max_abs_error'] = float(np.max(np.abs(out - targets.reshape(n, -1))))
@@ -312,9 +329,14 @@ def fit_and_evaluate(x_train: np.ndarray, y_train: np.ndarray,
   return result
 
 
-def run(dataset: str, data_dir: str | None, train_size: int | None,
-        randomization, one_hot: bool = False, theta: float = 0.1,
-        batch_size: int = 256, float32_check: bool = True,
+def run(dataset: str,
+        data_dir: str | None,
+        train_size: int | None,
+        randomization,
+        one_hot: bool = False,
+        theta: float = 0.1,
+        batch_size: int = 256,
+        float32_check: bool = True,
         image_cache: bool = True) -> dict:
   """Theorem 1 on a data set's (randomized, preprocessed) training set.
 
@@ -323,12 +345,23 @@ def run(dataset: str, data_dir: str | None, train_size: int | None,
   """
   from rethinking_tf import data  # pylint: disable=g-import-not-at-top
   t0 = time.perf_counter()
-  x_train, y_train, x_test, y_test, noise = data.numpy_arrays(
-      dataset, data_dir, randomization, train_size, image_cache)
+  x_train, y_train, x_test, y_test, noise = data.numpy_arrays(dataset, data_dir, randomization,
+                                                              train_size, image_cache)
   _, num_classes = data.check_available(dataset, data_dir)
   load_seconds = time.perf_counter() - t0
-  result = fit_and_evaluate(x_train, y_train, x_test, y_test, num_classes,
-                            one_hot=one_hot, seed=randomization.seed, theta=theta,
-                            batch_size=batch_size, float32_check=float32_check)
-  return dict(dataset=dataset, labels=randomization.labels, inputs=randomization.inputs,
-              label_noise_fraction=noise, load_seconds=load_seconds, **result)
+  result = fit_and_evaluate(x_train,
+                            y_train,
+                            x_test,
+                            y_test,
+                            num_classes,
+                            one_hot=one_hot,
+                            seed=randomization.seed,
+                            theta=theta,
+                            batch_size=batch_size,
+                            float32_check=float32_check)
+  return dict(dataset=dataset,
+              labels=randomization.labels,
+              inputs=randomization.inputs,
+              label_noise_fraction=noise,
+              load_seconds=load_seconds,
+              **result)

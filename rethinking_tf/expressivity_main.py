@@ -25,16 +25,18 @@ def define_flags() -> None:
   """Flags of the expressivity binary (data flags from `cli`)."""
   cli.define_data_flags()
   flags.adopt_module_key_flags(cli)  # --help lists the data flags too.
-  flags.DEFINE_bool('one_hot', False, 'k outputs fitting one-hot targets '
-                    '(d + n + k n weights) instead of the class index (2n + d).')
-  flags.DEFINE_float('theta', 0.1, 'Threshold placement b_k = x_{k-1} + theta '
-                     '(x_k - x_{k-1}), in (0, 1); 0.5 = midpoints.')
-  flags.DEFINE_integer('batch_size', 256, 'Examples per forward-pass batch.',
-                       lower_bound=1)
+  flags.DEFINE_bool(
+      'one_hot', False, 'k outputs fitting one-hot targets '
+      '(d + n + k n weights) instead of the class index (2n + d).')
+  flags.DEFINE_float(
+      'theta', 0.1, 'Threshold placement b_k = x_{k-1} + theta '
+      '(x_k - x_{k-1}), in (0, 1); 0.5 = midpoints.')
+  flags.DEFINE_integer('batch_size', 256, 'Examples per forward-pass batch.', lower_bound=1)
   flags.DEFINE_bool('float32_check', True, 'Also evaluate the same weights in float32.')
 
 
 def main(argv):
+  """The expressivity binary: checks the flags, then builds and checks the network."""
   del argv  # Positional arguments are refused by cli.parse_flags.
   if not 0.0 < FLAGS.theta < 1.0:
     cli.fail(f'--theta={FLAGS.theta} must be in (0, 1); allowed: a number strictly '
@@ -43,7 +45,9 @@ def main(argv):
   cli.import_tensorflow()
   from rethinking_tf import expressivity  # pylint: disable=g-import-not-at-top
   try:
-    result = expressivity.run(**args, one_hot=FLAGS.one_hot, theta=FLAGS.theta,
+    result = expressivity.run(**args,
+                              one_hot=FLAGS.one_hot,
+                              theta=FLAGS.theta,
                               batch_size=FLAGS.batch_size,
                               float32_check=FLAGS.float32_check)
   except (expressivity.SeparationError, sources.DataError) as e:
@@ -67,6 +71,7 @@ def main(argv):
 
 
 def run_main():
+  """Entry point of the console script and of `python -m`."""
   define_flags()
   cli.run(main, sys.modules[__name__])
 

@@ -26,7 +26,7 @@ import re
 import tempfile
 import time
 import zipfile
-from typing import Sequence
+from collections.abc import Sequence
 
 from absl import logging
 import numpy as np
@@ -89,8 +89,8 @@ def load(path: str, key: str, num_files: int) -> Decoded | None:
     logging.warning('Ignoring the unreadable image cache entry %s (%s)', path, e)
     return None
   images, labels = decoded.images, decoded.labels
-  if (images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3
-      or len(images) != num_files or labels.shape != (num_files,)):
+  if (images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3 or
+      len(images) != num_files or labels.shape != (num_files,)):
     logging.warning('Ignoring the malformed image cache entry %s', path)
     return None
   return decoded
@@ -105,14 +105,17 @@ def save(path: str, key: str, decoded: Decoded) -> bool:
     _remove_stale(directory, name)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=name + '.', suffix='.tmp')
     with os.fdopen(fd, 'wb') as f:
-      np.savez(f, key=np.array(key), images=decoded.images,
+      np.savez(f,
+               key=np.array(key),
+               images=decoded.images,
                labels=np.asarray(decoded.labels, np.int64),
                classes=np.array(decoded.classes, dtype=str))
     os.replace(tmp, path)
     return True
   except OSError as e:
-    logging.warning('Not caching the decoded images in %s (%s); they are decoded '
-                    'again on the next run', directory, e)
+    logging.warning(
+        'Not caching the decoded images in %s (%s); they are decoded '
+        'again on the next run', directory, e)
     if tmp:
       try:
         os.remove(tmp)

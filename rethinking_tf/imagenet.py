@@ -45,9 +45,14 @@ def eval_image(image: tf.Tensor) -> tf.Tensor:
 def augment_image(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
   """Inception-style distorted crop and flip of a [0, 1] image, stateless."""
   begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
-      tf.shape(image), tf.zeros([1, 0, 4]), seed=seed, min_object_covered=0.1,
-      aspect_ratio_range=(0.75, 1.33), area_range=(0.05, 1.0),
-      max_attempts=100, use_image_if_no_bounding_boxes=True)
+      tf.shape(image),
+      tf.zeros([1, 0, 4]),
+      seed=seed,
+      min_object_covered=0.1,
+      aspect_ratio_range=(0.75, 1.33),
+      area_range=(0.05, 1.0),
+      max_attempts=100,
+      use_image_if_no_bounding_boxes=True)
   image = tf.slice(image, begin, size)
   image = tf.image.resize(image, [IMAGE_SIZE, IMAGE_SIZE])
   return tf.image.stateless_random_flip_left_right(
@@ -56,7 +61,8 @@ def augment_image(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
 
 def _labels(builder, split: str) -> np.ndarray:
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  ds = builder.as_dataset(split=split, shuffle_files=False,
+  ds = builder.as_dataset(split=split,
+                          shuffle_files=False,
                           decoders={'image': tfds.decode.SkipDecoding()})
   return np.concatenate([b.numpy() for b in ds.map(lambda e: e['label']).batch(65536)])
 
@@ -69,8 +75,11 @@ def _split_size(builder, split: str) -> int:
     return int(builder.as_dataset(split=split).reduce(0, lambda n, _: n + 1))
 
 
-def make_pipelines(data_dir: str | None, rand: data.Randomization, batch_size: int,
-                   train_size: int | None, augment: bool,
+def make_pipelines(data_dir: str | None,
+                   rand: data.Randomization,
+                   batch_size: int,
+                   train_size: int | None,
+                   augment: bool,
                    eval_batch_size: int | None = None) -> data.Pipelines:
   """Streams imagenet2012 with the randomizations; see `data.make_pipelines`."""
   builder = data._tfds_builder('imagenet2012', data_dir)  # pylint: disable=protected-access
@@ -99,26 +108,31 @@ def make_pipelines(data_dir: str | None, rand: data.Randomization, batch_size: i
   train = train.map(randomized, num_parallel_calls=tf.data.AUTOTUNE)
 
   def train_ds(initial_epoch: int) -> tf.data.Dataset:
-    ds = train.shuffle(SHUFFLE_BUFFER, seed=rand.seed + initial_epoch,
+    ds = train.shuffle(SHUFFLE_BUFFER,
+                       seed=rand.seed + initial_epoch,
                        reshuffle_each_iteration=True).repeat()
     if augment:
       keys = tf.data.Dataset.random(seed=rand.seed + initial_epoch)
-      ds = tf.data.Dataset.zip((ds, keys)).map(
-          lambda e, k: (augment_image(e[0], tf.stack([k, e[2]])), e[1], e[2]),
-          num_parallel_calls=tf.data.AUTOTUNE)
-    return (ds.map(lambda x, y, i: (_scale(x), y), num_parallel_calls=tf.data.AUTOTUNE)
-            .batch(batch_size).prefetch(tf.data.AUTOTUNE))
+      ds = tf.data.Dataset.zip(
+          (ds, keys)).map(lambda e, k: (augment_image(e[0], tf.stack([k, e[2]])), e[1], e[2]),
+                          num_parallel_calls=tf.data.AUTOTUNE)
+    return (ds.map(lambda x, y, i: (_scale(x), y),
+                   num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).prefetch(
+                       tf.data.AUTOTUNE))
 
   eval_batch_size = eval_batch_size or batch_size
   train_eval = train.map(lambda x, y, i: (_scale(x), y)).batch(eval_batch_size)
   test_rand = rand if rand.inputs == 'shuffled_pixels' else data.Randomization(seed=rand.seed)
   test = builder.as_dataset(split='validation', shuffle_files=False).enumerate().map(
-      lambda i, ex: (_scale(data.randomize_image(eval_image(ex['image']), i, test_rand,
-                                                 mean, std)), ex['label']),
+      lambda i, ex:
+      (_scale(data.randomize_image(eval_image(ex['image']), i, test_rand, mean, std)), ex['label']),
       num_parallel_calls=tf.data.AUTOTUNE).batch(eval_batch_size)
-  return data.Pipelines(
-      train=train_ds, train_eval=train_eval.prefetch(tf.data.AUTOTUNE),
-      test=test.prefetch(tf.data.AUTOTUNE), num_train=num_train,
-      num_test=_split_size(builder, 'validation'),
-      num_classes=NUM_CLASSES, input_shape=(IMAGE_SIZE, IMAGE_SIZE, 3),
-      label_noise_fraction=noise, steps_per_epoch=-(-num_train // batch_size))
+  return data.Pipelines(train=train_ds,
+                        train_eval=train_eval.prefetch(tf.data.AUTOTUNE),
+                        test=test.prefetch(tf.data.AUTOTUNE),
+                        num_train=num_train,
+                        num_test=_split_size(builder, 'validation'),
+                        num_classes=NUM_CLASSES,
+                        input_shape=(IMAGE_SIZE, IMAGE_SIZE, 3),
+                        label_noise_fraction=noise,
+                        steps_per_epoch=-(-num_train // batch_size))

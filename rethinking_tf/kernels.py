@@ -52,8 +52,13 @@ class CholeskyError(RuntimeError):
   """The kernel matrix could not be factored even with the largest jitter."""
 
 
-def _kernel_block(xa: np.ndarray, xb: np.ndarray, sq_a: np.ndarray, sq_b: np.ndarray,
-                  kernel: str, gamma: float, out: np.ndarray | None = None) -> np.ndarray:
+def _kernel_block(xa: np.ndarray,
+                  xb: np.ndarray,
+                  sq_a: np.ndarray,
+                  sq_b: np.ndarray,
+                  kernel: str,
+                  gamma: float,
+                  out: np.ndarray | None = None) -> np.ndarray:
   """k(xa_i, xb_j) as a float32 [len(xa), len(xb)] block, computed in place."""
   g = np.matmul(xa, xb.T, out=out)
   if kernel == 'linear':
@@ -70,9 +75,13 @@ def _sq_norms(x: np.ndarray) -> np.ndarray:
   return np.einsum('ij,ij->i', x, x, dtype=np.float64).astype(np.float32)
 
 
-def kernel_matrix(x: np.ndarray, kernel: str = 'gaussian', gamma: float = 0.02,
-                  diag_add: float = 0.0, block_size: int = 2048,
-                  out: np.ndarray | None = None, upper_only: bool = False) -> np.ndarray:
+def kernel_matrix(x: np.ndarray,
+                  kernel: str = 'gaussian',
+                  gamma: float = 0.02,
+                  diag_add: float = 0.0,
+                  block_size: int = 2048,
+                  out: np.ndarray | None = None,
+                  upper_only: bool = False) -> np.ndarray:
   """The [n, n] float32 kernel matrix of x ([n, d] float32), built in blocks.
 
   Args:
@@ -88,8 +97,7 @@ def kernel_matrix(x: np.ndarray, kernel: str = 'gaussian', gamma: float = 0.02,
   sq = _sq_norms(x)
   for i in range(0, n, block_size):
     j0 = i if upper_only else 0
-    blk = _kernel_block(x[i:i + block_size], x[j0:], sq[i:i + block_size], sq[j0:],
-                        kernel, gamma)
+    blk = _kernel_block(x[i:i + block_size], x[j0:], sq[i:i + block_size], sq[j0:], kernel, gamma)
     out[i:i + block_size, j0:] = blk
     del blk
   idx = np.arange(n)
@@ -99,8 +107,11 @@ def kernel_matrix(x: np.ndarray, kernel: str = 'gaussian', gamma: float = 0.02,
   return out
 
 
-def predict(x_train: np.ndarray, alpha: np.ndarray, x_query: np.ndarray,
-            kernel: str = 'gaussian', gamma: float = 0.02,
+def predict(x_train: np.ndarray,
+            alpha: np.ndarray,
+            x_query: np.ndarray,
+            kernel: str = 'gaussian',
+            gamma: float = 0.02,
             block_size: int = 1024) -> np.ndarray:
   """K(x_query, x_train) @ alpha in blocks of query rows, float64 [m, k]."""
   x_train = np.ascontiguousarray(x_train, np.float32)
@@ -129,8 +140,13 @@ class Solution:
   solve_seconds: float
 
 
-def solve(x: np.ndarray, y: np.ndarray, kernel: str = 'gaussian', gamma: float = 0.02,
-          l2: float = 0.0, block_size: int = 2048, max_jitter_tries: int = 6,
+def solve(x: np.ndarray,
+          y: np.ndarray,
+          kernel: str = 'gaussian',
+          gamma: float = 0.02,
+          l2: float = 0.0,
+          block_size: int = 2048,
+          max_jitter_tries: int = 6,
           backup_bytes: int = 2**30) -> Solution:
   """Solves (K + (l2 + jitter) I) alpha = y by an in-place float32 Cholesky.
 
@@ -154,19 +170,18 @@ def solve(x: np.ndarray, y: np.ndarray, kernel: str = 'gaussian', gamma: float =
   backup = None
   diag = np.arange(n)
   for attempt in range(max_jitter_tries):
-    jitter = 0.0 if attempt == 0 else mean_diag * 10.0 ** (attempt - 7)
+    jitter = 0.0 if attempt == 0 else mean_diag * 10.0**(attempt - 7)
     t0 = time.perf_counter()
     if backup is None:
-      kernel_matrix(x, kernel, gamma, diag_add=l2, block_size=block_size,
-                    out=kmat, upper_only=True)
+      kernel_matrix(x, kernel, gamma, diag_add=l2, block_size=block_size, out=kmat, upper_only=True)
       if attempt == 1 and kmat.nbytes <= backup_bytes:
         backup = kmat.copy()
     else:
       np.copyto(kmat, backup)
     kmat[diag, diag] += np.float32(jitter)
     t1 = time.perf_counter()
-    logging.info('kernel %d x %d (diagonal + %.3g) in %.1f s; Cholesky...', n, n,
-                 l2 + jitter, t1 - t0)
+    logging.info('kernel %d x %d (diagonal + %.3g) in %.1f s; Cholesky...', n, n, l2 + jitter,
+                 t1 - t0)
     # kmat is C-ordered, so kmat.T is the same memory in Fortran order, whose
     # lower triangle is kmat's upper triangle: factored in place, no copy.
     factor, info = lapack.spotrf(kmat.T, lower=1, clean=0, overwrite_a=1)
@@ -189,17 +204,23 @@ def solve(x: np.ndarray, y: np.ndarray, kernel: str = 'gaussian', gamma: float =
   if info != 0:
     raise ValueError(f'spotrs failed with info={info}')
   lt_alpha = blas.strmm(1.0, factor, alpha, side=0, lower=1, trans_a=1)
-  sq_norm = (float(np.sum(np.square(lt_alpha, dtype=np.float64)))
-             - (l2 + jitter) * float(np.sum(np.square(alpha, dtype=np.float64))))
+  sq_norm = (float(np.sum(np.square(lt_alpha, dtype=np.float64))) -
+             (l2 + jitter) * float(np.sum(np.square(alpha, dtype=np.float64))))
   solve_seconds += time.perf_counter() - t0
-  return Solution(alpha=np.ascontiguousarray(alpha), sq_norm=sq_norm, jitter=jitter,
-                  cholesky_failures=attempt, kernel_seconds=kernel_seconds,
+  return Solution(alpha=np.ascontiguousarray(alpha),
+                  sq_norm=sq_norm,
+                  jitter=jitter,
+                  cholesky_failures=attempt,
+                  kernel_seconds=kernel_seconds,
                   solve_seconds=solve_seconds)
 
 
-def random_conv_features(images: np.ndarray, num_filters: int, filter_size: int = 5,
-                         pool: int = 2, seed: int = 0, batch_size: int = 256
-                         ) -> np.ndarray:
+def random_conv_features(images: np.ndarray,
+                         num_filters: int,
+                         filter_size: int = 5,
+                         pool: int = 2,
+                         seed: int = 0,
+                         batch_size: int = 256) -> np.ndarray:
   """A random one-layer conv net: [N, H, W, C] -> [N, num_filters pool^2] float32.
 
   Filters are i.i.d. Gaussian with unit-norm-scaled fan-in, biases uniform in
@@ -211,8 +232,8 @@ def random_conv_features(images: np.ndarray, num_filters: int, filter_size: int 
   rng = np.random.default_rng(seed)
   c = images.shape[-1]
   fan_in = filter_size * filter_size * c
-  filters = (rng.standard_normal((filter_size, filter_size, c, num_filters))
-             / np.sqrt(fan_in)).astype(np.float32)
+  filters = (rng.standard_normal(
+      (filter_size, filter_size, c, num_filters)) / np.sqrt(fan_in)).astype(np.float32)
   bias = rng.uniform(-1.0, 1.0, num_filters).astype(np.float32)
   h = images.shape[1] - filter_size + 1
   edges = np.linspace(0, h, pool + 1).astype(int)
@@ -223,8 +244,11 @@ def random_conv_features(images: np.ndarray, num_filters: int, filter_size: int 
   @tf.function(jit_compile=False)
   def fn(x):
     act = tf.nn.relu(tf.nn.conv2d(x, w_t, 1, 'VALID') + b_t)
-    cells = [tf.reduce_mean(act[:, edges[i]:edges[i + 1], edges[j]:edges[j + 1]], [1, 2])
-             for i in range(pool) for j in range(pool)]
+    cells = [
+        tf.reduce_mean(act[:, edges[i]:edges[i + 1], edges[j]:edges[j + 1]], [1, 2])
+        for i in range(pool)
+        for j in range(pool)
+    ]
     return tf.concat(cells, axis=1) / np.sqrt(dim)
 
   for i in range(0, len(images), batch_size):
@@ -232,9 +256,15 @@ def random_conv_features(images: np.ndarray, num_filters: int, filter_size: int 
   return out
 
 
-def fit_and_evaluate(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
-                     y_test: np.ndarray, num_classes: int, kernel: str = 'gaussian',
-                     gamma: float = 0.02, l2: float = 0.0, block_size: int = 2048,
+def fit_and_evaluate(x_train: np.ndarray,
+                     y_train: np.ndarray,
+                     x_test: np.ndarray,
+                     y_test: np.ndarray,
+                     num_classes: int,
+                     kernel: str = 'gaussian',
+                     gamma: float = 0.02,
+                     l2: float = 0.0,
+                     block_size: int = 2048,
                      train_eval_size: int | None = None) -> dict:
   """Solves K alpha = one-hot(y_train) and reports errors and the norm (section 5).
 
@@ -252,8 +282,8 @@ def fit_and_evaluate(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarra
   sol = solve(x_train, y_onehot, kernel, gamma, l2, block_size)
   t0 = time.perf_counter()
   n = len(x_train)
-  rows = (np.arange(n) if not train_eval_size or train_eval_size >= n else
-          np.linspace(0, n - 1, train_eval_size).round().astype(np.int64))
+  rows = (np.arange(n) if not train_eval_size or train_eval_size >= n else np.linspace(
+      0, n - 1, train_eval_size).round().astype(np.int64))
   p_train = predict(x_train, sol.alpha, x_train[rows], kernel, gamma)
   p_test = predict(x_train, sol.alpha, x_test, kernel, gamma)
   predict_seconds = time.perf_counter() - t0
@@ -263,30 +293,46 @@ def fit_and_evaluate(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarra
     norm = float(np.sqrt(max(float(np.sum(sol.alpha.astype(np.float64) * p_train)), 0.0)))
   else:
     norm = norm_from_factor
-  return dict(
-      n=n, d=x_train.shape[1], num_test=len(x_test), kernel=kernel,
-      gamma=gamma if kernel == 'gaussian' else None, l2=l2,
-      train_eval_size=len(rows),
-      train_error=float(np.mean(np.argmax(p_train, 1) != y_train[rows])),
-      test_error=float(np.mean(np.argmax(p_test, 1) != y_test)) if len(y_test) else None,
-      norm=norm, norm_from_factor=norm_from_factor,
-      max_residual=float(np.max(np.abs(p_train - y_onehot[rows]))),
-      jitter=sol.jitter, cholesky_failures=sol.cholesky_failures,
-      kernel_seconds=sol.kernel_seconds, solve_seconds=sol.solve_seconds,
-      predict_seconds=predict_seconds, precision='float32 kernel and Cholesky')
+  return dict(n=n,
+              d=x_train.shape[1],
+              num_test=len(x_test),
+              kernel=kernel,
+              gamma=gamma if kernel == 'gaussian' else None,
+              l2=l2,
+              train_eval_size=len(rows),
+              train_error=float(np.mean(np.argmax(p_train, 1) != y_train[rows])),
+              test_error=float(np.mean(np.argmax(p_test, 1) != y_test)) if len(y_test) else None,
+              norm=norm,
+              norm_from_factor=norm_from_factor,
+              max_residual=float(np.max(np.abs(p_train - y_onehot[rows]))),
+              jitter=sol.jitter,
+              cholesky_failures=sol.cholesky_failures,
+              kernel_seconds=sol.kernel_seconds,
+              solve_seconds=sol.solve_seconds,
+              predict_seconds=predict_seconds,
+              precision='float32 kernel and Cholesky')
 
 
-def load_features(dataset: str, data_dir: str | None, train_size: int | None,
-                  randomization, features: str = 'pixels', num_filters: int = 1000,
-                  filter_size: int = 5, pool: int = 2, image_cache: bool = True
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, float]:
+def load_features(
+    dataset: str,
+    data_dir: str | None,
+    train_size: int | None,
+    randomization,
+    features: str = 'pixels',
+    num_filters: int = 1000,
+    filter_size: int = 5,
+    pool: int = 2,
+    image_cache: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, float]:
   """(x_train [n, D], y_train, x_test, y_test, num_classes, label noise)."""
   from rethinking_tf import data  # pylint: disable=g-import-not-at-top
   if features not in FEATURES:
     raise ValueError(f'features={features!r}; allowed: {FEATURES}')
   if features == 'pixels':
-    train, test, num_classes, noise = data.randomized_arrays(
-        dataset, data_dir, randomization, train_size, image_cache=image_cache)
+    train, test, num_classes, noise = data.randomized_arrays(dataset,
+                                                             data_dir,
+                                                             randomization,
+                                                             train_size,
+                                                             image_cache=image_cache)
     if randomization.inputs == 'original':
       x_train = train.images.astype(np.float32) / 255.0
       x_test = test.images.astype(np.float32) / 255.0
@@ -300,37 +346,48 @@ def load_features(dataset: str, data_dir: str | None, train_size: int | None,
       x_train, x_test = xs
     y_train, y_test = train.labels, test.labels
   else:
-    x_train, y_train, x_test, y_test, noise = data.numpy_arrays(
-        dataset, data_dir, randomization, train_size, image_cache)
+    x_train, y_train, x_test, y_test, noise = data.numpy_arrays(dataset, data_dir, randomization,
+                                                                train_size, image_cache)
     _, num_classes = data.check_available(dataset, data_dir)
     if features == 'random_conv':
-      x_train = random_conv_features(x_train, num_filters, filter_size, pool,
-                                     randomization.seed)
-      x_test = random_conv_features(x_test, num_filters, filter_size, pool,
-                                    randomization.seed)
+      x_train = random_conv_features(x_train, num_filters, filter_size, pool, randomization.seed)
+      x_test = random_conv_features(x_test, num_filters, filter_size, pool, randomization.seed)
   flat = lambda a: a.reshape(len(a), -1)
   return flat(x_train), y_train, flat(x_test), y_test, num_classes, noise
 
 
-def run(dataset: str, data_dir: str | None, train_size: int | None, randomization,
-        kernel: str = 'gaussian', gamma: float = 0.02, l2: float = 0.0,
-        features: str = 'pixels', num_filters: int = 1000, filter_size: int = 5,
-        pool: int = 2, block_size: int = 2048,
-        train_eval_size: int | None = None, image_cache: bool = True) -> dict:
+def run(dataset: str,
+        data_dir: str | None,
+        train_size: int | None,
+        randomization,
+        kernel: str = 'gaussian',
+        gamma: float = 0.02,
+        l2: float = 0.0,
+        features: str = 'pixels',
+        num_filters: int = 1000,
+        filter_size: int = 5,
+        pool: int = 2,
+        block_size: int = 2048,
+        train_eval_size: int | None = None,
+        image_cache: bool = True) -> dict:
   """Section 5 on a data set: features, min-norm interpolation, errors, norm.
 
   `image_cache`: as in `data.load_arrays`.
   """
   t0 = time.perf_counter()
   x_train, y_train, x_test, y_test, num_classes, noise = load_features(
-      dataset, data_dir, train_size, randomization, features, num_filters,
-      filter_size, pool, image_cache)
+      dataset, data_dir, train_size, randomization, features, num_filters, filter_size, pool,
+      image_cache)
   feature_seconds = time.perf_counter() - t0
-  result = fit_and_evaluate(x_train, y_train, x_test, y_test, num_classes, kernel,
-                            gamma, l2, block_size, train_eval_size)
-  result = dict(dataset=dataset, labels=randomization.labels,
-                inputs=randomization.inputs, label_noise_fraction=noise,
-                features=features, feature_seconds=feature_seconds, **result)
+  result = fit_and_evaluate(x_train, y_train, x_test, y_test, num_classes, kernel, gamma, l2,
+                            block_size, train_eval_size)
+  result = dict(dataset=dataset,
+                labels=randomization.labels,
+                inputs=randomization.inputs,
+                label_noise_fraction=noise,
+                features=features,
+                feature_seconds=feature_seconds,
+                **result)
   if features == 'random_conv':
     result.update(num_filters=num_filters, filter_size=filter_size, pool=pool)
   result['seconds'] = time.perf_counter() - t0
@@ -347,52 +404,63 @@ def define_flags() -> None:
                     'gaussian: exp(-gamma |x - x\'|^2); linear: <x, x\'>.')
   flags.DEFINE_float('gamma', 0.02, 'Gaussian kernel coefficient (0.02 on pixels/255 '
                      'is the MNIST demo).')
-  flags.DEFINE_float('l2', 0.0, 'Ridge added to the kernel diagonal (0: interpolation).',
+  flags.DEFINE_float('l2',
+                     0.0,
+                     'Ridge added to the kernel diagonal (0: interpolation).',
                      lower_bound=0)
-  flags.DEFINE_enum('features', 'pixels', list(FEATURES),
-                    'pixels: image/255; standardized: the networks\' inputs; '
-                    'random_conv: a random conv net on the standardized inputs.')
-  flags.DEFINE_integer('num_filters', 1000, 'Random filters (--features=random_conv).',
+  flags.DEFINE_enum(
+      'features', 'pixels', list(FEATURES),
+      'pixels: image/255; standardized: the networks\' inputs; '
+      'random_conv: a random conv net on the standardized inputs.')
+  flags.DEFINE_integer('num_filters',
+                       1000,
+                       'Random filters (--features=random_conv).',
                        lower_bound=1)
-  flags.DEFINE_integer('filter_size', 5, 'Random filter width (--features=random_conv).',
+  flags.DEFINE_integer('filter_size',
+                       5,
+                       'Random filter width (--features=random_conv).',
                        lower_bound=1)
-  flags.DEFINE_integer('pool', 2, 'Pooling grid per side (--features=random_conv).',
-                       lower_bound=1)
-  flags.DEFINE_integer('block_size', 2048, 'Kernel rows computed per block.',
-                       lower_bound=1)
-  flags.DEFINE_integer('train_eval_size', 0, 'If > 0, measure train error on this '
+  flags.DEFINE_integer('pool', 2, 'Pooling grid per side (--features=random_conv).', lower_bound=1)
+  flags.DEFINE_integer('block_size', 2048, 'Kernel rows computed per block.', lower_bound=1)
+  flags.DEFINE_integer('train_eval_size',
+                       0, 'If > 0, measure train error on this '
                        'many evenly spaced training points (saves one n x n kernel '
-                       'pass); 0: all.', lower_bound=0)
+                       'pass); 0: all.',
+                       lower_bound=0)
 
 
 def main(argv):
+  """The kernels binary: checks the flags, then fits and reports."""
   del argv  # Positional arguments are refused by cli.parse_flags.
   import json  # pylint: disable=g-import-not-at-top
   from absl import flags  # pylint: disable=g-import-not-at-top
   from rethinking_tf import cli  # pylint: disable=g-import-not-at-top
   from rethinking_tf import sources  # pylint: disable=g-import-not-at-top
-  FLAGS = flags.FLAGS  # pylint: disable=invalid-name
+  FLAGS = flags.FLAGS  # noqa: N806  # pylint: disable=invalid-name
   if FLAGS.gamma <= 0:
     cli.fail(f'--gamma={FLAGS.gamma} must be > 0; allowed: a number > 0')
-  if FLAGS.features == 'random_conv' and (
-      FLAGS.filter_size - 1 + FLAGS.pool > registry.CROP_SIZE):
+  if FLAGS.features == 'random_conv' and (FLAGS.filter_size - 1 + FLAGS.pool > registry.CROP_SIZE):
     cli.fail(f'--filter_size={FLAGS.filter_size} and --pool={FLAGS.pool} do not fit '
              f'a {registry.CROP_SIZE}x{registry.CROP_SIZE} input; allowed: '
              f'filter_size + pool <= {registry.CROP_SIZE + 1}')
   args = cli.data_args(FLAGS)
   cli.import_tensorflow()
   try:
-    result = run(**args, kernel=FLAGS.kernel, gamma=FLAGS.gamma, l2=FLAGS.l2,
-                 features=FLAGS.features, num_filters=FLAGS.num_filters,
-                 filter_size=FLAGS.filter_size, pool=FLAGS.pool,
+    result = run(**args,
+                 kernel=FLAGS.kernel,
+                 gamma=FLAGS.gamma,
+                 l2=FLAGS.l2,
+                 features=FLAGS.features,
+                 num_filters=FLAGS.num_filters,
+                 filter_size=FLAGS.filter_size,
+                 pool=FLAGS.pool,
                  block_size=FLAGS.block_size,
                  train_eval_size=FLAGS.train_eval_size or None)
   except CholeskyError as e:
     cli.fail(str(e), code=1)
   except sources.DataError as e:
     cli.fail(str(e))
-  kern = (f"gaussian (gamma={result['gamma']})" if result['kernel'] == 'gaussian'
-          else 'linear')
+  kern = (f"gaussian (gamma={result['gamma']})" if result['kernel'] == 'gaussian' else 'linear')
   print(f"Kernel interpolation on {result['dataset']} ({result['labels']} labels, "
         f"{result['inputs']} inputs): n={result['n']}, {result['features']} features "
         f"(d={result['d']}), {kern} kernel, l2={result['l2']}")

@@ -26,7 +26,7 @@ ENGINEERING-NOTES) and is synchronized across replicas when distributed.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import keras
 import numpy as np
@@ -45,8 +45,7 @@ def _l2(weight_decay: float | None):
   return keras.regularizers.L2(weight_decay / 2) if weight_decay else None
 
 
-def _channel_window_sum(x: tf.Tensor, band: tf.Tensor, bias: tf.Tensor | None = None
-                        ) -> tf.Tensor:
+def _channel_window_sum(x: tf.Tensor, band: tf.Tensor, bias: tf.Tensor | None = None) -> tf.Tensor:
   """Weighted sum over each channel's window of neighbouring channels, per pixel:
   x @ band (+ bias, which grappler fuses into the product)."""
   channels = x.shape[-1]
@@ -54,8 +53,8 @@ def _channel_window_sum(x: tf.Tensor, band: tf.Tensor, bias: tf.Tensor | None = 
   return tf.reshape(s if bias is None else tf.nn.bias_add(s, bias), tf.shape(x))
 
 
-def local_response_normalization(x: tf.Tensor, depth_radius: int, bias: float,
-                                 alpha: float, beta: float) -> tf.Tensor:
+def local_response_normalization(x: tf.Tensor, depth_radius: int, bias: float, alpha: float,
+                                 beta: float) -> tf.Tensor:
   """`tf.nn.local_response_normalization`, the same function, faster on a CPU.
 
   y = x * (bias + alpha * s)^-beta, where s sums x^2 over the channels within
@@ -102,21 +101,31 @@ class LocalResponseNormalization(keras.layers.Layer):
   `tf.nn.local_response_normalization` computes it (see
   `local_response_normalization`)."""
 
-  def __init__(self, depth_radius: int = 4, bias: float = 1.0,
-               alpha: float = 0.001 / 9.0, beta: float = 0.75, **kwargs):
+  def __init__(self,
+               depth_radius: int = 4,
+               bias: float = 1.0,
+               alpha: float = 0.001 / 9.0,
+               beta: float = 0.75,
+               **kwargs):
     super().__init__(**kwargs)
     self.depth_radius, self.bias, self.alpha, self.beta = depth_radius, bias, alpha, beta
 
   def call(self, x):
     # Computed in float32, as TensorFlow's LRN (it has no bfloat16 CPU kernel).
-    y = local_response_normalization(
-        tf.cast(x, tf.float32), depth_radius=self.depth_radius, bias=self.bias,
-        alpha=self.alpha, beta=self.beta)
+    y = local_response_normalization(tf.cast(x, tf.float32),
+                                     depth_radius=self.depth_radius,
+                                     bias=self.bias,
+                                     alpha=self.alpha,
+                                     beta=self.beta)
     return tf.cast(y, x.dtype)
 
   def get_config(self):
-    return {**super().get_config(), 'depth_radius': self.depth_radius,
-            'bias': self.bias, 'alpha': self.alpha, 'beta': self.beta}
+    return {
+        **super().get_config(), 'depth_radius': self.depth_radius,
+        'bias': self.bias,
+        'alpha': self.alpha,
+        'beta': self.beta
+    }
 
 
 class BatchNormalization(keras.layers.BatchNormalization):
@@ -134,79 +143,115 @@ class BatchNormalization(keras.layers.BatchNormalization):
   """
 
   def call(self, inputs, training=None, mask=None):
-    if (mask is not None or self.renorm or self.synchronized or len(inputs.shape) != 4
-        or self.axis not in (3, -1)):
+    if (mask is not None or self.renorm or self.synchronized or len(inputs.shape) != 4 or
+        self.axis not in (3, -1)):
       return super().call(inputs, training=training, mask=mask)
     x = tf.cast(inputs, tf.float32)  # as Keras: statistics in float32
     channels = x.shape[-1]
     gamma = tf.cast(self.gamma, tf.float32) if self.scale else tf.ones([channels])
     beta = tf.cast(self.beta, tf.float32) if self.center else tf.zeros([channels])
     if training and self.trainable:
-      y, mean, variance = tf.compat.v1.nn.fused_batch_norm(
-          x, gamma, beta, epsilon=self.epsilon, data_format='NHWC', is_training=True)
+      y, mean, variance = tf.compat.v1.nn.fused_batch_norm(x,
+                                                           gamma,
+                                                           beta,
+                                                           epsilon=self.epsilon,
+                                                           data_format='NHWC',
+                                                           is_training=True)
       # The kernel returns the unbiased variance; Keras averages the biased one.
       n = tf.cast(tf.size(x) // channels, tf.float32)
       variance = variance * ((n - 1.0) / n)
-      self.moving_mean.assign(self.moving_mean * self.momentum
-                              + mean * (1.0 - self.momentum))
-      self.moving_variance.assign(self.moving_variance * self.momentum
-                                  + variance * (1.0 - self.momentum))
+      self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
+      self.moving_variance.assign(self.moving_variance * self.momentum + variance *
+                                  (1.0 - self.momentum))
     else:
-      y, _, _ = tf.compat.v1.nn.fused_batch_norm(
-          x, gamma, beta, mean=self.moving_mean, variance=self.moving_variance,
-          epsilon=self.epsilon, data_format='NHWC', is_training=False)
+      y, _, _ = tf.compat.v1.nn.fused_batch_norm(x,
+                                                 gamma,
+                                                 beta,
+                                                 mean=self.moving_mean,
+                                                 variance=self.moving_variance,
+                                                 epsilon=self.epsilon,
+                                                 data_format='NHWC',
+                                                 is_training=False)
     return tf.cast(y, self.compute_dtype)
 
 
 def _dense_head(x, num_classes: int, dropout: float | None, reg, init):
   if dropout:
     x = keras.layers.Dropout(dropout)(x)
-  return keras.layers.Dense(num_classes, kernel_regularizer=reg, kernel_initializer=init,
-                            dtype='float32', name='logits')(x)
+  return keras.layers.Dense(num_classes,
+                            kernel_regularizer=reg,
+                            kernel_initializer=init,
+                            dtype='float32',
+                            name='logits')(x)
 
 
-def mlp(input_shape, num_classes: int, layers: int, width: int,
-        weight_decay: float | None = None, dropout: float | None = None,
-        seed: int = 0, **unused) -> keras.Model:
+def mlp(input_shape,
+        num_classes: int,
+        layers: int,
+        width: int,
+        weight_decay: float | None = None,
+        dropout: float | None = None,
+        seed: int = 0,
+        **unused) -> keras.Model:
   """Multilayer perceptron with `layers` ReLU hidden layers of `width` units."""
   reg = _l2(weight_decay)
   inputs = keras.Input(input_shape)
   x = keras.layers.Flatten()(inputs)
   for i in range(layers):
-    x = keras.layers.Dense(width, activation='relu', kernel_regularizer=reg,
+    x = keras.layers.Dense(width,
+                           activation='relu',
+                           kernel_regularizer=reg,
                            kernel_initializer=keras.initializers.GlorotUniform(seed + i))(x)
   logits = _dense_head(x, num_classes, dropout, reg,
                        keras.initializers.GlorotUniform(seed + layers))
   return keras.Model(inputs, logits, name=f'mlp_{layers}x{width}')
 
 
-def alexnet(input_shape, num_classes: int, weight_decay: float | None = None,
-            dropout: float | None = None, seed: int = 0, **unused) -> keras.Model:
+def alexnet(input_shape,
+            num_classes: int,
+            weight_decay: float | None = None,
+            dropout: float | None = None,
+            seed: int = 0,
+            **unused) -> keras.Model:
   """Small Alexnet: 2 x (conv5x5/64 -> maxpool3x3/2 -> LRN), dense 384, 192."""
   reg = _l2(weight_decay)
   init = lambda i: keras.initializers.GlorotUniform(seed + i)
   inputs = keras.Input(input_shape)
   x = inputs
   for i in range(2):
-    x = keras.layers.Conv2D(64, 5, padding='same', activation='relu',
-                            kernel_regularizer=reg, kernel_initializer=init(i))(x)
+    x = keras.layers.Conv2D(64,
+                            5,
+                            padding='same',
+                            activation='relu',
+                            kernel_regularizer=reg,
+                            kernel_initializer=init(i))(x)
     x = keras.layers.MaxPooling2D(3, 2, padding='same')(x)
     x = LocalResponseNormalization()(x)
   x = keras.layers.Flatten()(x)
   for i, units in enumerate((384, 192)):
-    x = keras.layers.Dense(units, activation='relu', kernel_regularizer=reg,
+    x = keras.layers.Dense(units,
+                           activation='relu',
+                           kernel_regularizer=reg,
                            kernel_initializer=init(2 + i))(x)
     if dropout:
       x = keras.layers.Dropout(dropout)(x)
-  logits = keras.layers.Dense(num_classes, kernel_regularizer=reg, kernel_initializer=init(4),
-                              dtype='float32', name='logits')(x)
+  logits = keras.layers.Dense(num_classes,
+                              kernel_regularizer=reg,
+                              kernel_initializer=init(4),
+                              dtype='float32',
+                              name='logits')(x)
   return keras.Model(inputs, logits, name='alexnet')
 
 
-def inception(input_shape, num_classes: int, weight_decay: float | None = None,
-              dropout: float | None = None, batch_norm: bool = True,
-              bn_momentum: float = 0.9, synchronized_bn: bool = False,
-              seed: int = 0, **unused) -> keras.Model:
+def inception(input_shape,
+              num_classes: int,
+              weight_decay: float | None = None,
+              dropout: float | None = None,
+              batch_norm: bool = True,
+              bn_momentum: float = 0.9,
+              synchronized_bn: bool = False,
+              seed: int = 0,
+              **unused) -> keras.Model:
   """Small Inception (appendix A, figure 3 of the ICLR paper).
 
   Conv module = conv -> BatchNorm(scale=False) -> ReLU; with BatchNorm off
@@ -216,21 +261,25 @@ def inception(input_shape, num_classes: int, weight_decay: float | None = None,
   counter = iter(range(10_000))
 
   def conv(x, filters, kernel, strides=1):
-    x = keras.layers.Conv2D(filters, kernel, strides, padding='same',
-                            use_bias=not batch_norm, kernel_regularizer=reg,
-                            kernel_initializer=keras.initializers.GlorotUniform(
-                                seed + next(counter)))(x)
+    x = keras.layers.Conv2D(filters,
+                            kernel,
+                            strides,
+                            padding='same',
+                            use_bias=not batch_norm,
+                            kernel_regularizer=reg,
+                            kernel_initializer=keras.initializers.GlorotUniform(seed +
+                                                                                next(counter)))(x)
     if batch_norm:
-      x = BatchNormalization(scale=False, momentum=bn_momentum,
-                                          synchronized=synchronized_bn)(x)
+      x = BatchNormalization(scale=False, momentum=bn_momentum, synchronized=synchronized_bn)(x)
     return keras.layers.ReLU()(x)
 
   def inc(x, c1, c3):
     return keras.layers.Concatenate()([conv(x, c1, 1), conv(x, c3, 3)])
 
   def down(x, c3):
-    return keras.layers.Concatenate()([
-        conv(x, c3, 3, strides=2), keras.layers.MaxPooling2D(3, 2, padding='same')(x)])
+    return keras.layers.Concatenate()(
+        [conv(x, c3, 3, strides=2),
+         keras.layers.MaxPooling2D(3, 2, padding='same')(x)])
 
   inputs = keras.Input(input_shape)
   x = conv(inputs, 96, 3)
@@ -248,9 +297,14 @@ def inception(input_shape, num_classes: int, weight_decay: float | None = None,
   return keras.Model(inputs, logits, name='inception')
 
 
-def inception_v3(input_shape, num_classes: int, weight_decay: float | None = None,
-                 dropout: float | None = None, batch_norm: bool = True,
-                 bn_momentum: float = 0.9, seed: int = 0, **unused) -> keras.Model:
+def inception_v3(input_shape,
+                 num_classes: int,
+                 weight_decay: float | None = None,
+                 dropout: float | None = None,
+                 batch_norm: bool = True,
+                 bn_momentum: float = 0.9,
+                 seed: int = 0,
+                 **unused) -> keras.Model:
   """Inception V3 (ImageNet, Table 2) from keras.applications, random init.
 
   Weight decay is attached by rewriting the functional config (the
@@ -258,8 +312,10 @@ def inception_v3(input_shape, num_classes: int, weight_decay: float | None = Non
   as in TF-slim. BatchNorm cannot be turned off here.
   """
   del batch_norm, seed
-  base = keras.applications.InceptionV3(include_top=False, weights=None,
-                                        input_shape=input_shape, pooling='avg')
+  base = keras.applications.InceptionV3(include_top=False,
+                                        weights=None,
+                                        input_shape=input_shape,
+                                        pooling='avg')
   config = base.get_config()
   for layer in config['layers']:
     cfg = layer['config']
@@ -268,15 +324,16 @@ def inception_v3(input_shape, num_classes: int, weight_decay: float | None = Non
     if layer['class_name'] == 'BatchNormalization':
       cfg['momentum'] = bn_momentum
       layer['registered_name'] = 'BatchNormalization'  # resolved by custom_objects
-  base = keras.Model.from_config(config,
-                                 custom_objects={'BatchNormalization': BatchNormalization})
-  logits = _dense_head(base.output, num_classes, dropout, _l2(weight_decay),
-                       'glorot_uniform')
+  base = keras.Model.from_config(config, custom_objects={'BatchNormalization': BatchNormalization})
+  logits = _dense_head(base.output, num_classes, dropout, _l2(weight_decay), 'glorot_uniform')
   return keras.Model(base.input, logits, name='inception_v3')
 
 
 _BUILDERS: dict[str, Callable[..., keras.Model]] = {
-    'inception': inception, 'alexnet': alexnet, 'inception_v3': inception_v3}
+    'inception': inception,
+    'alexnet': alexnet,
+    'inception_v3': inception_v3
+}
 
 
 def build(name: str, input_shape, num_classes: int, **kwargs) -> keras.Model:
@@ -284,8 +341,7 @@ def build(name: str, input_shape, num_classes: int, **kwargs) -> keras.Model:
 
   A regularizer given as 0 is off (None), as STYLE.md asks.
   """
-  kwargs = {k: (v or None) if k in ('weight_decay', 'dropout') else v
-            for k, v in kwargs.items()}
+  kwargs = {k: (v or None) if k in ('weight_decay', 'dropout') else v for k, v in kwargs.items()}
   match = _MLP.match(name)
   if match:
     return mlp(input_shape, num_classes, int(match[1]), int(match[2]), **kwargs)

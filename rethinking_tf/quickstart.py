@@ -33,6 +33,7 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
+  """The quickstart binary: trains the two runs and prints the table."""
   del argv  # Positional arguments are refused by cli.parse_flags.
   logging.set_verbosity(logging.WARNING)
   logdir = cli.check_logdir(FLAGS.logdir)
@@ -47,10 +48,14 @@ def main(argv):
   rows = []
   for labels, path in runs.items():
     print(f'--- MLP 1x512 on digits, {labels} labels ---', flush=True)
-    config = trainer.TrainConfig(
-        logdir=path, dataset='digits', model='mlp_1x512', epochs=FLAGS.epochs,
-        randomization=registry.Randomization(labels=labels, seed=0),
-        lr_decay_steps=391, stop_on_fit=True, overwrite=FLAGS.overwrite)
+    config = trainer.TrainConfig(logdir=path,
+                                 dataset='digits',
+                                 model='mlp_1x512',
+                                 epochs=FLAGS.epochs,
+                                 randomization=registry.Randomization(labels=labels, seed=0),
+                                 lr_decay_steps=391,
+                                 stop_on_fit=True,
+                                 overwrite=FLAGS.overwrite)
     cli.make_logdir(path)
     try:
       rows.append((labels, trainer.run(config)))
@@ -64,6 +69,7 @@ def main(argv):
 
 
 def run_main():
+  """Entry point of the console script and of `python -m`."""
   cli.run(main, sys.modules[__name__])
 
 

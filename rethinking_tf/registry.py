@@ -28,10 +28,8 @@ class DatasetInfo:
 DATASET_INFO: dict[str, DatasetInfo] = {
     'cifar10': DatasetInfo('cifar10', 10, True, 'CIFAR-10 via tensorflow-datasets'),
     'digits': DatasetInfo('digits', 10, True, "scikit-learn's bundled digits, 32x32x3"),
-    'image_folder': DatasetInfo('image_folder', 0, True,
-                                '<data_dir>/{train,test}/<class>/<image>'),
-    'imagenet2012': DatasetInfo('imagenet2012', 1000, False,
-                                'ImageNet via tensorflow-datasets'),
+    'image_folder': DatasetInfo('image_folder', 0, True, '<data_dir>/{train,test}/<class>/<image>'),
+    'imagenet2012': DatasetInfo('imagenet2012', 1000, False, 'ImageNet via tensorflow-datasets'),
 }
 LABEL_MODES = ('true', 'corrupted', 'random')
 INPUT_MODES = ('original', 'shuffled_pixels', 'random_pixels', 'gaussian')
@@ -65,11 +63,22 @@ FEATURES = ('pixels', 'standardized', 'random_conv')
 # fields, random crop).
 PIPELINE_MODES: tuple[tuple[str, dict, bool], ...] = (
     ('baseline', {}, False),
-    ('labels=corrupted(0.5)', {'labels': 'corrupted', 'corrupt_prob': 0.5}, False),
-    ('labels=random', {'labels': 'random'}, False),
-    ('inputs=shuffled_pixels', {'inputs': 'shuffled_pixels'}, False),
-    ('inputs=random_pixels', {'inputs': 'random_pixels'}, False),
-    ('inputs=gaussian', {'inputs': 'gaussian'}, False),
+    ('labels=corrupted(0.5)', {
+        'labels': 'corrupted',
+        'corrupt_prob': 0.5
+    }, False),
+    ('labels=random', {
+        'labels': 'random'
+    }, False),
+    ('inputs=shuffled_pixels', {
+        'inputs': 'shuffled_pixels'
+    }, False),
+    ('inputs=random_pixels', {
+        'inputs': 'random_pixels'
+    }, False),
+    ('inputs=gaussian', {
+        'inputs': 'gaussian'
+    }, False),
     ('random_crop', {}, True),
 )
 
@@ -88,6 +97,7 @@ MAX_AUTO_STEPS_PER_EXECUTION = 32
 
 
 def divisors(n: int) -> list[int]:
+  """The divisors of n, ascending."""
   return [d for d in range(1, n + 1) if n % d == 0]
 
 
@@ -116,6 +126,7 @@ def steps_per_execution_error(steps_per_execution: int, steps_per_epoch: int,
             '(keras-team/keras#19246); allowed: 0 (auto, 1 here) or 1')
   if spe and steps_per_epoch % spe:
     return (f'steps_per_execution={spe} does not divide the {steps_per_epoch} steps of an '
-            'epoch (Keras would run whole executions past the epoch); allowed: '
-            + ', '.join(map(str, divisors(steps_per_epoch)[:12])))
+            'epoch (Keras would run whole executions past the epoch); allowed: ' +
+            ', '.join(map(str,
+                          divisors(steps_per_epoch)[:12])))
   return None

@@ -19,8 +19,11 @@ import numpy as np
 
 from rethinking_tf import registry
 
-KNOWN_SIZES = {'cifar10': (50_000, 10_000), 'digits': (1_347, 450),
-               'imagenet2012': (1_281_167, 50_000)}
+KNOWN_SIZES = {
+    'cifar10': (50_000, 10_000),
+    'digits': (1_347, 450),
+    'imagenet2012': (1_281_167, 50_000)
+}
 _KNOWN_SIZES = KNOWN_SIZES
 _VERSION = re.compile(r'^\d+\.\d+\.\d+$')
 
@@ -63,8 +66,9 @@ def tfds_prepared(name: str, data_dir: str | None) -> bool:
     versions = os.listdir(folder)
   except OSError:
     return False
-  return any(_VERSION.match(v) and os.path.isfile(os.path.join(folder, v, 'dataset_info.json'))
-             for v in versions)
+  return any(
+      _VERSION.match(v) and os.path.isfile(os.path.join(folder, v, 'dataset_info.json'))
+      for v in versions)
 
 
 def _check_image_folder(data_dir: str | None) -> tuple[int, int]:
@@ -77,8 +81,8 @@ def _check_image_folder(data_dir: str | None) -> tuple[int, int]:
                       '(expected <data_dir>/{train,test}/<class>/<image>)')
   files, labels, classes = _folder_files(data_dir, 'train')
   _, test_labels, test_classes = _folder_files(data_dir, 'test')
-  for split, split_labels, names in (('train', labels, classes),
-                                     ('test', test_labels, test_classes)):
+  for split, split_labels, names in (('train', labels, classes), ('test', test_labels,
+                                                                  test_classes)):
     counts = np.bincount(split_labels, minlength=len(names))
     empty = [name for name, n in zip(names, counts) if not n]
     if empty:
@@ -115,17 +119,15 @@ def check_available(name: str, data_dir: str | None) -> tuple[int, int]:
   if name in ('cifar10', 'imagenet2012') and not tfds_prepared(name, data_dir):
     where = tfds_root(data_dir)
     if name == 'imagenet2012':
-      raise DataError(
-          f'imagenet2012 is not prepared in {where}: place ILSVRC2012_img_train.tar '
-          f'and ILSVRC2012_img_val.tar in {where}/downloads/manual/ (see BUILD.md)')
+      raise DataError(f'imagenet2012 is not prepared in {where}: place ILSVRC2012_img_train.tar '
+                      f'and ILSVRC2012_img_val.tar in {where}/downloads/manual/ (see BUILD.md)')
     manual = os.path.join(os.path.expanduser(where), 'downloads', 'manual',
                           'cifar-10-binary.tar.gz')
     if not os.path.exists(manual) and not _network_available('www.cs.toronto.edu'):
-      raise DataError(
-          f'cifar10 is not prepared in {where} and there is no network to '
-          'download it: run once with network, or place cifar-10-binary.tar.gz '
-          f'in {where}/downloads/manual/, or use --dataset=image_folder '
-          '--data_dir=<a local copy> (see BUILD.md)')
+      raise DataError(f'cifar10 is not prepared in {where} and there is no network to '
+                      'download it: run once with network, or place cifar-10-binary.tar.gz '
+                      f'in {where}/downloads/manual/, or use --dataset=image_folder '
+                      '--data_dir=<a local copy> (see BUILD.md)')
   return KNOWN_SIZES[name][0], registry.DATASET_INFO[name].num_classes
 
 

@@ -28,52 +28,78 @@ FLAGS = flags.FLAGS
 
 cli.define_data_flags()
 flags.adopt_module_key_flags(cli)  # --help lists the data flags too.
-flags.DEFINE_string('logdir', None, 'Directory for events, checkpoints, metrics.csv, '
-                    'flags.cfg and results.json.')
+flags.DEFINE_string(
+    'logdir', None, 'Directory for events, checkpoints, metrics.csv, '
+    'flags.cfg and results.json.')
 flags.DEFINE_bool('overwrite', False, 'Replace a finished run in --logdir.')
-flags.DEFINE_integer('test_size', 0, 'If > 0, evaluate on a deterministic '
+flags.DEFINE_integer('test_size',
+                     0, 'If > 0, evaluate on a deterministic '
                      'class-balanced subset of this many test examples (cheaper '
-                     'per-epoch evaluation for runs on a training subset).', lower_bound=0)
-flags.DEFINE_bool('random_crop', False, 'A random 28x28 window per step instead of '
-                  'the centre crop (Table 1 "random crop").')
+                     'per-epoch evaluation for runs on a training subset).',
+                     lower_bound=0)
+flags.DEFINE_bool(
+    'random_crop', False, 'A random 28x28 window per step instead of '
+    'the centre crop (Table 1 "random crop").')
 flags.DEFINE_bool('augment', False, 'ImageNet: Inception-style random crop and flip.')
-flags.DEFINE_string('model', 'inception', 'Model: ' + ', '.join(registry.MODEL_NAMES) +
-                    ', or mlp_<layers>x<width>.')
-flags.DEFINE_bool('batch_norm', True, 'BatchNorm in the Inception models '
-                  '(--nobatch_norm: "Inception w/o BatchNorm").')
+flags.DEFINE_string('model', 'inception',
+                    'Model: ' + ', '.join(registry.MODEL_NAMES) + ', or mlp_<layers>x<width>.')
+flags.DEFINE_bool(
+    'batch_norm', True, 'BatchNorm in the Inception models '
+    '(--nobatch_norm: "Inception w/o BatchNorm").')
 flags.DEFINE_float('bn_momentum', 0.9, 'BatchNorm moving-average momentum.')
-flags.DEFINE_float('weight_decay', 0.0, "The paper's weight decay lambda: adds "
-                   'lambda/2 * ||W||^2 of every kernel to the loss; 0 = off.', lower_bound=0)
-flags.DEFINE_float('dropout', 0.0, 'Dropout rate before the classifier; 0 = off.',
-                   lower_bound=0, upper_bound=0.99)
-flags.DEFINE_float('learning_rate', 0.0, 'Initial learning rate; 0 = the model '
-                   'default (0.1 Inception, 0.01 otherwise).', lower_bound=0)
-flags.DEFINE_float('lr_decay', 0.95, 'Learning-rate factor per decay interval.',
-                   lower_bound=0, upper_bound=1)
-flags.DEFINE_integer('lr_decay_steps', 0, 'Decay interval in steps; 0 = every epoch '
-                     '(391 = a full CIFAR-10 epoch at batch 128).', lower_bound=0)
+flags.DEFINE_float('weight_decay',
+                   0.0, "The paper's weight decay lambda: adds "
+                   'lambda/2 * ||W||^2 of every kernel to the loss; 0 = off.',
+                   lower_bound=0)
+flags.DEFINE_float('dropout',
+                   0.0,
+                   'Dropout rate before the classifier; 0 = off.',
+                   lower_bound=0,
+                   upper_bound=0.99)
+flags.DEFINE_float('learning_rate',
+                   0.0, 'Initial learning rate; 0 = the model '
+                   'default (0.1 Inception, 0.01 otherwise).',
+                   lower_bound=0)
+flags.DEFINE_float('lr_decay',
+                   0.95,
+                   'Learning-rate factor per decay interval.',
+                   lower_bound=0,
+                   upper_bound=1)
+flags.DEFINE_integer('lr_decay_steps',
+                     0, 'Decay interval in steps; 0 = every epoch '
+                     '(391 = a full CIFAR-10 epoch at batch 128).',
+                     lower_bound=0)
 flags.DEFINE_float('momentum', 0.9, 'SGD momentum.', lower_bound=0, upper_bound=1)
-flags.DEFINE_integer('batch_size', 128, 'Global batch size, split over replicas.',
-                     lower_bound=1)
+flags.DEFINE_integer('batch_size', 128, 'Global batch size, split over replicas.', lower_bound=1)
 flags.DEFINE_integer('epochs', 100, 'Number of epochs.', lower_bound=1)
-flags.DEFINE_integer('early_stopping_patience', 0, 'Stop after this many epochs '
-                     'without a better test accuracy; 0 = off.', lower_bound=0)
-flags.DEFINE_float('fit_threshold', 1.0, 'Evaluated training accuracy that counts '
-                   'as fitted (fit_epoch in results.json).', lower_bound=0, upper_bound=1)
+flags.DEFINE_integer('early_stopping_patience',
+                     0, 'Stop after this many epochs '
+                     'without a better test accuracy; 0 = off.',
+                     lower_bound=0)
+flags.DEFINE_float('fit_threshold',
+                   1.0, 'Evaluated training accuracy that counts '
+                   'as fitted (fit_epoch in results.json).',
+                   lower_bound=0,
+                   upper_bound=1)
 flags.DEFINE_bool('stop_on_fit', False, 'Stop once the training set is fitted.')
-flags.DEFINE_enum('strategy', 'default', ['default', 'mirrored', 'multi_worker'],
-                  'default: one device; mirrored: MirroredStrategy over local GPUs '
-                  '(or logical CPUs); multi_worker: MultiWorkerMirroredStrategy from TF_CONFIG.')
-flags.DEFINE_integer('num_cpu_devices', 1, 'Split the CPU into this many logical '
-                     'devices (to test --strategy=mirrored without GPUs).', lower_bound=1)
-flags.DEFINE_integer('steps_per_execution', 0, 'Training steps per tf.function call; '
+flags.DEFINE_enum(
+    'strategy', 'default', ['default', 'mirrored', 'multi_worker'],
+    'default: one device; mirrored: MirroredStrategy over local GPUs '
+    '(or logical CPUs); multi_worker: MultiWorkerMirroredStrategy from TF_CONFIG.')
+flags.DEFINE_integer('num_cpu_devices',
+                     1, 'Split the CPU into this many logical '
+                     'devices (to test --strategy=mirrored without GPUs).',
+                     lower_bound=1)
+flags.DEFINE_integer('steps_per_execution',
+                     0, 'Training steps per tf.function call; '
                      'the same computation, less per-call overhead (MLPs on a CPU: '
                      '+15-54%). 0 = the largest divisor of the epoch\'s steps up to 32 (1 with '
                      'more than one replica).',
                      lower_bound=0)
-flags.DEFINE_enum('precision', 'float32', list(registry.PRECISIONS),
-                  'Opt-in mixed precision: mixed_bfloat16 on CPUs with bf16 (AMX, '
-                  'AVX512_BF16), mixed_float16 on GPUs; see docs/performance.md.')
+flags.DEFINE_enum(
+    'precision', 'float32', list(registry.PRECISIONS),
+    'Opt-in mixed precision: mixed_bfloat16 on CPUs with bf16 (AMX, '
+    'AVX512_BF16), mixed_float16 on GPUs; see docs/performance.md.')
 flags.DEFINE_bool('quiet', False, 'No line per epoch.')
 
 
@@ -82,8 +108,10 @@ def _flagfile_text() -> str:
   names = sorted(f.name for f in FLAGS.get_flags_for_module(sys.modules[__name__]))
   names += sorted(f.name for f in FLAGS.get_flags_for_module(cli))
   skip = {'overwrite', 'logdir'}
-  lines = ['# Resolved flags of this run; re-run with:',
-           '#   python -m rethinking_tf.train --flagfile=<this file> --logdir=<dir>']
+  lines = [
+      '# Resolved flags of this run; re-run with:',
+      '#   python -m rethinking_tf.train --flagfile=<this file> --logdir=<dir>'
+  ]
   for name in names:
     if name in skip:
       continue
@@ -96,6 +124,7 @@ def _flagfile_text() -> str:
 
 
 def main(argv):
+  """The training binary: checks every flag, then trains one run."""
   del argv  # Positional arguments are refused by cli.parse_flags.
   logging.set_verbosity(logging.WARNING)
   # Every flag is checked before TensorFlow is imported.
@@ -115,8 +144,7 @@ def main(argv):
     cli.fail(f'--logdir={logdir} holds a finished run (results.json); '
              'pass --overwrite to replace it or choose another --logdir')
   data_args = cli.data_args(FLAGS)
-  num_train = FLAGS.train_size or sources.check_available(
-      FLAGS.dataset, data_args['data_dir'])[0]
+  num_train = FLAGS.train_size or sources.check_available(FLAGS.dataset, data_args['data_dir'])[0]
   if FLAGS.test_size:
     if not registry.DATASET_INFO[FLAGS.dataset].in_memory:
       cli.fail(f'--test_size applies to in-memory data sets, not --dataset={FLAGS.dataset}')
@@ -130,8 +158,8 @@ def main(argv):
       cli.fail(f'--batch_size={FLAGS.batch_size} is not divisible by the {replicas} '
                'replicas; the global batch is split evenly over replicas; allowed: a '
                f'multiple of {replicas}')
-    error = registry.steps_per_execution_error(
-        FLAGS.steps_per_execution, -(-num_train // FLAGS.batch_size), replicas)
+    error = registry.steps_per_execution_error(FLAGS.steps_per_execution,
+                                               -(-num_train // FLAGS.batch_size), replicas)
     if error:
       cli.fail(f'--{error}')
 
@@ -145,18 +173,29 @@ def main(argv):
   strategy = trainer.make_strategy(FLAGS.strategy, FLAGS.num_cpu_devices)
   if replicas is None:  # GPUs or workers: counted by TensorFlow.
     check_replicas(strategy.num_replicas_in_sync)
-  config = trainer.TrainConfig(
-      logdir=logdir, random_crop=FLAGS.random_crop, augment=FLAGS.augment,
-      model=FLAGS.model, batch_norm=FLAGS.batch_norm, bn_momentum=FLAGS.bn_momentum,
-      weight_decay=FLAGS.weight_decay, dropout=FLAGS.dropout,
-      learning_rate=FLAGS.learning_rate or None, lr_decay=FLAGS.lr_decay,
-      lr_decay_steps=FLAGS.lr_decay_steps, momentum=FLAGS.momentum,
-      batch_size=FLAGS.batch_size, epochs=FLAGS.epochs,
-      early_stopping_patience=FLAGS.early_stopping_patience,
-      fit_threshold=FLAGS.fit_threshold, stop_on_fit=FLAGS.stop_on_fit,
-      steps_per_execution=FLAGS.steps_per_execution, precision=FLAGS.precision,
-      overwrite=FLAGS.overwrite, test_size=FLAGS.test_size or None,
-      verbose=not FLAGS.quiet, **data_args)
+  config = trainer.TrainConfig(logdir=logdir,
+                               random_crop=FLAGS.random_crop,
+                               augment=FLAGS.augment,
+                               model=FLAGS.model,
+                               batch_norm=FLAGS.batch_norm,
+                               bn_momentum=FLAGS.bn_momentum,
+                               weight_decay=FLAGS.weight_decay,
+                               dropout=FLAGS.dropout,
+                               learning_rate=FLAGS.learning_rate or None,
+                               lr_decay=FLAGS.lr_decay,
+                               lr_decay_steps=FLAGS.lr_decay_steps,
+                               momentum=FLAGS.momentum,
+                               batch_size=FLAGS.batch_size,
+                               epochs=FLAGS.epochs,
+                               early_stopping_patience=FLAGS.early_stopping_patience,
+                               fit_threshold=FLAGS.fit_threshold,
+                               stop_on_fit=FLAGS.stop_on_fit,
+                               steps_per_execution=FLAGS.steps_per_execution,
+                               precision=FLAGS.precision,
+                               overwrite=FLAGS.overwrite,
+                               test_size=FLAGS.test_size or None,
+                               verbose=not FLAGS.quiet,
+                               **data_args)
   cli.make_logdir(logdir)
   try:
     results = trainer.run(config, strategy, flagfile=_flagfile_text())
@@ -164,12 +203,13 @@ def main(argv):
     cli.fail(str(e))
   except trainer.Diverged as e:
     cli.fail(f'run {e}; metrics up to it are in {e.metrics_path}', code=1)
-  keys = ('train_accuracy', 'test_accuracy', 'best_test_accuracy', 'epochs_completed',
-          'fit_epoch', 'label_noise_fraction', 'wall_seconds')
+  keys = ('train_accuracy', 'test_accuracy', 'best_test_accuracy', 'epochs_completed', 'fit_epoch',
+          'label_noise_fraction', 'wall_seconds')
   print(json.dumps({k: results[k] for k in keys}))
 
 
 def run_main():
+  """Entry point of the console script and of `python -m`."""
   cli.run(main, sys.modules[__name__])
 
 

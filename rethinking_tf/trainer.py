@@ -53,10 +53,9 @@ from rethinking_tf import data
 from rethinking_tf import models
 from rethinking_tf import registry
 
-CSV_FIELDS = ('epoch', 'step', 'learning_rate', 'train_loss', 'train_accuracy',
-              'train_eval_loss', 'train_eval_accuracy', 'test_loss',
-              'test_accuracy', 'seconds', 'train_eval_top5_accuracy',
-              'test_top5_accuracy')
+CSV_FIELDS = ('epoch', 'step', 'learning_rate', 'train_loss', 'train_accuracy', 'train_eval_loss',
+              'train_eval_accuracy', 'test_loss', 'test_accuracy', 'seconds',
+              'train_eval_top5_accuracy', 'test_top5_accuracy')
 
 
 class MomentumSGD(keras.optimizers.SGD):
@@ -75,10 +74,13 @@ class MomentumSGD(keras.optimizers.SGD):
     momentum = self.momentums[self._get_variable_index(variable)]
     handle = lambda v: (v.value if isinstance(v, keras.Variable) else v).handle
     dtype = variable.dtype
-    tf.raw_ops.ResourceApplyKerasMomentum(
-        var=handle(variable), accum=handle(momentum), lr=tf.cast(learning_rate, dtype),
-        grad=tf.cast(gradient, dtype), momentum=tf.cast(self.momentum, dtype),
-        use_locking=False, use_nesterov=False)
+    tf.raw_ops.ResourceApplyKerasMomentum(var=handle(variable),
+                                          accum=handle(momentum),
+                                          lr=tf.cast(learning_rate, dtype),
+                                          grad=tf.cast(gradient, dtype),
+                                          momentum=tf.cast(self.momentum, dtype),
+                                          use_locking=False,
+                                          use_nesterov=False)
     return None
 
 
@@ -143,10 +145,15 @@ class TrainConfig:
 
 
 def versions() -> dict[str, str]:
+  """The library versions a run records in results.json."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  return {'python': platform.python_version(), 'tensorflow': tf.__version__,
-          'keras': keras.__version__, 'numpy': np.__version__,
-          'tensorflow_datasets': tfds.__version__}
+  return {
+      'python': platform.python_version(),
+      'tensorflow': tf.__version__,
+      'keras': keras.__version__,
+      'numpy': np.__version__,
+      'tensorflow_datasets': tfds.__version__
+  }
 
 
 def _read_metrics(path: str) -> list[dict[str, float]]:
@@ -184,8 +191,7 @@ def prepare_logdir(config: TrainConfig, flagfile: str | None) -> None:
   results = os.path.join(config.logdir, 'results.json')
   settings_path = os.path.join(config.logdir, 'config.json')
   settings = config.as_dict()
-  ignore = ('overwrite', 'verbose', 'epochs', 'logdir', 'steps_per_execution',
-            'image_cache')
+  ignore = ('overwrite', 'verbose', 'epochs', 'logdir', 'steps_per_execution', 'image_cache')
   if config.overwrite:
     for name in os.listdir(config.logdir):
       path = os.path.join(config.logdir, name)
@@ -215,7 +221,7 @@ def prepare_logdir(config: TrainConfig, flagfile: str | None) -> None:
 class _EpochEnd(keras.callbacks.Callback):
   """Evaluates, logs, checkpoints and decides to stop after each epoch."""
 
-  def __init__(self, trainer: '_Trainer'):
+  def __init__(self, trainer: _Trainer):
     super().__init__()
     self.t = trainer
 
@@ -237,12 +243,11 @@ class _Trainer:
     self.p = pipelines
     keras.utils.set_random_seed(c.randomization.seed)
     replicas = self.strategy.num_replicas_in_sync
-    error = steps_per_execution_error(c.steps_per_execution, pipelines.steps_per_epoch,
-                                      replicas)
+    error = steps_per_execution_error(c.steps_per_execution, pipelines.steps_per_epoch, replicas)
     if error:
       raise ValueError(error)
-    self.steps_per_execution = (c.steps_per_execution or auto_steps_per_execution(
-        pipelines.steps_per_epoch, replicas))
+    self.steps_per_execution = (c.steps_per_execution or
+                                auto_steps_per_execution(pipelines.steps_per_epoch, replicas))
     decay_steps = c.lr_decay_steps or pipelines.steps_per_epoch
     warning = cpu.precision_warning(c.precision)
     if warning and not tf.config.list_physical_devices('GPU'):
@@ -258,20 +263,27 @@ class _Trainer:
   def _build_model(self, pipelines: data.Pipelines, decay_steps: int) -> None:
     c = self.config
     with self.strategy.scope():
-      self.model = models.build(
-          c.model, pipelines.input_shape, pipelines.num_classes,
-          weight_decay=c.weight_decay, dropout=c.dropout, batch_norm=c.batch_norm,
-          bn_momentum=c.bn_momentum, seed=c.randomization.seed,
-          synchronized_bn=self.strategy.num_replicas_in_sync > 1)
-      self.schedule = keras.optimizers.schedules.ExponentialDecay(
-          c.lr, decay_steps, c.lr_decay, staircase=True)
+      self.model = models.build(c.model,
+                                pipelines.input_shape,
+                                pipelines.num_classes,
+                                weight_decay=c.weight_decay,
+                                dropout=c.dropout,
+                                batch_norm=c.batch_norm,
+                                bn_momentum=c.bn_momentum,
+                                seed=c.randomization.seed,
+                                synchronized_bn=self.strategy.num_replicas_in_sync > 1)
+      self.schedule = keras.optimizers.schedules.ExponentialDecay(c.lr,
+                                                                  decay_steps,
+                                                                  c.lr_decay,
+                                                                  staircase=True)
       self.optimizer = MomentumSGD(self.schedule, momentum=c.momentum)
-      self.model.compile(
-          optimizer=self.optimizer,
-          loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-          metrics=[keras.metrics.SparseCategoricalAccuracy(name='accuracy'),
-                   keras.metrics.SparseTopKCategoricalAccuracy(5, name='top5')],
-          steps_per_execution=self.steps_per_execution)
+      self.model.compile(optimizer=self.optimizer,
+                         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                         metrics=[
+                             keras.metrics.SparseCategoricalAccuracy(name='accuracy'),
+                             keras.metrics.SparseTopKCategoricalAccuracy(5, name='top5')
+                         ],
+                         steps_per_execution=self.steps_per_execution)
       # Under mixed_float16 Keras wraps the optimizer for loss scaling.
       self.optimizer = self.model.optimizer
       self.optimizer.build(self.model.trainable_variables)
@@ -301,13 +313,18 @@ class _Trainer:
     test = self.evaluate(self.p.test)
     step = int(self.optimizer.iterations.numpy())
     lr = float(self.schedule(max(step - 1, 0)))
-    row = dict(epoch=epoch, step=step, learning_rate=lr,
+    row = dict(epoch=epoch,
+               step=step,
+               learning_rate=lr,
                train_loss=float(logs.get('loss', np.nan)),
                train_accuracy=float(logs.get('accuracy', np.nan)),
-               train_eval_loss=train_eval[0], train_eval_accuracy=train_eval[1],
-               test_loss=test[0], test_accuracy=test[1],
+               train_eval_loss=train_eval[0],
+               train_eval_accuracy=train_eval[1],
+               test_loss=test[0],
+               test_accuracy=test[1],
                seconds=time.time() - self.start,
-               train_eval_top5_accuracy=train_eval[2], test_top5_accuracy=test[2])
+               train_eval_top5_accuracy=train_eval[2],
+               test_top5_accuracy=test[2])
     self.rows.append(row)
     with self.writer.as_default(step=epoch):
       for split in ('train', 'train_eval', 'test'):
@@ -316,16 +333,17 @@ class _Trainer:
       tf.summary.scalar('learning_rate', lr)
       tf.summary.scalar('global_step', step)
     self.writer.flush()
-    diverged = not all(np.isfinite(row[k]) for k in ('train_loss', 'train_eval_loss',
-                                                      'test_loss'))
+    diverged = not all(np.isfinite(row[k]) for k in ('train_loss', 'train_eval_loss', 'test_loss'))
     if not diverged:  # A diverged epoch's weights are not worth resuming from.
       self.manager.save(checkpoint_number=epoch)
     _write_metrics(self.csv_path, self.rows)
     if c.verbose:
-      print(f'epoch {epoch:4d}/{c.epochs}  step {step:7d}  lr {lr:.5f}  '
-            f'loss {row["train_loss"]:.4f}  train acc {row["train_accuracy"]:.4f}  '
-            f'eval train acc {row["train_eval_accuracy"]:.4f}  '
-            f'test acc {row["test_accuracy"]:.4f}  {row["seconds"]:.0f}s', flush=True)
+      print(
+          f'epoch {epoch:4d}/{c.epochs}  step {step:7d}  lr {lr:.5f}  '
+          f'loss {row["train_loss"]:.4f}  train acc {row["train_accuracy"]:.4f}  '
+          f'eval train acc {row["train_eval_accuracy"]:.4f}  '
+          f'test acc {row["test_accuracy"]:.4f}  {row["seconds"]:.0f}s',
+          flush=True)
     if diverged:
       raise Diverged(epoch, step, self.csv_path)
     if self.should_stop():
@@ -354,14 +372,22 @@ class _Trainer:
     if initial_epoch == 0:
       with self.writer.as_default():
         from tensorboard.plugins.hparams import api as hp  # pylint: disable=g-import-not-at-top
-        hp.hparams({k: v if isinstance(v, (bool, int, float, str)) else str(v)
-                    for k, v in c.as_dict().items()}, trial_id=os.path.basename(c.logdir))
+        hp.hparams(
+            {
+                k: v if isinstance(v, (bool, int, float, str)) else str(v)
+                for k, v in c.as_dict().items()
+            },
+            trial_id=os.path.basename(c.logdir))
     fit_start, fit_steps = time.time(), 0
     if initial_epoch < c.epochs and not (initial_epoch and self.should_stop()):
       steps_before = int(self.optimizer.iterations.numpy())
-      self.model.fit(self.p.train(initial_epoch), epochs=c.epochs,
-                     initial_epoch=initial_epoch, steps_per_epoch=self.p.steps_per_epoch,
-                     callbacks=[_EpochEnd(self)], verbose=0, shuffle=False)
+      self.model.fit(self.p.train(initial_epoch),
+                     epochs=c.epochs,
+                     initial_epoch=initial_epoch,
+                     steps_per_epoch=self.p.steps_per_epoch,
+                     callbacks=[_EpochEnd(self)],
+                     verbose=0,
+                     shuffle=False)
       fit_steps = int(self.optimizer.iterations.numpy()) - steps_before
     return self.results(fit_steps, time.time() - fit_start)
 
@@ -394,8 +420,7 @@ class _Trainer:
         'num_replicas': self.strategy.num_replicas_in_sync,
         'steps_per_execution': self.steps_per_execution,
         'wall_seconds': last['seconds'],
-        'examples_per_second': (fit_steps * c.batch_size / fit_seconds
-                                if fit_steps else None),
+        'examples_per_second': (fit_steps * c.batch_size / fit_seconds if fit_steps else None),
         'examples_per_second_note': 'training images per second over this '
                                     "process's fit call, evaluation passes included",
         'versions': versions(),
@@ -403,7 +428,8 @@ class _Trainer:
     }
 
 
-def run(config: TrainConfig, strategy: tf.distribute.Strategy | None = None,
+def run(config: TrainConfig,
+        strategy: tf.distribute.Strategy | None = None,
         flagfile: str | None = None) -> dict[str, Any]:
   """Trains one run (resuming it if interrupted) and returns results.json's dict.
 
@@ -419,16 +445,19 @@ def run(config: TrainConfig, strategy: tf.distribute.Strategy | None = None,
   strategy = strategy or tf.distribute.get_strategy()
   worker = _worker_dir(strategy)
   if worker:  # Every worker saves (collectively), each to its own directory.
-    config = dataclasses.replace(config, logdir=os.path.join(config.logdir, worker),
-                                 verbose=False)
+    config = dataclasses.replace(config, logdir=os.path.join(config.logdir, worker), verbose=False)
   prepare_logdir(config, flagfile)
   try:
     trainer = _Trainer(config, strategy)
-    pipelines = data.make_pipelines(
-        config.dataset, config.data_dir, config.randomization,
-        config.batch_size, config.train_size, config.random_crop,
-        augment=config.augment, test_size=config.test_size,
-        image_cache=config.image_cache)
+    pipelines = data.make_pipelines(config.dataset,
+                                    config.data_dir,
+                                    config.randomization,
+                                    config.batch_size,
+                                    config.train_size,
+                                    config.random_crop,
+                                    augment=config.augment,
+                                    test_size=config.test_size,
+                                    image_cache=config.image_cache)
     trainer.build(pipelines)
     results = trainer.train()
   except BaseException as e:  # Recorded for the sweep runner, then re-raised.
@@ -459,8 +488,8 @@ def make_strategy(name: str, num_cpu_devices: int = 1) -> tf.distribute.Strategy
   """
   if num_cpu_devices > 1:
     cpu = tf.config.list_physical_devices('CPU')[0]
-    tf.config.set_logical_device_configuration(
-        cpu, [tf.config.LogicalDeviceConfiguration()] * num_cpu_devices)
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] *
+                                               num_cpu_devices)
   if name == 'default':
     return tf.distribute.get_strategy()
   if name == 'mirrored':
@@ -470,4 +499,3 @@ def make_strategy(name: str, num_cpu_devices: int = 1) -> tf.distribute.Strategy
   if name == 'multi_worker':
     return tf.distribute.MultiWorkerMirroredStrategy()
   raise ValueError(f'unknown strategy {name!r}; allowed: default, mirrored, multi_worker')
-

@@ -26,11 +26,17 @@ def _private_cache_home(tmp_path_factory):
     yield
 
 
-def run_module(module: str, *args: str, timeout: float = 300,
+def run_module(module: str,
+               *args: str,
+               timeout: float = 300,
                **kwargs) -> subprocess.CompletedProcess:
   """Runs `python -m module args` and returns the completed process."""
-  return subprocess.run([sys.executable, '-m', module, *args], capture_output=True,
-                        text=True, timeout=timeout, cwd=REPO, **kwargs)
+  return subprocess.run([sys.executable, '-m', module, *args],
+                        capture_output=True,
+                        text=True,
+                        timeout=timeout,
+                        cwd=REPO,
+                        **kwargs)
 
 
 @pytest.fixture(scope='session')
@@ -72,8 +78,13 @@ def flagfile_config(name: str, **overrides) -> dict:
   return {**config, **overrides}
 
 
-def write_run_dir(logdir: str, name: str, *, metrics: list[list], flags: str | None = None,
-                  config: dict | None = None, results: dict | None = None,
+def write_run_dir(logdir: str,
+                  name: str,
+                  *,
+                  metrics: list[list],
+                  flags: str | None = None,
+                  config: dict | None = None,
+                  results: dict | None = None,
                   failed: str | None = None) -> str:
   """A fabricated run directory as the training binary leaves it: config.json
   (default: flags/<name>.cfg's settings, if that flagfile exists), flags.cfg

@@ -12,18 +12,22 @@ from conftest import REPO
 
 @pytest.mark.slow
 def test_benchmark_last_line_json():
-  proc = subprocess.run(
-      [sys.executable, os.path.join(REPO, 'tools', 'benchmark.py'),
-       '--models=mlp_1x64', '--train_size=256', '--batch_size=64', '--steps=4',
-       '--pipeline_batches=5', '--pipeline_modes=random_crop', '--breakdown'],
-      capture_output=True, text=True, timeout=120, cwd=REPO)
+  proc = subprocess.run([
+      sys.executable,
+      os.path.join(REPO, 'tools',
+                   'benchmark.py'), '--models=mlp_1x64', '--train_size=256', '--batch_size=64',
+      '--steps=4', '--pipeline_batches=5', '--pipeline_modes=random_crop', '--breakdown'
+  ],
+                        capture_output=True,
+                        text=True,
+                        timeout=120,
+                        cwd=REPO)
   assert proc.returncode == 0, proc.stderr[-3000:]
   lines = proc.stdout.strip().splitlines()
   assert any('PASS' in line or 'FAIL' in line for line in lines[:-1])
   result = json.loads(lines[-1])
   r = result['models']['mlp_1x64']
-  for key in ('images_per_second', 'bare_images_per_second', 'flops_per_image',
-              'peak_fraction'):
+  for key in ('images_per_second', 'bare_images_per_second', 'flops_per_image', 'peak_fraction'):
     assert r[key] > 0, key
   # 2352*64 + 64*10 multiply-adds forward; x3 minus the first layer's input grads.
   assert r['flops_per_image'] == 3 * 2 * (2352 * 64 + 640) - 2 * 2352 * 64
@@ -39,16 +43,24 @@ def test_benchmark_last_line_json():
 
 @pytest.mark.slow
 def test_gemm_shapes():
-  proc = subprocess.run(
-      [sys.executable, os.path.join(REPO, 'tools', 'benchmark.py'),
-       '--gemm_shapes=64x64x64,32x100x10'], capture_output=True, text=True, timeout=120,
-      cwd=REPO)
+  proc = subprocess.run([
+      sys.executable,
+      os.path.join(REPO, 'tools', 'benchmark.py'), '--gemm_shapes=64x64x64,32x100x10'
+  ],
+                        capture_output=True,
+                        text=True,
+                        timeout=120,
+                        cwd=REPO)
   assert proc.returncode == 0, proc.stderr[-3000:]
   rates = json.loads(proc.stdout.strip().splitlines()[-1])['gemm_flops_per_second']
   assert set(rates) == {'64x64x64', '32x100x10'} and min(rates.values()) > 0
   bad = subprocess.run(
-      [sys.executable, os.path.join(REPO, 'tools', 'benchmark.py'), '--gemm_shapes=64x64'],
-      capture_output=True, text=True, timeout=120, cwd=REPO)
+      [sys.executable,
+       os.path.join(REPO, 'tools', 'benchmark.py'), '--gemm_shapes=64x64'],
+      capture_output=True,
+      text=True,
+      timeout=120,
+      cwd=REPO)
   assert bad.returncode == 2 and '--gemm_shapes: 64x64; allowed: MxKxN' in bad.stderr
 
 
@@ -56,12 +68,21 @@ def test_gemm_shapes():
 def test_conv_shapes():
   from rethinking_tf import cpu  # pylint: disable=g-import-not-at-top
   bad = subprocess.run(
-      [sys.executable, os.path.join(REPO, 'tools', 'benchmark.py'), '--conv_shapes=8x3x4'],
-      capture_output=True, text=True, timeout=120, cwd=REPO)
+      [sys.executable,
+       os.path.join(REPO, 'tools', 'benchmark.py'), '--conv_shapes=8x3x4'],
+      capture_output=True,
+      text=True,
+      timeout=120,
+      cwd=REPO)
   assert bad.returncode == 2 and '--conv_shapes: 8x3x4; allowed: HxCINxCOUTxK' in bad.stderr
-  proc = subprocess.run(
-      [sys.executable, os.path.join(REPO, 'tools', 'benchmark.py'), '--batch_size=4',
-       '--conv_shapes=8x3x4x3'], capture_output=True, text=True, timeout=120, cwd=REPO)
+  proc = subprocess.run([
+      sys.executable,
+      os.path.join(REPO, 'tools', 'benchmark.py'), '--batch_size=4', '--conv_shapes=8x3x4x3'
+  ],
+                        capture_output=True,
+                        text=True,
+                        timeout=120,
+                        cwd=REPO)
   assert proc.returncode == 0, proc.stderr[-3000:]
   lines = proc.stdout.strip().splitlines()
   result = json.loads(lines[-1])
@@ -80,8 +101,7 @@ def test_conv_table_without_nchw_says_so_in_one_line(monkeypatch):
   """The benchmark's convolution report on a CPU without an NCHW kernel."""
   from rethinking_tf import benchmark, cpu  # pylint: disable=g-import-not-at-top
   monkeypatch.setattr(cpu, 'nchw_conv_supported', lambda: False)
-  table, result = benchmark.conv_table([(8, 3, 4, 3), (6, 2, 2, 1)], batch_size=4,
-                                       seconds=0.01)
+  table, result = benchmark.conv_table([(8, 3, 4, 3), (6, 2, 2, 1)], batch_size=4, seconds=0.01)
   lines = table.splitlines()
   assert lines[0].split() == ['conv', 'HxCINxCOUTxK,', 'batch', '4', 'NHWC', 'GFLOP/s']
   assert set(lines[1]) == {'-', ' '}
@@ -100,8 +120,7 @@ def test_step_breakdown_counts_every_layer():
   from rethinking_tf import benchmark, models  # pylint: disable=g-import-not-at-top
   b = benchmark.step_breakdown('alexnet', batch_size=4, seconds=0.01)
   model = models.build('alexnet', (28, 28, 3), 10)
-  kinds = [type(l).__name__ for l in model.layers
-           if not isinstance(l, keras.layers.InputLayer)]
+  kinds = [type(l).__name__ for l in model.layers if not isinstance(l, keras.layers.InputLayer)]
   assert [r['type'] for r in b['layers']] == kinds
   assert b['train_flops_per_step'] == 4 * benchmark.flops_per_image(model)['train']
   assert b['layers'][0]['train_flops'] == 4 * 2 * 2 * (28 * 28 * 64 * 5 * 5 * 3)
@@ -112,14 +131,18 @@ def test_step_breakdown_counts_every_layer():
 
 
 @pytest.mark.parametrize('args,message', [
-    (['--dataset=image_folder', '--data_dir=/nonexistent/cifar'],
-     "error: --data_dir='/nonexistent/cifar' is not a readable directory"),
+    (['--dataset=image_folder', '--data_dir=/nonexistent/cifar'
+     ], "error: --data_dir='/nonexistent/cifar' is not a readable directory"),
     (['--train_size=5000'], 'error: --train_size=5000 exceeds the 1347 training examples'),
 ])
 def test_missing_data_is_one_line_before_any_work(args, message):
   proc = subprocess.run(
-      [sys.executable, os.path.join(REPO, 'tools', 'benchmark.py'), '--models=mlp_1x64', *args],
-      capture_output=True, text=True, timeout=120, cwd=REPO)
+      [sys.executable,
+       os.path.join(REPO, 'tools', 'benchmark.py'), '--models=mlp_1x64', *args],
+      capture_output=True,
+      text=True,
+      timeout=120,
+      cwd=REPO)
   assert proc.returncode == 2, proc.stderr[-2000:]
   assert proc.stderr.strip().splitlines()[-1].startswith(message), proc.stderr[-2000:]
   assert 'Traceback' not in proc.stderr and not proc.stdout

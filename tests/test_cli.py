@@ -26,8 +26,11 @@ FLAG_ERROR_SECONDS = 5.0
 
 
 def _run(binary, *args, timeout=300):
-  return subprocess.run([sys.executable, *BINARIES[binary], *args], capture_output=True,
-                        text=True, timeout=timeout, cwd=REPO)
+  return subprocess.run([sys.executable, *BINARIES[binary], *args],
+                        capture_output=True,
+                        text=True,
+                        timeout=timeout,
+                        cwd=REPO)
 
 
 def _write_folder(root, counts, size=32, seed=0):
@@ -71,8 +74,8 @@ FLAG_ERRORS = [
     ('train', None, ['--model=resnet50'], '--model=resnet50 is unknown; allowed: inception'),
     ('train', None, ['--corrupt_prob=1.5'], '--corrupt_prob=1.5 is outside [0, 1]'),
     ('train', None, ['--dataset=image_folder'], "--data_dir=None is not a readable directory"),
-    ('train', None, ['--dataset=image_folder', '--data_dir={tmp}/missing'],
-     'missing\' is not a readable directory'),
+    ('train', None, ['--dataset=image_folder',
+                     '--data_dir={tmp}/missing'], 'missing\' is not a readable directory'),
     ('train', None, ['--train_size=99999'], '--train_size=99999 exceeds the 1347 training'),
     ('train', None, ['--test_size=451'], '--test_size=451 exceeds the 450 test examples'),
     ('train', None, ['--logdir=/proc/forbidden/run'],
@@ -89,8 +92,8 @@ FLAG_ERRORS = [
     ('train', None, ['--epochs=ten'], "--epochs=ten: invalid literal for int() with base 10: "
      "'ten'; allowed: a positive integer"),
     ('train', None, ['positional'], "unexpected arguments ['positional']"),
-    ('train', None, ['--strategy=mirrored', '--num_cpu_devices=2', '--batch_size=5'],
-     '--batch_size=5 is not divisible by the 2 replicas'),
+    ('train', None, ['--strategy=mirrored', '--num_cpu_devices=2',
+                     '--batch_size=5'], '--batch_size=5 is not divisible by the 2 replicas'),
     ('train', None, ['--steps_per_execution=4'], '--steps_per_execution=4 does not divide the 11'),
     ('train', 'empty_class', ['--dataset=image_folder', '--data_dir={folder}'],
      'class folder {folder}/train/c has no images'),
@@ -113,8 +116,8 @@ FLAG_ERRORS = [
     ('benchmark', None, ['--pipeline_modes=nope'], '--pipeline_modes: nope is unknown'),
     ('benchmark', None, ['--steps_per_execution=7', '--models=mlp_1x64'],
      '--steps_per_execution=7 does not divide the 10 steps'),
-    ('benchmark', None, ['--dataset=image_folder', '--data_dir={tmp}/missing'],
-     'is not a readable directory'),
+    ('benchmark', None, ['--dataset=image_folder',
+                         '--data_dir={tmp}/missing'], 'is not a readable directory'),
     ('benchmark', None, ['--bogus'], 'unknown flag --bogus'),
 ]
 
@@ -153,20 +156,23 @@ try:
     runpy.run_module(target, run_name='__main__', alter_sys=True)
 except SystemExit as e:
   code = e.code
-print(json.dumps({'code': code, 'loaded': sorted(m for m in %r if m in sys.modules)}))
-''' % (HEAVY,)
+print(json.dumps({'code': code, 'loaded': sorted(m for m in HEAVY if m in sys.modules)}))
+'''.replace('HEAVY', repr(HEAVY))
 
 
-@pytest.mark.parametrize('binary, args', [
-    ('train', ['--model=resnet50']),
-    ('train', ['--dataset=cifar10', '--data_dir={tmp}/tfds']),  # No network, or it is there.
-    ('train', ['--train_size=99999']),
-    ('train', ['--epochs=-1']),
-    ('quickstart', ['--epochs=0']),
-    ('expressivity', ['--dataset=digits', '--theta=2']),
-    ('kernels', ['--dataset=digits', '--gamma=-1']),
-    ('benchmark', ['--train_size=5000']),
-], ids=lambda v: v if isinstance(v, str) else ' '.join(v))
+@pytest.mark.parametrize(
+    'binary, args',
+    [
+        ('train', ['--model=resnet50']),
+        ('train', ['--dataset=cifar10', '--data_dir={tmp}/tfds']),  # No network, or it is there.
+        ('train', ['--train_size=99999']),
+        ('train', ['--epochs=-1']),
+        ('quickstart', ['--epochs=0']),
+        ('expressivity', ['--dataset=digits', '--theta=2']),
+        ('kernels', ['--dataset=digits', '--gamma=-1']),
+        ('benchmark', ['--train_size=5000']),
+    ],
+    ids=lambda v: v if isinstance(v, str) else ' '.join(v))
 def test_flag_errors_import_no_tensorflow(tmp_path, binary, args):
   """Run in-process by runpy; the heavy modules must not be in sys.modules."""
   target = BINARIES[binary][-1]
@@ -175,8 +181,11 @@ def test_flag_errors_import_no_tensorflow(tmp_path, binary, args):
     from rethinking_tf import sources  # pylint: disable=g-import-not-at-top
     if sources._network_available('www.cs.toronto.edu'):  # pylint: disable=protected-access
       pytest.skip('network available: cifar10 would download')
-  proc = subprocess.run([sys.executable, '-c', _PROBE, target, *args], capture_output=True,
-                        text=True, timeout=120, cwd=REPO)
+  proc = subprocess.run([sys.executable, '-c', _PROBE, target, *args],
+                        capture_output=True,
+                        text=True,
+                        timeout=120,
+                        cwd=REPO)
   result = json.loads(proc.stdout.strip().splitlines()[-1])
   assert result['code'] == 2, proc.stderr
   assert result['loaded'] == [], proc.stderr
@@ -185,8 +194,10 @@ def test_flag_errors_import_no_tensorflow(tmp_path, binary, args):
 
 
 @pytest.mark.parametrize('binary, flags', [
-    ('train', ['dataset', 'data_dir', 'labels', 'inputs', 'corrupt_prob', 'train_size',
-               'seed', 'image_cache', 'model', 'logdir', 'epochs']),
+    ('train', [
+        'dataset', 'data_dir', 'labels', 'inputs', 'corrupt_prob', 'train_size', 'seed',
+        'image_cache', 'model', 'logdir', 'epochs'
+    ]),
     ('expressivity', ['dataset', 'labels', 'inputs', 'image_cache', 'theta', 'one_hot']),
     ('kernels', ['dataset', 'labels', 'inputs', 'image_cache', 'kernel', 'gamma']),
     ('quickstart', ['logdir', 'epochs', 'overwrite']),
@@ -202,19 +213,18 @@ def test_help_lists_the_binarys_own_flags(binary, flags, help_flag):
 def test_startup_lines_filter():
   """The lines TensorFlow 2.21 prints at start-up on a CPU-only machine."""
   from rethinking_tf import cli  # pylint: disable=g-import-not-at-top
-  startup = (
-      'WARNING: All log messages before absl::InitializeLog() is called are written to '
-      'STDERR\n'
-      'I0000 00:00:1796161971.960927    5492 port.cc:153] oneDNN custom operations are '
-      'on. You may see slightly different numerical results.\n'
-      'I0000 00:00:1796161971.961254    5492 cudart_stub.cc:31] Could not find cuda '
-      'drivers on your machine, GPU will not be used.\n'
-      'I0000 00:00:1796162005.647218    6676 cpu_feature_guard.cc:227] This TensorFlow '
-      'binary is optimized to use available CPU instructions.\n'
-      'To enable the following instructions: AVX2 FMA, in other operations, rebuild '
-      'TensorFlow with the appropriate compiler flags.\n'
-      'E0000 00:00:1796161981.121006    5492 cuda_platform.cc:52] failed call to cuInit: '
-      'INTERNAL: CUDA error: Failed call to cuInit: UNKNOWN ERROR (303)\n')
+  startup = ('WARNING: All log messages before absl::InitializeLog() is called are written to '
+             'STDERR\n'
+             'I0000 00:00:1796161971.960927    5492 port.cc:153] oneDNN custom operations are '
+             'on. You may see slightly different numerical results.\n'
+             'I0000 00:00:1796161971.961254    5492 cudart_stub.cc:31] Could not find cuda '
+             'drivers on your machine, GPU will not be used.\n'
+             'I0000 00:00:1796162005.647218    6676 cpu_feature_guard.cc:227] This TensorFlow '
+             'binary is optimized to use available CPU instructions.\n'
+             'To enable the following instructions: AVX2 FMA, in other operations, rebuild '
+             'TensorFlow with the appropriate compiler flags.\n'
+             'E0000 00:00:1796161981.121006    5492 cuda_platform.cc:52] failed call to cuInit: '
+             'INTERNAL: CUDA error: Failed call to cuInit: UNKNOWN ERROR (303)\n')
   real = ('W0000 00:00:1796161981.121006    5492 some_op.cc:12] a warning\n'
           'E0000 00:00:1796161981.121006    5492 some_op.cc:12] a real error\n'
           '/x/y.py:3: DeprecationWarning: a Python warning\n'
@@ -255,8 +265,11 @@ def test_console_script_help_lists_the_flags(module, flags):
   program that is not the module: --help must still list its flags."""
   code = (f'import sys; sys.argv = ["/usr/bin/rethinking-{module}", "--helpshort"]\n'
           f'from rethinking_tf import {module}; {module}.run_main()')
-  proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
-                        cwd=REPO, timeout=60)
+  proc = subprocess.run([sys.executable, '-c', code],
+                        capture_output=True,
+                        text=True,
+                        cwd=REPO,
+                        timeout=60)
   for name in flags:
     assert f'--{name}:' in proc.stdout, (name, proc.stdout)
 
@@ -265,8 +278,7 @@ def test_console_script_help_lists_the_flags(module, flags):
 def test_undecodable_image_is_one_line_naming_the_file(tmp_path, damage):
   """A .jpg that is not one, or is cut short: `data.DataError('<file>: <reason>')`
   from the loader, one line from the binary."""
-  folder = _write_folder(tmp_path / 'folder', {'train': {'a': 2, 'b': 2},
-                                               'test': {'a': 1, 'b': 1}})
+  folder = _write_folder(tmp_path / 'folder', {'train': {'a': 2, 'b': 2}, 'test': {'a': 1, 'b': 1}})
   bad = os.path.join(folder, 'train', 'b', 'bad.jpg')
   if damage == 'garbage':
     with open(bad, 'wb') as f:

@@ -60,8 +60,12 @@ def test_nchw_probe_predicts_the_benchmark_without_onednn():
           '  ran = type(e).__name__\n'
           'print(cpu.nchw_conv_supported(), ran)\n')
   env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS='0', TF_CPP_MIN_LOG_LEVEL='3')
-  proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
-                        cwd=REPO, env=env, timeout=300)
+  proc = subprocess.run([sys.executable, '-c', code],
+                        capture_output=True,
+                        text=True,
+                        cwd=REPO,
+                        env=env,
+                        timeout=300)
   assert proc.returncode == 0, proc.stderr[-2000:]
   probe, ran = proc.stdout.split()
   assert (probe, ran) in (('True', 'ran'), ('False', 'UnimplementedError'),

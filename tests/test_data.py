@@ -31,8 +31,8 @@ def test_label_corruption_changes_the_expected_fraction(p):
   n, k = 20000, 10
   labels = tf.constant(np.arange(n) % k, tf.int64)
   rand = data.Randomization(labels='corrupted', corrupt_prob=p, seed=3)
-  new = data.randomize_labels(labels, tf.range(n, dtype=tf.int64),
-                              data.label_tables(n, k, rand)).numpy()
+  new = data.randomize_labels(labels, tf.range(n, dtype=tf.int64), data.label_tables(n, k,
+                                                                                     rand)).numpy()
   changed = np.mean(new != labels.numpy())
   # A redrawn label keeps its class with probability 1/k: 0.9p change.
   assert abs(changed - 0.9 * p) < 0.015
@@ -50,8 +50,8 @@ def test_labels_fixed_per_example_and_by_seed():
   # Keyed by the stable index: a subset or a reordering sees the same labels.
   tables = data.label_tables(n, k, data.Randomization('random', seed=1))
   sub = tf.constant([4999, 7, 100], tf.int64)
-  assert (data.randomize_labels(tf.gather(labels, sub), sub, tables).numpy()
-          == draw(1)[[4999, 7, 100]]).all()
+  assert (data.randomize_labels(tf.gather(labels, sub), sub,
+                                tables).numpy() == draw(1)[[4999, 7, 100]]).all()
 
 
 def test_shuffled_pixels_one_permutation_for_train_and_test():
@@ -81,7 +81,8 @@ def test_random_pixels_independent_permutation_per_image():
   assert len(set(perms)) == 20
   # The test set keeps its real images.
   np.testing.assert_allclose(_randomized_images(arrays, rand, is_train=False),
-                             arrays.images / np.float32(255), rtol=1e-6)
+                             arrays.images / np.float32(255),
+                             rtol=1e-6)
   # Fixed: the same again (same ops, same shapes, same process: bit for bit).
   np.testing.assert_array_equal(out, _randomized_images(arrays, rand).reshape(20, -1, 3))
 
@@ -123,8 +124,7 @@ def test_balanced_subset():
 def test_test_size_keeps_a_balanced_test_subset():
   rand = data.Randomization(labels='random', seed=3)
   full = data.make_pipelines('digits', None, rand, batch_size=100, train_size=200)
-  small = data.make_pipelines('digits', None, rand, batch_size=100, train_size=200,
-                              test_size=100)
+  small = data.make_pipelines('digits', None, rand, batch_size=100, train_size=200, test_size=100)
   assert (full.num_test, small.num_test) == (450, 100)
   x_full, y_full = map(np.concatenate, zip(*[(x.numpy(), y.numpy()) for x, y in full.test]))
   x, y = map(np.concatenate, zip(*[(x.numpy(), y.numpy()) for x, y in small.test]))
@@ -143,10 +143,8 @@ def test_test_size_keeps_a_balanced_test_subset():
 
 def test_pipeline_deterministic_per_epoch_and_fixed_across_epochs():
   rand = data.Randomization(labels='random', seed=7)
-  p = data.make_pipelines('digits', None, rand, batch_size=100, train_size=500,
-                          random_crop=True)
-  q = data.make_pipelines('digits', None, rand, batch_size=100, train_size=500,
-                          random_crop=True)
+  p = data.make_pipelines('digits', None, rand, batch_size=100, train_size=500, random_crop=True)
+  q = data.make_pipelines('digits', None, rand, batch_size=100, train_size=500, random_crop=True)
   assert p.steps_per_epoch == 5 and p.num_train == 500
   first = lambda pipe, e: next(iter(pipe.train(e)))
   # Same seed, same epoch: the same batch, images included (crops are seeded);
@@ -160,6 +158,7 @@ def test_pipeline_deterministic_per_epoch_and_fixed_across_epochs():
     it = iter(p.train(e))
     xs, ys = zip(*[next(it) for _ in range(p.steps_per_epoch)])
     return np.concatenate(ys)
+
   y0, y1 = epoch_pairs(0), epoch_pairs(1)
   assert (y0 != y1).any()
   assert sorted(y0) == sorted(y1)
@@ -196,8 +195,7 @@ def test_image_folder(tmp_path):
   # PNG is lossless: the decoded pixels are the written ones.
   png = tf.io.decode_png(tf.io.read_file(str(tmp_path / 'train' / 'ant' / '1.png'))).numpy()
   np.testing.assert_array_equal(train.images[1], png)
-  p = data.make_pipelines('image_folder', str(tmp_path), data.Randomization(), 4,
-                          train_size=9)
+  p = data.make_pipelines('image_folder', str(tmp_path), data.Randomization(), 4, train_size=9)
   assert p.num_train == 9 and p.num_classes == 3 and p.num_test == 6
 
 
@@ -241,6 +239,7 @@ def decode_calls(monkeypatch):
   def counted(files):
     calls.append(len(files))
     return decode(files)
+
   monkeypatch.setattr(data, '_decode_files', counted)
   return calls
 
@@ -270,13 +269,14 @@ def test_undecodable_first_image_is_named(tmp_path, cache_home):
     data.load_arrays('image_folder', 'train', root)
 
 
-def test_image_cache_second_load_reads_the_entry(tmp_path, cache_home, decode_calls,
-                                                  monkeypatch):
+def test_image_cache_second_load_reads_the_entry(tmp_path, cache_home, decode_calls, monkeypatch):
   root = _small_folder(tmp_path / 'images')
   first = [data.load_arrays('image_folder', split, root) for split in ('train', 'test')]
   assert decode_calls == [6, 6]
   assert sorted(os.listdir(cache_home / 'rethinking_tf' / 'image_folder')) == [
-      os.path.basename(_entry(root, 'test')), os.path.basename(_entry(root))]
+      os.path.basename(_entry(root, 'test')),
+      os.path.basename(_entry(root))
+  ]
   monkeypatch.setattr(data, '_decode_files', lambda files: pytest.fail('decoded again'))
   for split, arrays in zip(('train', 'test'), first):
     again = data.load_arrays('image_folder', split, root)
@@ -307,8 +307,8 @@ def test_image_cache_changed_file_invalidates(tmp_path, cache_home, decode_calls
 
 
 @pytest.mark.parametrize('damage', ['truncated', 'flipped', 'empty'])
-def test_image_cache_corrupt_entry_is_ignored_and_rewritten(tmp_path, cache_home,
-                                                            decode_calls, damage):
+def test_image_cache_corrupt_entry_is_ignored_and_rewritten(tmp_path, cache_home, decode_calls,
+                                                            damage):
   root = _small_folder(tmp_path)
   first = data.load_arrays('image_folder', 'train', root)
   entry = _entry(root)
@@ -337,6 +337,7 @@ def test_image_cache_write_is_atomic(tmp_path, cache_home, decode_calls, monkeyp
   def dies(f, **arrays):
     f.write(b'PK\x03\x04 half an entry')
     raise OSError(28, 'No space left on device')
+
   monkeypatch.setattr(np, 'savez', dies)
   first = data.load_arrays('image_folder', 'train', root)
   directory = os.path.dirname(_entry(root))
@@ -344,8 +345,8 @@ def test_image_cache_write_is_atomic(tmp_path, cache_home, decode_calls, monkeyp
   monkeypatch.setattr(np, 'savez', savez)
   data.load_arrays('image_folder', 'train', root)
   assert os.listdir(directory) == [os.path.basename(_entry(root))]
-  np.testing.assert_array_equal(data.load_arrays('image_folder', 'train', root).images,
-                                first.images)
+  np.testing.assert_array_equal(
+      data.load_arrays('image_folder', 'train', root).images, first.images)
   assert decode_calls == [6, 6]
 
 
@@ -353,7 +354,8 @@ def test_image_cache_removes_temporary_files_of_killed_writers(tmp_path, cache_h
   root = _small_folder(tmp_path)
   directory = os.path.dirname(_entry(root))
   os.makedirs(directory)
-  old, fresh = (os.path.join(directory, os.path.basename(_entry(root)) + s)
+  old, fresh = (os.path.join(directory,
+                             os.path.basename(_entry(root)) + s)
                 for s in ('.old.tmp', '.fresh.tmp'))
   for path in (old, fresh):
     open(path, 'wb').write(b'PK half')
@@ -372,8 +374,7 @@ def test_image_cache_unwritable_directory_decodes(tmp_path, monkeypatch, decode_
   assert decode_calls == [6, 6]
 
 
-def test_image_cache_off_neither_reads_nor_writes(tmp_path, cache_home, decode_calls,
-                                                   monkeypatch):
+def test_image_cache_off_neither_reads_nor_writes(tmp_path, cache_home, decode_calls, monkeypatch):
   root = _small_folder(tmp_path)
   p = data.make_pipelines('image_folder', root, data.Randomization(), 4, image_cache=False)
   assert p.num_train == 6 and not os.path.exists(cache_home)
@@ -413,9 +414,11 @@ def test_corrupted_at_p_0_and_1_are_true_and_random_labels():
   n, k = 5000, 10
   labels = tf.constant(np.arange(n) % k, tf.int64)
   index = tf.range(n, dtype=tf.int64)
+
   def relabel(**kw):
     tables = data.label_tables(n, k, data.Randomization(seed=4, **kw))
     return data.randomize_labels(labels, index, tables).numpy()
+
   np.testing.assert_array_equal(relabel(labels='corrupted', corrupt_prob=0.0), labels.numpy())
   np.testing.assert_array_equal(relabel(labels='corrupted', corrupt_prob=1.0),
                                 relabel(labels='random'))
@@ -456,20 +459,19 @@ def test_random_offsets_cover_every_window_uniformly():
 def test_random_crop_pipeline_matches_reference():
   """Training batches are standardized random windows; train-eval the centre one."""
   rand = data.Randomization(seed=5)
-  p = data.make_pipelines('digits', None, rand, batch_size=64, train_size=128,
-                          random_crop=True)
+  p = data.make_pipelines('digits', None, rand, batch_size=64, train_size=128, random_crop=True)
   arrays, _, _, _ = data.randomized_arrays('digits', None, rand, train_size=128)
   images = arrays.images.astype(np.float32) / 255.0
   x, y = next(iter(p.train(2)))
-  order = tf.random.experimental.stateless_shuffle(
-      tf.range(128, dtype=tf.int64), tf.constant([5, 2], tf.int64)).numpy()[:64]
-  key = tf.random.experimental.stateless_fold_in(tf.constant([5, 2], tf.int64),
-                                                data._SALT_CROP)  # pylint: disable=protected-access
+  order = tf.random.experimental.stateless_shuffle(tf.range(128, dtype=tf.int64),
+                                                   tf.constant([5, 2], tf.int64)).numpy()[:64]
+  key = tf.random.experimental.stateless_fold_in(tf.constant([5, 2], tf.int64), data._SALT_CROP)  # pylint: disable=protected-access
   offsets = data.random_offsets(128, 32, 32, key).numpy()[:64]  # the epoch's first 64
   np.testing.assert_allclose(x.numpy(), _reference_crop(images, order, offsets), atol=2e-5)
   np.testing.assert_array_equal(y.numpy(), arrays.labels[order])
   x_eval, _ = next(iter(p.train_eval))
-  np.testing.assert_allclose(x_eval.numpy(), data.standardize(images[:len(x_eval)]).numpy(),
+  np.testing.assert_allclose(x_eval.numpy(),
+                             data.standardize(images[:len(x_eval)]).numpy(),
                              atol=2e-5)
 
 
@@ -484,8 +486,8 @@ def test_train_batches_are_the_epoch_order_cut_into_batches():
   y_all = np.concatenate([y.numpy() for _, y in p.train_eval])
   it = iter(p.train(4))
   for e in (4, 5):
-    order = tf.random.experimental.stateless_shuffle(
-        tf.range(n, dtype=tf.int64), tf.constant([3, e], tf.int64)).numpy()
+    order = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64),
+                                                     tf.constant([3, e], tf.int64)).numpy()
     for k in range(p.steps_per_epoch):
       x, y = next(it)
       idx = order[k * b:(k + 1) * b]
@@ -512,15 +514,18 @@ def test_chunks_are_batch_without_per_row_work(n, size):
 def test_data_tables_live_on_the_host():
   """The materialized tables stay on CPU:0 even inside another device's scope
   (as under a GPU default device), where tf.data gathers from them."""
-  code = (
-      'import numpy as np, tensorflow as tf\n'
-      'cpu = tf.config.list_physical_devices("CPU")[0]\n'
-      'tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)\n'
-      'from rethinking_tf import data\n'
-      'with tf.device("/CPU:1"):\n'
-      '  print(data._variable(np.zeros(3, np.float32)).device, tf.Variable(0.0).device)\n')
-  proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
-                        timeout=300, check=True)
+  code = ('import numpy as np, tensorflow as tf\n'
+          'cpu = tf.config.list_physical_devices("CPU")[0]\n'
+          'tf.config.set_logical_device_configuration(\n'
+          '    cpu, [tf.config.LogicalDeviceConfiguration()] * 2)\n'
+          'from rethinking_tf import data\n'
+          'with tf.device("/CPU:1"):\n'
+          '  print(data._variable(np.zeros(3, np.float32)).device, tf.Variable(0.0).device)\n')
+  proc = subprocess.run([sys.executable, '-c', code],
+                        capture_output=True,
+                        text=True,
+                        timeout=300,
+                        check=True)
   pinned, unpinned = proc.stdout.split()
   assert unpinned.endswith('CPU:1')  # the scope does move an ordinary variable
   assert pinned.endswith('CPU:0'), pinned

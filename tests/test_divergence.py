@@ -19,8 +19,9 @@ def test_diverging_run_stops_and_says_where(tmp_path):
                     '--learning_rate=1e6', f'--logdir={logdir}')
   assert proc.returncode == 1, proc.stderr
   lines = [l for l in proc.stderr.splitlines() if l.strip()]
-  match = re.fullmatch(r'error: run diverged at epoch (\d+), step (\d+); metrics up to it '
-                       r'are in (.*)', lines[-1])
+  match = re.fullmatch(
+      r'error: run diverged at epoch (\d+), step (\d+); metrics up to it '
+      r'are in (.*)', lines[-1])
   assert match, proc.stderr
   assert match.group(3) == os.path.join(logdir, 'metrics.csv')
   assert sum(l.startswith('error:') for l in lines) == 1 and 'Traceback' not in proc.stderr
@@ -33,7 +34,7 @@ def test_diverging_run_stops_and_says_where(tmp_path):
   assert [int(r['epoch']) for r in rows] == list(range(1, epoch + 1))
   assert int(rows[-1]['step']) == step == 4 * epoch  # 200 examples / batch 50
   last = rows[-1]
-  assert not all(math.isfinite(float(last[k])) for k in
-                 ('train_loss', 'train_eval_loss', 'test_loss'))
+  assert not all(
+      math.isfinite(float(last[k])) for k in ('train_loss', 'train_eval_loss', 'test_loss'))
   assert all(math.isfinite(float(r['train_loss'])) for r in rows[:-1])
   assert not os.path.exists(os.path.join(logdir, 'results.json'))

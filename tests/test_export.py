@@ -54,12 +54,25 @@ def _python_archive(path: str, source) -> str:
   """The layout of cifar-10-python.tar.gz: pickled dicts with bytes keys."""
   with tarfile.open(path, 'w:gz') as tar:
     for name, (rows, labels) in source.items():
-      _add(tar, f'cifar-10-batches-py/{name}', pickle.dumps(
-          {b'batch_label': name.encode(), b'labels': labels.tolist(),
-           b'data': rows, b'filenames': [b'x.png'] * len(labels)}, protocol=2))
-    _add(tar, 'cifar-10-batches-py/batches.meta', pickle.dumps(
-        {b'label_names': [n.encode() for n in export.CIFAR10_CLASSES],
-         b'num_cases_per_batch': PER_BATCH, b'num_vis': 3072}, protocol=2))
+      _add(
+          tar, f'cifar-10-batches-py/{name}',
+          pickle.dumps(
+              {
+                  b'batch_label': name.encode(),
+                  b'labels': labels.tolist(),
+                  b'data': rows,
+                  b'filenames': [b'x.png'] * len(labels)
+              },
+              protocol=2))
+    _add(
+        tar, 'cifar-10-batches-py/batches.meta',
+        pickle.dumps(
+            {
+                b'label_names': [n.encode() for n in export.CIFAR10_CLASSES],
+                b'num_cases_per_batch': PER_BATCH,
+                b'num_vis': 3072
+            },
+            protocol=2))
   return path
 
 
@@ -104,7 +117,10 @@ def test_refuses_a_non_empty_out_and_overwrites_an_earlier_export(tmp_path):
   assert export.main([f'--archive={archive}', f'--out={out}']) == 0
   before = sorted(os.listdir(out / 'train' / 'cat'))
   proc = subprocess.run([sys.executable, TOOL, f'--archive={archive}', f'--out={out}'],
-                        capture_output=True, text=True, cwd=REPO, timeout=60)
+                        capture_output=True,
+                        text=True,
+                        cwd=REPO,
+                        timeout=60)
   assert proc.returncode == 2
   assert proc.stderr.startswith('error: --out=') and 'not empty' in proc.stderr
   assert len(proc.stderr.strip().splitlines()) == 1
@@ -136,8 +152,11 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, message):
   if not any(a.startswith('--out') for a in args):
     args.append(f'--out={tmp_path}/out')
   before = sorted(os.listdir(tmp_path))
-  proc = subprocess.run([sys.executable, TOOL, *args], capture_output=True, text=True,
-                        cwd=REPO, timeout=60)
+  proc = subprocess.run([sys.executable, TOOL, *args],
+                        capture_output=True,
+                        text=True,
+                        cwd=REPO,
+                        timeout=60)
   assert proc.returncode == 2, proc.stderr
   assert proc.stderr.startswith('error: ') and message in proc.stderr, proc.stderr
   assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
@@ -171,8 +190,7 @@ def test_tfds_source(tmp_path, capsys):
                         f'--out={tmp_path}/out']) == 0
   for split in ('train', 'test'):
     assert sorted(os.listdir(tmp_path / 'out' / split)) == list(export.CIFAR10_CLASSES)
-    assert sum(len(os.listdir(tmp_path / 'out' / split / c))
-               for c in export.CIFAR10_CLASSES) == 12
+    assert sum(len(os.listdir(tmp_path / 'out' / split / c)) for c in export.CIFAR10_CLASSES) == 12
   assert 'tensorflow-datasets cifar10' in capsys.readouterr().out
 
 

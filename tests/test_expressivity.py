@@ -81,8 +81,7 @@ def test_agrees_with_dense_triangular_solve(theta):
   diag = np.diag(a_sorted)
   assert diag.min() > 0 and np.isclose(diag.min(), cons.min_gap)
   w_dense = solve_triangular(a_sorted, y[order], lower=True)
-  np.testing.assert_allclose(cons.w[:, 0], w_dense, rtol=1e-6,
-                             atol=1e-9 * np.abs(w_dense).max())
+  np.testing.assert_allclose(cons.w[:, 0], w_dense, rtol=1e-6, atol=1e-9 * np.abs(w_dense).max())
   np.testing.assert_allclose(a_mat @ cons.w[:, 0], y, atol=1e-8)
 
 
@@ -105,20 +104,22 @@ def test_bad_theta():
 def _run_binary(*args):
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3')
   return subprocess.run([sys.executable, '-m', 'rethinking_tf.expressivity', *args],
-                        capture_output=True, text=True, env=env, timeout=300, check=False)
+                        capture_output=True,
+                        text=True,
+                        env=env,
+                        timeout=300,
+                        check=False)
 
 
 def test_binary_digits_random_labels():
   proc = _run_binary('--dataset=digits', '--train_size=200', '--labels=random')
   assert proc.returncode == 0, proc.stderr
   result = json.loads(proc.stdout.strip().splitlines()[-1])
-  for key in ('num_weights', 'n', 'd', 'train_accuracy', 'max_abs_error', 'min_gap',
-              'seconds'):
+  for key in ('num_weights', 'n', 'd', 'train_accuracy', 'max_abs_error', 'min_gap', 'seconds'):
     assert key in result
   assert result['n'] == 200 and result['d'] == 28 * 28 * 3
   assert result['num_weights'] == 2 * 200 + 28 * 28 * 3
   assert result['train_accuracy'] == 1.0
-
 
 
 def test_distinct_points_closer_than_rounding_raise():

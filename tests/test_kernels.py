@@ -16,7 +16,7 @@ def _dense_kernel(x, kernel, gamma):
   x = x.astype(np.float64)
   if kernel == 'linear':
     return x @ x.T
-  sq = np.sum((x[:, None, :] - x[None, :, :]) ** 2, -1)
+  sq = np.sum((x[:, None, :] - x[None, :, :])**2, -1)
   return np.exp(-gamma * sq)
 
 
@@ -31,8 +31,12 @@ def test_blocked_kernel_matches_numpy(kernel):
   x, _ = _data(53, 9)
   k = kernels.kernel_matrix(x, kernel, gamma=0.3, block_size=7)
   np.testing.assert_allclose(k, _dense_kernel(x, kernel, 0.3), rtol=1e-5, atol=1e-5)
-  upper = kernels.kernel_matrix(x, kernel, gamma=0.3, block_size=7,
-                                out=np.zeros((53, 53), np.float32), upper_only=True)
+  upper = kernels.kernel_matrix(x,
+                                kernel,
+                                gamma=0.3,
+                                block_size=7,
+                                out=np.zeros((53, 53), np.float32),
+                                upper_only=True)
   np.testing.assert_allclose(np.triu(upper), np.triu(k), rtol=1e-6, atol=1e-6)
   assert np.all(upper[7:, :7] == 0)  # below the first diagonal block: untouched zeros
 
@@ -46,7 +50,8 @@ def test_solve_matches_numpy(l2):
   alpha = np.linalg.solve(k + l2 * np.eye(200), y)
   assert sol.jitter == 0.0 and sol.cholesky_failures == 0
   np.testing.assert_allclose(sol.alpha, alpha, rtol=1e-3, atol=1e-3 * np.abs(alpha).max())
-  np.testing.assert_allclose(np.sqrt(sol.sq_norm), np.sqrt(np.trace(alpha.T @ k @ alpha)),
+  np.testing.assert_allclose(np.sqrt(sol.sq_norm),
+                             np.sqrt(np.trace(alpha.T @ k @ alpha)),
                              rtol=1e-4)
 
 
@@ -60,8 +65,7 @@ def test_fit_and_evaluate_random_labels_interpolates():
   alpha = np.linalg.solve(k, np.eye(10)[labels])
   np.testing.assert_allclose(r['norm'], np.sqrt(np.trace(alpha.T @ k @ alpha)), rtol=1e-4)
   np.testing.assert_allclose(r['norm_from_factor'], r['norm'], rtol=1e-4)
-  sub = kernels.fit_and_evaluate(x, labels, xt, yt, 10, 'gaussian', gamma=0.5,
-                                 train_eval_size=50)
+  sub = kernels.fit_and_evaluate(x, labels, xt, yt, 10, 'gaussian', gamma=0.5, train_eval_size=50)
   assert sub['train_eval_size'] == 50 and sub['train_error'] == 0.0
 
 
@@ -89,9 +93,10 @@ def test_random_conv_features():
   # Batches of 4 + 2 instead of one of 6: the convolution kernel may block its
   # sums differently per batch size (it does on AVX2-only CPUs), so equal up
   # to float32 rounding of 3x3x3-term sums, not bit for bit.
-  np.testing.assert_allclose(
-      kernels.random_conv_features(images, 8, 3, 2, seed=1, batch_size=4), f,
-      rtol=1e-5, atol=1e-6 * np.abs(f).max())
+  np.testing.assert_allclose(kernels.random_conv_features(images, 8, 3, 2, seed=1, batch_size=4),
+                             f,
+                             rtol=1e-5,
+                             atol=1e-6 * np.abs(f).max())
 
 
 INPUTS = ('original', 'shuffled_pixels', 'random_pixels', 'gaussian')
@@ -113,13 +118,16 @@ def test_run_every_inputs_mode_on_digits(monkeypatch, features):
   conv = dict(num_filters=16, filter_size=5, pool=2, gamma=50.0)  # well conditioned here
   results = {}
   for mode in INPUTS:
-    results[mode] = kernels.run(
-        'digits', None, 120, data.Randomization(labels='random', inputs=mode, seed=3),
-        features=features, **(conv if features == 'random_conv' else {}))
+    results[mode] = kernels.run('digits',
+                                None,
+                                120,
+                                data.Randomization(labels='random', inputs=mode, seed=3),
+                                features=features,
+                                **(conv if features == 'random_conv' else {}))
   d = 32 * 32 * 3 if features == 'pixels' else 16 * 2 * 2
   for mode, r in results.items():
-    assert (r['inputs'], r['features'], r['n'], r['d'], r['num_test']) == (
-        mode, features, 120, d, 450)
+    assert (r['inputs'], r['features'], r['n'], r['d'], r['num_test']) == (mode, features, 120, d,
+                                                                           450)
     assert seen[mode][0].shape == (120, d) and seen[mode][1].shape == (450, d)
     assert np.isfinite(r['norm']) and r['max_residual'] < 0.1, r
     assert r['train_error'] == 0.0 and 0.0 <= r['test_error'] <= 1.0, r
@@ -141,17 +149,17 @@ def test_run_every_inputs_mode_on_digits(monkeypatch, features):
   as_pixels = lambda x: x.reshape(len(x), 32 * 32, 3)
   orig = as_pixels(train.images / np.float32(255))
   np.testing.assert_allclose(as_pixels(orig_train), orig, rtol=1e-6)
-  np.testing.assert_allclose(as_pixels(orig_test), as_pixels(test.images / np.float32(255)),
+  np.testing.assert_allclose(as_pixels(orig_test),
+                             as_pixels(test.images / np.float32(255)),
                              rtol=1e-6)
   perm = data.pixel_permutation(32, 32, 3).numpy()  # one permutation, train and test
   np.testing.assert_allclose(as_pixels(seen['shuffled_pixels'][0]), orig[:, perm], rtol=1e-6)
   np.testing.assert_allclose(as_pixels(seen['shuffled_pixels'][1]),
-                             as_pixels(orig_test)[:, perm], rtol=1e-6)
+                             as_pixels(orig_test)[:, perm],
+                             rtol=1e-6)
   # A common permutation leaves Gaussian-kernel distances, so the fit, unchanged.
-  assert abs(results['shuffled_pixels']['test_error']
-             - results['original']['test_error']) <= 0.01
-  assert results['shuffled_pixels']['norm'] == pytest.approx(results['original']['norm'],
-                                                             rel=1e-3)
+  assert abs(results['shuffled_pixels']['test_error'] - results['original']['test_error']) <= 0.01
+  assert results['shuffled_pixels']['norm'] == pytest.approx(results['original']['norm'], rel=1e-3)
   # random_pixels: each image a permutation of its own pixels (not all the same one).
   random = as_pixels(seen['random_pixels'][0])
   key = lambda a: a[np.lexsort(a.T[::-1])]
@@ -166,10 +174,15 @@ def test_run_every_inputs_mode_on_digits(monkeypatch, features):
 
 def test_binary_digits_random_labels():
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3')
-  proc = subprocess.run(
-      [sys.executable, '-m', 'rethinking_tf.kernels', '--dataset=digits',
-       '--train_size=500', '--labels=random'],
-      capture_output=True, text=True, env=env, timeout=300, check=False)
+  proc = subprocess.run([
+      sys.executable, '-m', 'rethinking_tf.kernels', '--dataset=digits', '--train_size=500',
+      '--labels=random'
+  ],
+                        capture_output=True,
+                        text=True,
+                        env=env,
+                        timeout=300,
+                        check=False)
   assert proc.returncode == 0, proc.stderr
   result = json.loads(proc.stdout.strip().splitlines()[-1])
   for key in ('n', 'train_error', 'test_error', 'norm', 'seconds'):

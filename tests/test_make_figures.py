@@ -15,37 +15,54 @@ import make_figures  # pylint: disable=wrong-import-position
 from conftest import flagfile_config, write_run_dir  # pylint: disable=wrong-import-position
 
 
-def fabricate(logdir: str, name: str, epochs: int = 5, steps_per_epoch: int = 40,
-              results: dict | None = None, failed: str | None = None,
-              train_size: int = 5000, target: int = 150, flagfile: str | None = None) -> str:
+def fabricate(logdir: str,
+              name: str,
+              epochs: int = 5,
+              steps_per_epoch: int = 40,
+              results: dict | None = None,
+              failed: str | None = None,
+              train_size: int = 5000,
+              target: int = 150,
+              flagfile: str | None = None) -> str:
   """A run directory with metrics.csv, flags.cfg and optionally results/failed."""
-  metrics = [[e, e * steps_per_epoch, 0.1 * 0.95 ** e, 2.3 / e, min(1.0, 0.2 * e), 2.3 / e,
-              min(1.0, 0.2 * e), 1.5, 0.5 + 0.05 * (e % 3), 10 * e] for e in range(1, epochs + 1)]
+  metrics = [[
+      e, e * steps_per_epoch, 0.1 * 0.95**e, 2.3 / e,
+      min(1.0, 0.2 * e), 2.3 / e,
+      min(1.0, 0.2 * e), 1.5, 0.5 + 0.05 * (e % 3), 10 * e
+  ] for e in range(1, epochs + 1)]
   if results is not None:
-    results = dict(train_accuracy=1.0, test_accuracy=0.6, best_test_accuracy=0.65,
-                   best_test_epoch=2, epochs_completed=epochs,
-                   steps_completed=epochs * steps_per_epoch, fit_epoch=epochs,
-                   fit_step=epochs * steps_per_epoch, trainable_params=1,
-                   label_noise_fraction=0.0, wall_seconds=1.0, examples_per_second=1.0,
+    results = dict(train_accuracy=1.0,
+                   test_accuracy=0.6,
+                   best_test_accuracy=0.65,
+                   best_test_epoch=2,
+                   epochs_completed=epochs,
+                   steps_completed=epochs * steps_per_epoch,
+                   fit_epoch=epochs,
+                   fit_step=epochs * steps_per_epoch,
+                   trainable_params=1,
+                   label_noise_fraction=0.0,
+                   wall_seconds=1.0,
+                   examples_per_second=1.0,
                    versions={}) | results
   config = flagfile_config(flagfile or name, train_size=train_size or None, epochs=target)
-  return write_run_dir(logdir, name, config=config, metrics=metrics, results=results,
-                       failed=failed)
+  return write_run_dir(logdir, name, config=config, metrics=metrics, results=results, failed=failed)
 
 
 def test_relative_convergence_divides_by_p0(tmp_path):
   logdir = str(tmp_path)
   for p, steps in ((0.0, 100), (0.2, 150), (0.4, 300)):
-    fabricate(logdir, make_figures.corrupt_run('alexnet', p), epochs=steps // 10,
-              steps_per_epoch=10, results={})
+    fabricate(logdir,
+              make_figures.corrupt_run('alexnet', p),
+              epochs=steps // 10,
+              steps_per_epoch=10,
+              results={})
   fabricate(logdir, make_figures.corrupt_run('alexnet', 0.6), results={'fit_step': None})
   fabricate(logdir, make_figures.corrupt_run('alexnet', 0.8), failed='exit code 1\n')
   rel, why = make_figures.relative_convergence(make_figures.fit_steps(logdir, 'alexnet'))
   assert rel == pytest.approx({0.0: 1.0, 0.2: 1.5, 0.4: 3.0})
-  assert why == [('p=0.6', 'never fitted in 5 ep'), ('p=0.8', 'failed'),
-                 ('p=1.0', 'missing')]
-  assert make_figures.group(why[1:] + [('p=0.9', 'failed')]) == (
-      'failed: p=0.8, p=0.9; missing: p=1.0')
+  assert why == [('p=0.6', 'never fitted in 5 ep'), ('p=0.8', 'failed'), ('p=1.0', 'missing')]
+  assert make_figures.group(why[1:] +
+                            [('p=0.9', 'failed')]) == ('failed: p=0.8, p=0.9; missing: p=1.0')
 
 
 def test_relative_convergence_without_baseline(tmp_path):
@@ -83,12 +100,12 @@ def test_figures_with_mixed_runs(tmp_path):
       fabricate(logdir, make_figures.corrupt_run(model, p), epochs=3 + i, results={})
   fabricate(logdir, 'figure2/inception_bn', epochs=6, target=100, results={})
   fabricate(logdir, 'figure2/inception_nobn', epochs=2, target=100)
-  fabricate(logdir, 'table2/inception_v3_wd', epochs=3, target=100, train_size=0,
-            results={})
+  fabricate(logdir, 'table2/inception_v3_wd', epochs=3, target=100, train_size=0, results={})
   out = str(tmp_path / 'figs')
   paths = make_figures.make_figures(logdir, out, dpi=40)
   assert sorted(os.path.basename(p) for p in paths) == [
-      'figure1.pdf', 'figure1.png', 'figure2.pdf', 'figure2.png']
+      'figure1.pdf', 'figure1.png', 'figure2.pdf', 'figure2.png'
+  ]
   for path in paths:
     assert os.path.getsize(path) > 1000
 
@@ -104,11 +121,13 @@ def test_cli_and_a_tree_without_matching_runs(tmp_path, capsys):
   assert err == (f'error: no run under --logdir={logdir} matches a condition of Figure 2 '
                  '(1 run directories found; a run is a directory holding config.json)')
   fabricate(str(logdir), 'elsewhere/bn', results={}, flagfile='figure2/inception_bn')
-  assert make_figures.main([f'--logdir={logdir}', f'--out={tmp_path / "o"}',
-                            '--figures=2', '--dpi=30']) == 0
+  assert make_figures.main(
+      [f'--logdir={logdir}', f'--out={tmp_path / "o"}', '--figures=2', '--dpi=30']) == 0
   captured = capsys.readouterr()
-  assert captured.out.split() == [str(tmp_path / 'o' / 'figure2.png'),
-                                  str(tmp_path / 'o' / 'figure2.pdf')]
+  assert captured.out.split() == [
+      str(tmp_path / 'o' / 'figure2.png'),
+      str(tmp_path / 'o' / 'figure2.pdf')
+  ]
   assert captured.err == (f'note: 1 of 2 runs under {logdir} match no condition of '
                           'Figure 2: table1/mlp_1x512\n')
 
@@ -117,10 +136,14 @@ def test_any_tree_is_drawn_by_settings(tmp_path):
   """Runs in a layout of the user's own fill the conditions their settings match."""
   logdir = str(tmp_path)
   fabricate(logdir, 'mine/first try', results={}, flagfile='figure1/inception_true')
-  fabricate(logdir, 'mine/noisy', results={'fit_step': 400}, flagfile=make_figures.corrupt_run(
-      'alexnet', 0.4))
-  fabricate(logdir, 'mine/clean', results={'fit_step': 200}, flagfile=make_figures.corrupt_run(
-      'alexnet', 0.0))
+  fabricate(logdir,
+            'mine/noisy',
+            results={'fit_step': 400},
+            flagfile=make_figures.corrupt_run('alexnet', 0.4))
+  fabricate(logdir,
+            'mine/clean',
+            results={'fit_step': 200},
+            flagfile=make_figures.corrupt_run('alexnet', 0.0))
   index = make_figures.RunIndex(logdir)
   runs = make_figures.fit_steps(index, 'alexnet')
   assert runs[0.4].name == 'mine/noisy' and runs[0.0].name == 'mine/clean'
@@ -138,8 +161,13 @@ def test_any_tree_is_drawn_by_settings(tmp_path):
 
 
 def test_scale_text():
-  runs = [make_figures.Run('a', '/x', 'finished', config={'train_size': 5000, 'epochs': 150}),
-          make_figures.Run('b', '/y', 'missing')]
+  runs = [
+      make_figures.Run('a', '/x', 'finished', config={
+          'train_size': 5000,
+          'epochs': 150
+      }),
+      make_figures.Run('b', '/y', 'missing')
+  ]
   assert make_figures.scale_text(runs) == (
       'training examples per run: 5,000 (paper: all); epochs asked: 150')
   assert make_figures.scale_text([runs[1]]) == 'no runs found'

@@ -20,28 +20,44 @@ from conftest import flagfile_config, write_run_dir  # pylint: disable=wrong-imp
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def write_run(logdir, name: str, *, results: dict | None = None, failed: str | None = None,
-              epochs_done: int = 0, flagfile: str | None = None, metrics=None,
+def write_run(logdir,
+              name: str,
+              *,
+              results: dict | None = None,
+              failed: str | None = None,
+              epochs_done: int = 0,
+              flagfile: str | None = None,
+              metrics=None,
               **config) -> str:
   """A run at `name` under logdir with flags/<flagfile or name>.cfg's settings,
   by default at 5,000 examples and 100 epochs (`config` overrides)."""
-  metrics = metrics or [[e, 40 * e, 0.01, 1.0, 0.5, 1.0, 0.5, 1.2, 0.4, e]
-                        for e in range(1, epochs_done + 1)]
+  metrics = metrics or [
+      [e, 40 * e, 0.01, 1.0, 0.5, 1.0, 0.5, 1.2, 0.4, e] for e in range(1, epochs_done + 1)
+  ]
   config = flagfile_config(flagfile or name, **{'train_size': 5000, 'epochs': 100, **config})
-  return write_run_dir(logdir, name, metrics=metrics, config=config, results=results,
-                       failed=failed)
+  return write_run_dir(logdir, name, metrics=metrics, config=config, results=results, failed=failed)
 
 
 def fabricated(tmp_path) -> str:
   logdir = str(tmp_path)
-  write_run(logdir, 'table1/mlp_1x512_wd', epochs_done=3, results=dict(
-      train_accuracy=0.995, test_accuracy=0.4812, best_test_accuracy=0.49,
-      epochs_completed=100, config=dict(train_size=5000, epochs=100)))
+  write_run(logdir,
+            'table1/mlp_1x512_wd',
+            epochs_done=3,
+            results=dict(train_accuracy=0.995,
+                         test_accuracy=0.4812,
+                         best_test_accuracy=0.49,
+                         epochs_completed=100,
+                         config=dict(train_size=5000, epochs=100)))
   write_run(logdir, 'table1/mlp_1x512', epochs_done=7)  # interrupted
   write_run(logdir, 'table1/alexnet', epochs_done=2, failed='exit code 1\ncommand: x\n')
-  write_run(logdir, 'table2/inception_v3_wd', train_size=None, results=dict(
-      train_accuracy=0.9, test_accuracy=0.6, best_test_accuracy=0.7, epochs_completed=4,
-      test_top5_accuracy=0.85))
+  write_run(logdir,
+            'table2/inception_v3_wd',
+            train_size=None,
+            results=dict(train_accuracy=0.9,
+                         test_accuracy=0.6,
+                         best_test_accuracy=0.7,
+                         epochs_completed=4,
+                         test_top5_accuracy=0.85))
   return logdir
 
 
@@ -146,12 +162,20 @@ def test_latex_and_cli(tmp_path, capsys):
 
 
 def test_scale_names_a_test_subset(tmp_path):
-  write_run(str(tmp_path), 'table1/inception', epochs_done=3, epochs=40, train_size=1000,
+  write_run(str(tmp_path),
+            'table1/inception',
+            epochs_done=3,
+            epochs=40,
+            train_size=1000,
             test_size=1000,
             results=dict(train_accuracy=1.0, test_accuracy=0.45, epochs_completed=3))
-  write_run(str(tmp_path), 'table1/inception_wd', epochs_done=3, epochs=40,
-            train_size=1000, test_size=500, results=dict(
-                train_accuracy=1.0, test_accuracy=0.45, epochs_completed=3))
+  write_run(str(tmp_path),
+            'table1/inception_wd',
+            epochs_done=3,
+            epochs=40,
+            train_size=1000,
+            test_size=500,
+            results=dict(train_accuracy=1.0, test_accuracy=0.45, epochs_completed=3))
   text = make_tables.render(str(tmp_path), 'markdown')
   assert '| 1,000 ex, test 1,000, 3/40 ep |' in row_of(text, 'Inception', 'no', 'no')
   assert '| 1,000 ex, test 500, 3/40 ep |' in row_of(text, 'Inception', 'no', 'yes')
@@ -159,7 +183,11 @@ def test_scale_names_a_test_subset(tmp_path):
 
 def test_scale_names_a_precision_other_than_float32(tmp_path):
   for name, precision in (('table1/alexnet', 'mixed_bfloat16'), ('table1/alexnet_wd', 'float32')):
-    write_run(str(tmp_path), name, epochs_done=2, epochs=40, train_size=None,
+    write_run(str(tmp_path),
+              name,
+              epochs_done=2,
+              epochs=40,
+              train_size=None,
               precision=precision,
               results=dict(train_accuracy=1.0, test_accuracy=0.75, epochs_completed=2))
   text = make_tables.render(str(tmp_path), 'markdown')
@@ -171,11 +199,15 @@ def test_diverged_runs_show_as_diverged_never_as_numbers(tmp_path):
   logdir = str(tmp_path)
   nan_row = [2, 80, 0.01, 'nan', 0.1, 'nan', 0.1, 'nan', 0.1, 2]
   ok_row = [1, 40, 0.01, 1.0, 0.5, 1.0, 0.5, 1.2, 0.4, 1]
-  write_run(logdir, 'table1/alexnet', metrics=[ok_row, nan_row],
+  write_run(logdir,
+            'table1/alexnet',
+            metrics=[ok_row, nan_row],
             failed='diverged at epoch 2, step 80\n\nTraceback ...\n')
   # A run that finished in spite of a NaN loss (made before runs stopped at one).
-  write_run(logdir, 'table1/mlp_1x512', metrics=[ok_row, nan_row], results=dict(
-      train_accuracy=0.1, test_accuracy=0.1, epochs_completed=2))
+  write_run(logdir,
+            'table1/mlp_1x512',
+            metrics=[ok_row, nan_row],
+            results=dict(train_accuracy=0.1, test_accuracy=0.1, epochs_completed=2))
   text = make_tables.render(logdir, 'markdown')
   for model in ('Alexnet', 'MLP 1x512'):
     row = row_of(text, model, 'no', 'no')
@@ -193,14 +225,22 @@ def test_any_tree_fills_rows_by_settings(tmp_path, capsys):
   """Runs anywhere under --logdir fill the rows whose flagfile settings they have."""
   logdir = tmp_path / 'mine'
   done = dict(train_accuracy=1.0, test_accuracy=0.5, epochs_completed=3)
-  write_run(str(logdir), 'a/b/wd run', flagfile='table1/mlp_1x512_wd', epochs_done=3,
-            dataset='digits', results=done)
+  write_run(str(logdir),
+            'a/b/wd run',
+            flagfile='table1/mlp_1x512_wd',
+            epochs_done=3,
+            dataset='digits',
+            results=done)
   # Two runs for one row: the finished one is shown, the note says there were several.
   write_run(str(logdir), 'alex/one', flagfile='table1/alexnet', epochs_done=9)
   write_run(str(logdir), 'alex/two', flagfile='table1/alexnet', epochs_done=2, results=done)
   # Another learning rate still fills the row and says so in the scale column.
-  write_run(str(logdir), 'x', flagfile='table1/inception', learning_rate=0.01,
-            epochs_done=3, results=done)
+  write_run(str(logdir),
+            'x',
+            flagfile='table1/inception',
+            learning_rate=0.01,
+            epochs_done=3,
+            results=done)
   # Stopping at the fit (Figure 1's runs) fills no true-label row; checkpoints/ holds no runs.
   write_run(str(logdir), 'figs/true', flagfile='figure1/inception_true', results=done)
   os.makedirs(logdir / 'x' / 'checkpoints' / 'inner')
@@ -232,31 +272,49 @@ def test_no_matching_run_is_an_error(tmp_path, capsys):
 def test_selection_prefers_the_sweep_layout_then_the_flagfile_tuning(tmp_path):
   logdir = str(tmp_path)
   done = lambda e: dict(train_accuracy=1.0, test_accuracy=0.1, epochs_completed=e)
-  write_run(logdir, 'figure1/alexnet_corrupt_1.0', flagfile='figure1/alexnet_corrupt_1.0',
-            epochs_done=30, stop_on_fit=True, results=done(30))
+  write_run(logdir,
+            'figure1/alexnet_corrupt_1.0',
+            flagfile='figure1/alexnet_corrupt_1.0',
+            epochs_done=30,
+            stop_on_fit=True,
+            results=done(30))
   write_run(logdir, 'table1/alexnet_random_labels', epochs_done=27, results=done(27))
-  write_run(logdir, 'other/mlp_a', flagfile='table1/mlp_1x512_random_labels',
-            epochs_done=30, fit_threshold=0.95, results=done(30))
-  write_run(logdir, 'other/mlp_b', flagfile='table1/mlp_1x512_random_labels',
-            epochs_done=20, results=done(20))
+  write_run(logdir,
+            'other/mlp_a',
+            flagfile='table1/mlp_1x512_random_labels',
+            epochs_done=30,
+            fit_threshold=0.95,
+            results=done(30))
+  write_run(logdir,
+            'other/mlp_b',
+            flagfile='table1/mlp_1x512_random_labels',
+            epochs_done=20,
+            results=done(20))
   index = make_tables.RunIndex(logdir)
   names = lambda row: [r.name for r in index.candidates(row)]
-  assert names('table1/alexnet_random_labels') == ['table1/alexnet_random_labels',
-                                                   'figure1/alexnet_corrupt_1.0']
+  assert names('table1/alexnet_random_labels') == [
+      'table1/alexnet_random_labels', 'figure1/alexnet_corrupt_1.0'
+  ]
   assert names('table1/mlp_1x512_random_labels') == ['other/mlp_b', 'other/mlp_a']
 
 
 def test_conditions_decide_by_settings_not_scale():
   cond = make_tables.condition('table1/mlp_1x512_wd')
-  assert cond.settings == dict(
-      augment=False, batch_norm=True, corrupt_prob=0.0, dropout=0.0,
-      early_stopping_patience=0.0, inputs='original', labels='true', model='mlp_1x512',
-      random_crop=False, stop_on_fit=False, weight_decay=1e-4)
+  assert cond.settings == dict(augment=False,
+                               batch_norm=True,
+                               corrupt_prob=0.0,
+                               dropout=0.0,
+                               early_stopping_patience=0.0,
+                               inputs='original',
+                               labels='true',
+                               model='mlp_1x512',
+                               random_crop=False,
+                               stop_on_fit=False,
+                               weight_decay=1e-4)
   assert cond.tuning['learning_rate'] == 0.01
   assert make_tables.condition('table1/inception').tuning['learning_rate'] == 0.1
   # corrupted with p = 1 is random labels.
-  assert (make_tables.condition('figure1/mlp_1x512_corrupt_1.0').settings['labels']
-          == 'random')
+  assert (make_tables.condition('figure1/mlp_1x512_corrupt_1.0').settings['labels'] == 'random')
 
 
 def test_paper_learning_rate_is_the_binary_default():
@@ -270,15 +328,19 @@ def test_one_plain_run_fills_its_row(tmp_path):
   """A run made by hand, in no sweep layout, fills the row of its settings."""
   from conftest import run_module  # pylint: disable=import-outside-toplevel
   rundir = tmp_path / 'anything' / 'myrun'
-  proc = run_module('rethinking_tf.train', '--dataset=digits', '--model=mlp_1x512',
-                    '--epochs=1', '--quiet', f'--logdir={rundir}')
+  proc = run_module('rethinking_tf.train', '--dataset=digits', '--model=mlp_1x512', '--epochs=1',
+                    '--quiet', f'--logdir={rundir}')
   assert proc.returncode == 0, proc.stderr
   results = json.loads((rundir / 'results.json').read_text())
-  proc = subprocess.run([sys.executable, 'tools/make_tables.py', f'--logdir={tmp_path}',
-                         '--table=1'], cwd=REPO, capture_output=True, text=True, timeout=60)
+  proc = subprocess.run(
+      [sys.executable, 'tools/make_tables.py', f'--logdir={tmp_path}', '--table=1'],
+      cwd=REPO,
+      capture_output=True,
+      text=True,
+      timeout=60)
   assert proc.returncode == 0, proc.stderr
   row = row_of(proc.stdout, 'MLP 1x512', 'no', 'no')
-  assert (f'| {100 * results["train_accuracy"]:.2f} |' in row
-          and f'| {100 * results["test_accuracy"]:.2f} |' in row)
+  assert (f'| {100 * results["train_accuracy"]:.2f} |' in row and
+          f'| {100 * results["test_accuracy"]:.2f} |' in row)
   assert row.endswith('| digits, all ex, 1/1 ep |')
   assert proc.stdout.count('| missing |') == 2 * 18

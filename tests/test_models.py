@@ -33,7 +33,7 @@ def test_inception_batch_norm_toggle():
 def test_weight_decay_is_half_lambda_sum_of_squared_kernels():
   model = models.build('mlp_1x512', CIFAR, 10, weight_decay=1e-2)
   kernels = [w for w in model.trainable_weights if 'kernel' in w.path]
-  expected = 1e-2 / 2 * sum(float(tf.reduce_sum(w ** 2)) for w in kernels)
+  expected = 1e-2 / 2 * sum(float(tf.reduce_sum(w**2)) for w in kernels)
   assert len(model.losses) == 2
   assert sum(float(l) for l in model.losses) == pytest.approx(expected, rel=1e-5)
   assert not models.build('mlp_1x512', CIFAR, 10, weight_decay=0.0).losses
@@ -62,11 +62,13 @@ def test_lrn_layer_round_trips_its_config():
   assert clone.depth_radius == 2
 
 
-@pytest.mark.parametrize('radius,bias,alpha,beta,channels', [
-    (4, 1.0, 0.001 / 9.0, 0.75, 64),   # small Alexnet's LRN
-    (2, 2.0, 1e-2, 0.5, 7),            # windows clipped at both ends, generic beta
-    (5, 1.0, 0.05, 0.75, 3),           # window wider than the channels
-])
+@pytest.mark.parametrize(
+    'radius,bias,alpha,beta,channels',
+    [
+        (4, 1.0, 0.001 / 9.0, 0.75, 64),  # small Alexnet's LRN
+        (2, 2.0, 1e-2, 0.5, 7),  # windows clipped at both ends, generic beta
+        (5, 1.0, 0.05, 0.75, 3),  # window wider than the channels
+    ])
 def test_lrn_matches_tensorflow_values_and_gradients(radius, bias, alpha, beta, channels):
   """models.local_response_normalization is tf.nn.local_response_normalization."""
   x = 3.0 * tf.random.stateless_normal([4, 5, 6, channels], [1, 2])
@@ -107,10 +109,8 @@ def test_fused_batch_norm_matches_keras(scale, policy):
     with tf.GradientTape() as tape:
       tape.watch(x)
       y = layer(tf.cast(x, layer.compute_dtype), training=True)
-    grads = tape.gradient(y, [x] + layer.trainable_weights,
-                          output_gradients=tf.cast(dy, y.dtype))
-    results.append([y, *grads, layer.moving_mean, layer.moving_variance,
-                    layer(x, training=False)])
+    grads = tape.gradient(y, [x] + layer.trainable_weights, output_gradients=tf.cast(dy, y.dtype))
+    results.append([y, *grads, layer.moving_mean, layer.moving_variance, layer(x, training=False)])
   assert len(results[0]) == len(results[1]) == (7 if scale else 6)
   for a, b in zip(*results):
     np.testing.assert_allclose(tf.cast(a, tf.float32), tf.cast(b, tf.float32), **tol)

@@ -22,8 +22,10 @@ def _train(optimizer_class, steps: int = 4, **kwargs) -> list[np.ndarray]:
   return model.get_weights() + [v.numpy() for v in model.optimizer.variables]
 
 
-@pytest.mark.parametrize('kwargs', [dict(momentum=0.9), dict(momentum=0.0),
-                                    dict(momentum=0.9, nesterov=True)])
+@pytest.mark.parametrize(
+    'kwargs',
+    [dict(momentum=0.9), dict(momentum=0.0),
+     dict(momentum=0.9, nesterov=True)])
 def test_momentum_sgd_matches_keras_sgd(kwargs):
   ours, theirs = _train(trainer.MomentumSGD, **kwargs), _train(keras.optimizers.SGD, **kwargs)
   assert len(ours) == len(theirs)
@@ -35,8 +37,10 @@ def test_momentum_sgd_matches_keras_sgd(kwargs):
 
 
 def test_momentum_sgd_uses_the_fused_kernel(monkeypatch):
+
   def refuse(*args, **kwargs):
     raise AssertionError('fell back to keras SGD.update_step')
+
   monkeypatch.setattr(keras.optimizers.SGD, 'update_step', refuse)
   weights = _train(trainer.MomentumSGD, steps=1, momentum=0.9)
   assert all(np.isfinite(w).all() for w in weights)

@@ -11,8 +11,12 @@ RESULTS = os.path.join(REPO, 'docs', 'results')
 
 
 def make_tables(*args: str) -> str:
-  return subprocess.run([sys.executable, 'tools/make_tables.py', *args], cwd=REPO,
-                        capture_output=True, text=True, timeout=120, check=True).stdout
+  return subprocess.run([sys.executable, 'tools/make_tables.py', *args],
+                        cwd=REPO,
+                        capture_output=True,
+                        text=True,
+                        timeout=120,
+                        check=True).stdout
 
 
 @pytest.mark.skipif(not os.path.isdir(os.path.join(RESULTS, 'runs')),
@@ -34,9 +38,10 @@ PRECISION = os.path.join(RESULTS, 'runs_precision')
 
 @pytest.mark.skipif(not os.path.isdir(PRECISION),
                     reason='no committed runs under docs/results/runs_precision')
-@pytest.mark.parametrize('rundir,test_accuracy', [
-    ('full_seed0/float32', '75.87'), ('full_seed0/mixed_bfloat16', '75.09'),
-    ('full_seed1/float32', '75.11'), ('full_seed1/mixed_bfloat16', '74.97')])
+@pytest.mark.parametrize('rundir,test_accuracy', [('full_seed0/float32', '75.87'),
+                                                  ('full_seed0/mixed_bfloat16', '75.09'),
+                                                  ('full_seed1/float32', '75.11'),
+                                                  ('full_seed1/mixed_bfloat16', '74.97')])
 def test_full_data_alexnet_rows_match_the_readme(rundir, test_accuracy):
   """The README's full-data Alexnet numbers come from these runs."""
   out = make_tables('--table=1', f'--logdir=docs/results/runs_precision/{rundir}')

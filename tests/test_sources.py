@@ -28,8 +28,12 @@ def test_registry_sources_and_cli_import_no_heavy_module():
           'import rethinking_tf.cli, rethinking_tf.registry, rethinking_tf.sources\n'
           'print(json.dumps(sorted(m for m in ("tensorflow", "keras", "tensorflow_datasets",'
           ' "sklearn", "scipy") if m in sys.modules)))')
-  proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
-                        cwd=REPO, timeout=60, check=True)
+  proc = subprocess.run([sys.executable, '-c', code],
+                        capture_output=True,
+                        text=True,
+                        cwd=REPO,
+                        timeout=60,
+                        check=True)
   assert json.loads(proc.stdout) == []
 
 
@@ -70,14 +74,16 @@ def test_image_folder_layout_errors(tmp_path):
   with pytest.raises(sources.DataError, match='missing readable test/'):
     sources.check_available('image_folder', str(tmp_path))
   _touch_images(tmp_path, {'test': {'a': 1, 'c': 1}})
-  with pytest.raises(sources.DataError, match='different class folders .2 vs 2: train/b, '
+  with pytest.raises(sources.DataError,
+                     match='different class folders .2 vs 2: train/b, '
                      'test/c has no counterpart.; allowed'):
     sources.check_available('image_folder', str(tmp_path))
 
 
 def test_tfds_prepared_is_read_from_the_disk_layout(tmp_path, monkeypatch):
   monkeypatch.setattr(sources, '_network_available', lambda host: False)
-  with pytest.raises(sources.DataError, match=f'cifar10 is not prepared in {tmp_path} and '
+  with pytest.raises(sources.DataError,
+                     match=f'cifar10 is not prepared in {tmp_path} and '
                      'there is no network'):
     sources.check_available('cifar10', str(tmp_path))
   os.makedirs(tmp_path / 'cifar10' / '3.0.2')
@@ -111,10 +117,10 @@ def test_model_names_and_steps_per_execution_rule():
   assert not registry.is_valid_model_name('mlp_2x')
   assert registry.default_learning_rate('inception') == 0.1
   assert registry.default_learning_rate('mlp_1x512') == 0.01
-  assert registry.steps_per_execution_error(4, 11, 1).startswith(
-      'steps_per_execution=4 does not divide the 11 steps')
-  assert registry.steps_per_execution_error(2, 10, 2).startswith(
-      'steps_per_execution=2 with 2 replicas')
+  assert registry.steps_per_execution_error(
+      4, 11, 1).startswith('steps_per_execution=4 does not divide the 11 steps')
+  assert registry.steps_per_execution_error(2, 10,
+                                            2).startswith('steps_per_execution=2 with 2 replicas')
   assert registry.steps_per_execution_error(0, 11, 2) is None
   assert registry.auto_steps_per_execution(391) == 23
 
@@ -132,9 +138,9 @@ def test_library_modules_take_their_names_from_the_registry():
   assert data.Randomization is registry.Randomization
   assert list(data.DATASETS) == list(registry.DATASET_INFO)
   assert all(e.info is registry.DATASET_INFO[k] for k, e in data.DATASETS.items())
-  assert (data.LABEL_MODES, data.INPUT_MODES, data.IMAGE_EXTENSIONS, data.CROP_SIZE) == (
-      registry.LABEL_MODES, registry.INPUT_MODES, registry.IMAGE_EXTENSIONS,
-      registry.CROP_SIZE)
+  assert (data.LABEL_MODES, data.INPUT_MODES, data.IMAGE_EXTENSIONS,
+          data.CROP_SIZE) == (registry.LABEL_MODES, registry.INPUT_MODES, registry.IMAGE_EXTENSIONS,
+                              registry.CROP_SIZE)
   assert models.MODEL_NAMES is registry.MODEL_NAMES
   assert models.is_valid_name is registry.is_valid_model_name
   assert (kernels.KERNELS, kernels.FEATURES) == (registry.KERNELS, registry.FEATURES)

@@ -16,7 +16,7 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, 'tools'))
-import run_sweep  # pylint: disable=wrong-import-position
+import run_sweep  # noqa: E402  # pylint: disable=wrong-import-position
 
 # A stand-in for `python -m rethinking_tf.train` that keeps the contract:
 # --flagfile then overrides then --logdir; resumes from metrics.csv; writes
@@ -92,6 +92,7 @@ def fake(tmp_path, monkeypatch):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(f'# {name}: paper 1.0\n' + ''.join(l + '\n' for l in lines))
     return str(path)
+
   return flagfile
 
 
@@ -108,8 +109,10 @@ def sweep(logdir, *args: str) -> int:
 
 
 def test_runs_then_skips_finished(fake, tmp_path, capsys):
-  files = [fake('t/a', '--model=mlp_1x512', '--epochs=3'),
-           fake('t/b', '--model=alexnet', '--epochs=2')]
+  files = [
+      fake('t/a', '--model=mlp_1x512', '--epochs=3'),
+      fake('t/b', '--model=alexnet', '--epochs=2')
+  ]
   logdir = tmp_path / 'runs'
   assert sweep(logdir, *files) == 0
   out = capsys.readouterr().out
@@ -149,8 +152,8 @@ def test_failure_is_recorded_reported_and_retried(fake, tmp_path, capsys):
   assert 'log: ' + str(logdir / 't' / 'bad' / 'train.log') in summary
   failed = (logdir / 't' / 'bad' / 'failed.txt').read_text()
   assert failed.startswith('exit code 1\n') and 'boom' in failed
-  assert (logdir / 't' / 'silent' / 'failed.txt').read_text().startswith(
-      'exit code 0 but no results.json')
+  assert (logdir / 't' / 'silent' /
+          'failed.txt').read_text().startswith('exit code 0 but no results.json')
   assert (logdir / 't' / 'good' / 'results.json').exists()
   # --skip_failed leaves failed runs alone; by default they are retried.
   assert sweep(logdir, '--skip_failed', bad, good) == 1
@@ -175,16 +178,20 @@ def test_diverged_run_is_listed_as_failed_with_where(fake, tmp_path, capsys):
 
 
 def test_set_overrides_every_run(fake, tmp_path):
-  files = [fake('t/a', '--model=mlp_1x512', '--dataset=cifar10', '--batch_norm'),
-           fake('t/b', '--model=inception', '--dataset=cifar10')]
+  files = [
+      fake('t/a', '--model=mlp_1x512', '--dataset=cifar10', '--batch_norm'),
+      fake('t/b', '--model=inception', '--dataset=cifar10')
+  ]
   logdir = tmp_path / 'runs'
-  assert sweep(logdir, '--set', 'train_size=5000', '--set', 'dataset=image_folder',
-               '--set', f'data_dir={tmp_path}', '--set', 'nobatch_norm', *files) == 0
+  assert sweep(logdir, '--set', 'train_size=5000', '--set', 'dataset=image_folder', '--set',
+               f'data_dir={tmp_path}', '--set', 'nobatch_norm', *files) == 0
   for name in ('a', 'b'):
     argv = calls(str(logdir / 't' / name))[0]['argv']
     assert argv[0].startswith('--flagfile=') and argv[-1].startswith('--logdir=')
-    assert argv[1:-1] == ['--train_size=5000', '--dataset=image_folder',
-                          f'--data_dir={tmp_path}', '--batch_norm=false']
+    assert argv[1:-1] == [
+        '--train_size=5000', '--dataset=image_folder', f'--data_dir={tmp_path}',
+        '--batch_norm=false'
+    ]
     with open(logdir / 't' / name / 'results.json') as f:
       config = json.load(f)['config']
     assert config['train_size'] == 5000 and config['dataset'] == 'image_folder'
@@ -235,9 +242,14 @@ def test_sigterm_stops_runs_resumably(fake, tmp_path):
   f = fake('t/a', '--model=mlp_1x512')
   rundir = tmp_path / 'runs' / 't' / 'a'
   env = dict(os.environ, FAKE_SLEEP='60')
-  proc = subprocess.Popen([sys.executable, os.path.join(REPO, 'tools', 'run_sweep.py'),
-                           f'--logdir={tmp_path / "runs"}', f], env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  proc = subprocess.Popen([
+      sys.executable,
+      os.path.join(REPO, 'tools', 'run_sweep.py'), f'--logdir={tmp_path / "runs"}', f
+  ],
+                          env=env,
+                          stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT,
+                          text=True)
   deadline = time.time() + 10
   while not (rundir / 'train.log').exists() and time.time() < deadline:
     time.sleep(0.05)
@@ -266,8 +278,8 @@ def test_dry_run_and_bad_arguments(fake, tmp_path, capsys):
   assert sweep(tmp_path / 'runs', '--dry_run', '--set', 'seed=3', f) == 0
   out = capsys.readouterr().out
   assert '--seed=3 --logdir=' in out and not (tmp_path / 'runs').exists()
-  assert sweep(tmp_path / 'runs', '--dry_run', '--set', 'steps_per_execution=16',
-               '--set', 'quiet', f) == 0
+  assert sweep(tmp_path / 'runs', '--dry_run', '--set', 'steps_per_execution=16', '--set', 'quiet',
+               f) == 0
   assert '--steps_per_execution=16 --quiet=true' in capsys.readouterr().out
   assert sweep(tmp_path / 'runs', '--set', 'no_such_flag=1', f) == 2
   assert 'unknown flag --no_such_flag' in capsys.readouterr().err
@@ -302,8 +314,14 @@ def test_flagfile_layout():
   by_dir = {}
   for path in FLAGFILES:
     by_dir.setdefault(os.path.basename(os.path.dirname(path)), []).append(path)
-  assert {k: len(v) for k, v in by_dir.items()} == {
-      'table1': 19, 'table2': 7, 'figure1': 23, 'figure2': 3}
+  assert {
+      k: len(v) for k, v in by_dir.items()
+  } == {
+      'table1': 19,
+      'table2': 7,
+      'figure1': 23,
+      'figure2': 3
+  }
   for model in ('inception', 'alexnet', 'mlp_1x512'):
     for p in ('0.0', '0.2', '0.4', '0.6', '0.8', '1.0'):
       assert os.path.join(REPO, 'flags', 'figure1', f'{model}_corrupt_{p}.cfg') in FLAGFILES
@@ -332,8 +350,11 @@ def _finished_run(rundir, flags_cfg: str) -> None:
   with open(os.path.join(rundir, 'flags.cfg'), 'w') as f:
     f.write('# Resolved flags of this run\n' + flags_cfg)
   with open(os.path.join(rundir, 'results.json'), 'w') as f:
-    json.dump(dict(train_accuracy=1.0, test_accuracy=0.25, epochs_completed=7,
-                   config=dict(model='mlp_1x64', epochs=7)), f)
+    json.dump(
+        dict(train_accuracy=1.0,
+             test_accuracy=0.25,
+             epochs_completed=7,
+             config=dict(model='mlp_1x64', epochs=7)), f)
   with open(os.path.join(rundir, 'metrics.csv'), 'w') as f:
     f.write('epoch,test_accuracy\n1,0.25\n')
   with open(os.path.join(rundir, 'checkpoints', 'ckpt-1.index'), 'w') as f:
@@ -395,10 +416,15 @@ def test_binary_defaults_match_the_training_binary():
         for f in flags.FLAGS.get_key_flags_for_module(module):
           found[f.name] = f.default
       print(json.dumps(found))''')
-  proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
-                        cwd=REPO, check=True, timeout=120)
+  proc = subprocess.run([sys.executable, '-c', code],
+                        capture_output=True,
+                        text=True,
+                        cwd=REPO,
+                        check=True,
+                        timeout=120)
   binary = json.loads(proc.stdout.strip().splitlines()[-1])
   known = {k for k in binary if k not in run_sweep.RUNNER_FLAGS and binary[k] is not None}
   assert known == set(run_sweep.BINARY_DEFAULTS)
   for name in known:
-    assert run_sweep.canonical_flags({name: str(binary[name])}) == run_sweep.canonical_flags({}), name
+    default = run_sweep.canonical_flags({})
+    assert run_sweep.canonical_flags({name: str(binary[name])}) == default, name

@@ -13,8 +13,7 @@ import pytest
 from conftest import REPO, run_module
 
 TRAIN = 'rethinking_tf.train'
-TINY = ['--dataset=digits', '--train_size=200', '--model=mlp_1x64', '--batch_size=50',
-        '--quiet']
+TINY = ['--dataset=digits', '--train_size=200', '--model=mlp_1x64', '--batch_size=50', '--quiet']
 
 
 def _rows(logdir):
@@ -25,14 +24,13 @@ def _rows(logdir):
 @pytest.mark.slow
 def test_default_strategy_writes_everything(tmp_path):
   logdir = str(tmp_path / 'run')
-  proc = run_module(TRAIN, *TINY, '--epochs=2', '--labels=corrupted',
-                    '--corrupt_prob=0.5', f'--logdir={logdir}')
+  proc = run_module(TRAIN, *TINY, '--epochs=2', '--labels=corrupted', '--corrupt_prob=0.5',
+                    f'--logdir={logdir}')
   assert proc.returncode == 0, proc.stderr
   results = json.load(open(os.path.join(logdir, 'results.json')))
   for key in ('train_accuracy', 'test_accuracy', 'best_test_accuracy', 'epochs_completed',
               'fit_epoch', 'trainable_params', 'label_noise_fraction', 'wall_seconds',
-              'examples_per_second', 'versions', 'test_top5_accuracy',
-              'best_test_top5_accuracy'):
+              'examples_per_second', 'versions', 'test_top5_accuracy', 'best_test_top5_accuracy'):
     assert key in results
   assert results['epochs_completed'] == 2 and results['steps_completed'] == 8
   assert results['trainable_params'] == 2352 * 64 + 64 + 650
@@ -50,8 +48,10 @@ def test_default_strategy_writes_everything(tmp_path):
   acc = event_accumulator.EventAccumulator(logdir, size_guidance={'tensors': 0})
   acc.Reload()
   tags = set(acc.Tags()['tensors'])
-  assert {'train/loss', 'train/accuracy', 'test/loss', 'test/accuracy',
-          'train_eval/accuracy', 'learning_rate', '_hparams_/session_start_info'} <= tags
+  assert {
+      'train/loss', 'train/accuracy', 'test/loss', 'test/accuracy', 'train_eval/accuracy',
+      'learning_rate', '_hparams_/session_start_info'
+  } <= tags
   # The stored flagfile repeats the run.
   flagfile = open(os.path.join(logdir, 'flags.cfg')).read()
   assert '--corrupt_prob=0.5' in flagfile and '--model=mlp_1x64' in flagfile
@@ -73,8 +73,7 @@ def test_finished_run_is_not_overwritten(tmp_path):
   assert proc.returncode == 2
   assert 'finished run' in proc.stderr and '--overwrite' in proc.stderr
   assert open(os.path.join(logdir, 'results.json')).read() == before
-  proc = run_module(TRAIN, *TINY, '--epochs=1', '--seed=5', f'--logdir={logdir}',
-                    '--overwrite')
+  proc = run_module(TRAIN, *TINY, '--epochs=1', '--seed=5', f'--logdir={logdir}', '--overwrite')
   assert proc.returncode == 0
   assert json.load(open(os.path.join(logdir, 'results.json')))['config']['seed'] == 5
 
@@ -98,8 +97,10 @@ def test_mirrored_on_two_logical_cpus_matches_default(tmp_path):
 @pytest.mark.slow
 def test_resume_after_interruption(tmp_path):
   logdir = str(tmp_path / 'run')
-  args = [sys.executable, '-m', TRAIN, '--dataset=digits', '--model=mlp_1x64',
-          '--epochs=30', f'--logdir={logdir}']
+  args = [
+      sys.executable, '-m', TRAIN, '--dataset=digits', '--model=mlp_1x64', '--epochs=30',
+      f'--logdir={logdir}'
+  ]
   proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
   deadline = time.time() + 120
   while time.time() < deadline:
@@ -120,8 +121,10 @@ def test_resume_after_interruption(tmp_path):
   # An uninterrupted run gives the same numbers (the schedule and data order
   # are keyed by epoch, and the optimizer state was restored).
   straight = str(tmp_path / 'straight')
-  assert subprocess.run(args[:-1] + [f'--logdir={straight}'], cwd=REPO,
-                        capture_output=True, timeout=300).returncode == 0
+  assert subprocess.run(args[:-1] + [f'--logdir={straight}'],
+                        cwd=REPO,
+                        capture_output=True,
+                        timeout=300).returncode == 0
   a = json.load(open(os.path.join(logdir, 'results.json')))
   b = json.load(open(os.path.join(straight, 'results.json')))
   assert a['train_loss'] == pytest.approx(b['train_loss'], rel=1e-4)
@@ -144,8 +147,9 @@ def test_resume_with_the_other_image_cache_value(tmp_path):
   trainer.prepare_logdir(config, None)
   trainer.prepare_logdir(dataclasses.replace(config, image_cache=False), None)
   with pytest.raises(trainer.RunExists, match='seed'):
-    trainer.prepare_logdir(dataclasses.replace(config, randomization=dataclasses.replace(
-        config.randomization, seed=3)), None)
+    trainer.prepare_logdir(
+        dataclasses.replace(config, randomization=dataclasses.replace(config.randomization,
+                                                                      seed=3)), None)
 
 
 @pytest.mark.parametrize('flag, message', [
@@ -213,8 +217,9 @@ def test_image_cache_flag(tmp_path):
   from rethinking_tf import image_cache  # pylint: disable=g-import-not-at-top
   root = _jpeg_folder(tmp_path / 'images')
   entries = [image_cache.entry_path(root, split) for split in ('train', 'test')]
-  args = ['--dataset=image_folder', f'--data_dir={root}', '--model=mlp_1x8', '--epochs=1',
-          '--quiet']
+  args = [
+      '--dataset=image_folder', f'--data_dir={root}', '--model=mlp_1x8', '--epochs=1', '--quiet'
+  ]
   proc = run_module(TRAIN, *args, '--noimage_cache', f'--logdir={tmp_path}/off')
   assert proc.returncode == 0, proc.stderr
   assert not any(os.path.exists(e) for e in entries)
@@ -248,8 +253,8 @@ def test_steps_per_execution_computes_the_same_run(tmp_path):
   shape), and CPU kernels are run-to-run deterministic on one machine.
   """
   from rethinking_tf import trainer  # pylint: disable=g-import-not-at-top
-  assert [trainer.auto_steps_per_execution(n) for n in (4, 11, 391, 40, 64, 97)] == [
-      4, 11, 23, 20, 32, 1]
+  assert [trainer.auto_steps_per_execution(n) for n in (4, 11, 391, 40, 64, 97)
+         ] == [4, 11, 23, 20, 32, 1]
   args = [*TINY, '--epochs=2', '--labels=random', '--dropout=0.5']
   one = run_module(TRAIN, *args, '--steps_per_execution=1', f'--logdir={tmp_path}/one')
   auto = run_module(TRAIN, *args, f'--logdir={tmp_path}/auto')
@@ -263,8 +268,8 @@ def test_steps_per_execution_computes_the_same_run(tmp_path):
 
 def test_steps_per_execution_must_divide_the_epoch(tmp_path):
   # digits: 1,347 images = 11 steps of 128; 4 does not divide 11.
-  proc = run_module(TRAIN, '--dataset=digits', '--model=mlp_1x64',
-                    '--steps_per_execution=4', f'--logdir={tmp_path}/run')
+  proc = run_module(TRAIN, '--dataset=digits', '--model=mlp_1x64', '--steps_per_execution=4',
+                    f'--logdir={tmp_path}/run')
   assert proc.returncode == 2
   assert '--steps_per_execution=4 does not divide the 11 steps' in proc.stderr
   assert 'allowed: 1, 11' in proc.stderr

@@ -36,51 +36,64 @@ flags.DEFINE_list('models', 'inception,alexnet,mlp_1x512,mlp_3x512',
 flags.DEFINE_integer('batch_size', 128, 'Global batch size.', lower_bound=1)
 flags.DEFINE_enum('strategy', 'default', ['default', 'mirrored'],
                   'tf.distribute strategy (mirrored: local GPUs, else logical CPUs).')
-flags.DEFINE_integer('num_cpu_devices', 1, 'Logical CPU devices (for mirrored on a CPU).',
+flags.DEFINE_integer('num_cpu_devices',
+                     1,
+                     'Logical CPU devices (for mirrored on a CPU).',
                      lower_bound=1)
 flags.DEFINE_bool('quick', False, 'All models in about two minutes (few steps; '
                   'small Inception on 256 images).')
-flags.DEFINE_integer('steps', 0, 'Timed training steps per model, rounded up to '
+flags.DEFINE_integer('steps',
+                     0, 'Timed training steps per model, rounded up to '
                      'whole epochs (0 = default: 3 timed epochs, 30 for MLPs; --quick: '
-                     '2, 20 for MLPs), after one warm-up epoch.', lower_bound=0)
+                     '2, 20 for MLPs), after one warm-up epoch.',
+                     lower_bound=0)
 flags.DEFINE_enum('dataset', 'digits', ['digits', 'image_folder', 'cifar10'],
                   'Data set (digits is bundled and needs no network).')
 flags.DEFINE_string('data_dir', None, 'Root of the image_folder tree / tfds data_dir.')
-flags.DEFINE_integer('train_size', 1280, 'Training examples (0 = all); a multiple '
-                     'of --batch_size avoids a partial last batch.', lower_bound=0)
-flags.DEFINE_list('steps_per_execution', ['0'], 'Values of steps_per_execution to '
-                  'measure, side by side (e.g. 1,10); 0 = the training binary\'s default '
-                  '(the largest divisor of the epoch\'s steps up to 32).')
+flags.DEFINE_integer('train_size',
+                     1280, 'Training examples (0 = all); a multiple '
+                     'of --batch_size avoids a partial last batch.',
+                     lower_bound=0)
+flags.DEFINE_list(
+    'steps_per_execution', ['0'], 'Values of steps_per_execution to '
+    'measure, side by side (e.g. 1,10); 0 = the training binary\'s default '
+    '(the largest divisor of the epoch\'s steps up to 32).')
 flags.DEFINE_list('precision', ['float32'], 'Keras precision policies to measure: '
                   'float32, mixed_bfloat16, mixed_float16.')
-flags.DEFINE_list('random_crop', ['false'], 'Train with --random_crop false and/or '
-                  'true (e.g. false,true: the end-to-end cost of the crop, side by side).')
-flags.DEFINE_integer('accuracy_epochs', 0, 'If > 0, also train each model this many '
+flags.DEFINE_list(
+    'random_crop', ['false'], 'Train with --random_crop false and/or '
+    'true (e.g. false,true: the end-to-end cost of the crop, side by side).')
+flags.DEFINE_integer('accuracy_epochs',
+                     0, 'If > 0, also train each model this many '
                      'epochs in float32 and mixed_bfloat16 and report accuracies.',
                      lower_bound=0)
-flags.DEFINE_integer('pipeline_batches', 0, 'Batches per pipeline mode (0 = 200, '
-                     '--quick 100).', lower_bound=0)
-flags.DEFINE_list('pipeline_modes', None, 'Pipeline randomizations to measure '
-                  '(default all; baseline always): ' + ', '.join(
-                      ['labels=corrupted(0.5)', 'labels=random', 'inputs=shuffled_pixels',
-                       'inputs=random_pixels', 'inputs=gaussian', 'random_crop']) + '.')
-flags.DEFINE_integer('intra_op_threads', 0, 'TF intra-op threads (0 = TF default).',
+flags.DEFINE_integer('pipeline_batches',
+                     0, 'Batches per pipeline mode (0 = 200, '
+                     '--quick 100).',
                      lower_bound=0)
-flags.DEFINE_integer('inter_op_threads', 0, 'TF inter-op threads (0 = TF default).',
-                     lower_bound=0)
-flags.DEFINE_bool('breakdown', False, 'Also show where each model\'s step goes: every '
-                  'layer timed alone (forward, forward+backward) and the step\'s phases '
-                  '(forward, gradients, optimizer update). Adds about 30 s for small '
-                  'Alexnet, minutes for small Inception.')
+flags.DEFINE_list(
+    'pipeline_modes', None, 'Pipeline randomizations to measure '
+    '(default all; baseline always): ' + ', '.join([
+        'labels=corrupted(0.5)', 'labels=random', 'inputs=shuffled_pixels', 'inputs=random_pixels',
+        'inputs=gaussian', 'random_crop'
+    ]) + '.')
+flags.DEFINE_integer('intra_op_threads', 0, 'TF intra-op threads (0 = TF default).', lower_bound=0)
+flags.DEFINE_integer('inter_op_threads', 0, 'TF inter-op threads (0 = TF default).', lower_bound=0)
+flags.DEFINE_bool(
+    'breakdown', False, 'Also show where each model\'s step goes: every '
+    'layer timed alone (forward, forward+backward) and the step\'s phases '
+    '(forward, gradients, optimizer update). Adds about 30 s for small '
+    'Alexnet, minutes for small Inception.')
 flags.DEFINE_string('json_out', None, 'Also write the full results here.')
-flags.DEFINE_list('conv_shapes', None, 'Instead of the models: training GFLOP/s of a '
-                  'convolution per data layout (NHWC, NCHW) for each HxCINxCOUTxK (an HxH '
-                  'map, CIN to COUT channels, KxK kernel), e.g. 14x64x64x5 (small Alexnet\'s '
-                  'second conv), then exit.')
-flags.DEFINE_list('gemm_shapes', None, 'Instead of the models: float32 matrix-product '
-                  'GFLOP/s for each MxKxN (an MxK by KxN product), e.g. 2048x2048x2048,'
-                  '128x2352x512 (the first layer of MLP 1x512 at batch 128), then exit.')
-
+flags.DEFINE_list(
+    'conv_shapes', None, 'Instead of the models: training GFLOP/s of a '
+    'convolution per data layout (NHWC, NCHW) for each HxCINxCOUTxK (an HxH '
+    'map, CIN to COUT channels, KxK kernel), e.g. 14x64x64x5 (small Alexnet\'s '
+    'second conv), then exit.')
+flags.DEFINE_list(
+    'gemm_shapes', None, 'Instead of the models: float32 matrix-product '
+    'GFLOP/s for each MxKxN (an MxK by KxN product), e.g. 2048x2048x2048,'
+    '128x2352x512 (the first layer of MLP 1x512 at batch 128), then exit.')
 
 _fail = cli.fail
 
@@ -127,6 +140,7 @@ def _check_cases(available: int, spes: list[int], replicas: int) -> None:
 
 
 def main(argv):
+  """The benchmark binary: checks every flag, then measures and prints."""
   del argv  # Positional arguments are refused by cli.parse_flags.
   # Every flag is checked before TensorFlow is imported.
   for name in FLAGS.models:
@@ -207,15 +221,23 @@ def main(argv):
     for spe in spes:
       for precision, crop in [(p, c) for p in FLAGS.precision for c in crops]:
         steps_per_epoch = -(-(train_size or available) // FLAGS.batch_size)
-        epochs = warmup + (max(1, -(-FLAGS.steps // steps_per_epoch)) if FLAGS.steps
-                           else timed_epochs)
-        cases.append(benchmark.ModelCase(
-            model=name, batch_size=FLAGS.batch_size, train_size=train_size,
-            epochs=epochs, warmup_epochs=warmup, steps_per_execution=spe,
-            precision=precision, random_crop=crop, dataset=FLAGS.dataset,
-            data_dir=FLAGS.data_dir))
+        epochs = warmup + (max(1, -(-FLAGS.steps // steps_per_epoch))
+                           if FLAGS.steps else timed_epochs)
+        cases.append(
+            benchmark.ModelCase(model=name,
+                                batch_size=FLAGS.batch_size,
+                                train_size=train_size,
+                                epochs=epochs,
+                                warmup_epochs=warmup,
+                                steps_per_execution=spe,
+                                precision=precision,
+                                random_crop=crop,
+                                dataset=FLAGS.dataset,
+                                data_dir=FLAGS.data_dir))
   batches = FLAGS.pipeline_batches or (100 if FLAGS.quick else 200)
-  results = benchmark.run(cases, strategy, pipeline_batches=batches,
+  results = benchmark.run(cases,
+                          strategy,
+                          pipeline_batches=batches,
                           pipeline_train_size=FLAGS.train_size or None,
                           accuracy_epochs=FLAGS.accuracy_epochs,
                           pipeline_modes=FLAGS.pipeline_modes,

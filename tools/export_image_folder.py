@@ -45,12 +45,12 @@ import shutil
 import sys
 import tarfile
 import tempfile
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
-CIFAR10_CLASSES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog',
-                   'horse', 'ship', 'truck')
+CIFAR10_CLASSES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship',
+                   'truck')
 TRAIN_BATCHES = tuple(f'data_batch_{i}' for i in range(1, 6))
 TEST_BATCH = 'test_batch'
 IMAGE_BYTES = 32 * 32 * 3
@@ -73,15 +73,17 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
   p = _Parser(description='Writes CIFAR-10 as <out>/{train,test}/<class>/<NNNNN>.png '
               'for --dataset=image_folder.')
-  p.add_argument('--source', choices=('archive', 'tfds'), default='archive',
+  p.add_argument('--source',
+                 choices=('archive', 'tfds'),
+                 default='archive',
                  help='archive: the official CIFAR-10 archive (--archive); tfds: '
                  "tensorflow-datasets' cifar10 (downloaded once into --data_dir)")
   p.add_argument('--archive', help='cifar-10-python.tar.gz or cifar-10-binary.tar.gz')
-  p.add_argument('--data_dir', help='tensorflow-datasets data_dir for --source=tfds '
+  p.add_argument('--data_dir',
+                 help='tensorflow-datasets data_dir for --source=tfds '
                  '(default ~/tensorflow_datasets)')
   p.add_argument('--out', required=True, help='the image folder to create')
-  p.add_argument('--overwrite', action='store_true',
-                 help='replace an earlier export at --out')
+  p.add_argument('--overwrite', action='store_true', help='replace an earlier export at --out')
   return p
 
 
@@ -121,8 +123,7 @@ def _check_flags(args: argparse.Namespace) -> None:
 class _NumpyUnpickler(pickle.Unpickler):
   """Unpickles the python archive's dicts of NumPy arrays and nothing else."""
   _ALLOWED = {('numpy', 'ndarray'), ('numpy', 'dtype'), ('_codecs', 'encode'),
-              ('numpy.core.multiarray', '_reconstruct'),
-              ('numpy._core.multiarray', '_reconstruct'),
+              ('numpy.core.multiarray', '_reconstruct'), ('numpy._core.multiarray', '_reconstruct'),
               ('numpy.core.multiarray', 'scalar'), ('numpy._core.multiarray', 'scalar'),
               ('numpy.core.numeric', '_frombuffer'), ('numpy._core.numeric', '_frombuffer')}
 
@@ -165,28 +166,31 @@ def read_archive(path: str) -> tuple[dict[str, Split], tuple[str, ...]]:
       members = {os.path.basename(m.name): m for m in tar.getmembers() if m.isfile()}
       if {'batches.meta', *TRAIN_BATCHES, TEST_BATCH} <= members.keys():
         read, suffix = _python_batch, ''
-        meta = _NumpyUnpickler(tar.extractfile(members['batches.meta']),
-                               encoding='bytes').load()
+        meta = _NumpyUnpickler(tar.extractfile(members['batches.meta']), encoding='bytes').load()
         names = tuple(n.decode() for n in meta[b'label_names'])
-      elif {'batches.meta.txt', *(b + '.bin' for b in (*TRAIN_BATCHES, TEST_BATCH))
-            } <= members.keys():
+      elif {'batches.meta.txt',
+            *(b + '.bin' for b in (*TRAIN_BATCHES, TEST_BATCH))} <= members.keys():
         read, suffix = _binary_batch, '.bin'
         text = tar.extractfile(members['batches.meta.txt']).read().decode()
         names = tuple(line.strip() for line in text.splitlines() if line.strip())
       else:
         raise ExportError(f'--archive={path} holds no CIFAR-10 batches (data_batch_1..5, '
                           f'test_batch, batches.meta); {allowed}')
-      parts = {split: [read(tar.extractfile(members[b + suffix])) for b in batches]
-               for split, batches in (('train', TRAIN_BATCHES), ('test', (TEST_BATCH,)))}
-  except (tarfile.TarError, OSError, EOFError, pickle.UnpicklingError, KeyError,
-          ValueError, UnicodeDecodeError) as e:
+      parts = {
+          split: [read(tar.extractfile(members[b + suffix])) for b in batches]
+          for split, batches in (('train', TRAIN_BATCHES), ('test', (TEST_BATCH,)))
+      }
+  except (tarfile.TarError, OSError, EOFError, pickle.UnpicklingError, KeyError, ValueError,
+          UnicodeDecodeError) as e:
     reason = ' '.join(str(e).split()) or type(e).__name__
     raise ExportError(f'--archive={path} cannot be read ({reason}); {allowed}') from e
-  splits = {s: (np.concatenate([p[0] for p in ps]), np.concatenate([p[1] for p in ps]))
-            for s, ps in parts.items()}
+  splits = {
+      s: (np.concatenate([p[0] for p in ps]), np.concatenate([p[1] for p in ps]))
+      for s, ps in parts.items()
+  }
   for split, (images, labels) in splits.items():
-    if len(images) != len(labels) or (labels.size and not
-                                      0 <= labels.min() <= labels.max() < len(names)):
+    if len(images) != len(labels) or (labels.size and
+                                      not 0 <= labels.min() <= labels.max() < len(names)):
       raise ExportError(f'--archive={path}: {split} labels do not match the images or '
                         f'the {len(names)} label names; {allowed}')
   return splits, names
@@ -212,8 +216,8 @@ def read_tfds(data_dir: str | None) -> tuple[dict[str, Split], tuple[str, ...]]:
 
 
 def _check_names(names: Sequence[str]) -> None:
-  if (len(set(names)) != len(names) or list(names) != sorted(names)
-      or any(not n or os.sep in n or n.startswith('.') for n in names)):
+  if (len(set(names)) != len(names) or list(names) != sorted(names) or
+      any(not n or os.sep in n or n.startswith('.') for n in names)):
     raise ExportError(f'label names {", ".join(names)} are not distinct folder names '
                       'in alphabetical order, so image_folder would renumber them; '
                       f'allowed: CIFAR-10\'s {" ".join(CIFAR10_CLASSES)}')
@@ -230,19 +234,16 @@ def write_tree(root: str, splits: dict[str, Split], names: Sequence[str]) -> Non
         f.write(tf.io.encode_png(image).numpy())
 
 
-def export(splits: dict[str, Split], names: Sequence[str], out: str,
-           overwrite: bool) -> None:
+def export(splits: dict[str, Split], names: Sequence[str], out: str, overwrite: bool) -> None:
   """Writes the tree beside `out` and renames it to `out` once complete."""
   out = os.path.abspath(out)
-  tmp = tempfile.mkdtemp(prefix=os.path.basename(out) + '.partial-',
-                         dir=os.path.dirname(out))
+  tmp = tempfile.mkdtemp(prefix=os.path.basename(out) + '.partial-', dir=os.path.dirname(out))
   try:
     write_tree(tmp, splits, names)
     old = None
     if os.path.isdir(out):
       if os.listdir(out) and overwrite:
-        old = tempfile.mkdtemp(prefix=os.path.basename(out) + '.old-',
-                               dir=os.path.dirname(out))
+        old = tempfile.mkdtemp(prefix=os.path.basename(out) + '.old-', dir=os.path.dirname(out))
         os.rename(out, os.path.join(old, 'tree'))
       else:
         os.rmdir(out)
@@ -258,13 +259,14 @@ def _summary(splits: dict[str, Split], names: Sequence[str]) -> str:
   lines = []
   for split, (_, labels) in splits.items():
     counts = np.bincount(labels, minlength=len(names))
-    each = (f'{counts[0]:,} per class' if len(set(counts)) == 1 else
-            'per class ' + ' '.join(f'{n} {c:,}' for n, c in zip(names, counts)))
+    each = (f'{counts[0]:,} per class' if len(set(counts)) == 1 else 'per class ' +
+            ' '.join(f'{n} {c:,}' for n, c in zip(names, counts)))
     lines.append(f'  {split}: {len(labels):,} images ({each})')
   return '\n'.join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+  """Exports CIFAR-10 as an image_folder tree; returns the exit code."""
   args = _parser().parse_args(argv)
   try:
     _check_flags(args)

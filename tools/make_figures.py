@@ -35,12 +35,13 @@ from __future__ import annotations
 import os
 import sys
 import textwrap
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
+from collections.abc import Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # pylint: disable-next=wrong-import-position
-from make_tables import PAPER_TABLE2, Run, RunIndex, as_index, names_line, read_run
+from make_tables import PAPER_TABLE2, Run, RunIndex, as_index, names_line
 from rethinking_tf import arguments  # pylint: disable=wrong-import-position
 
 if TYPE_CHECKING:
@@ -54,6 +55,7 @@ def _pyplot():
   import matplotlib.pyplot  # pylint: disable=import-outside-toplevel
   return matplotlib.pyplot
 
+
 FIG1A_CONDITIONS: tuple[tuple[str, str], ...] = (
     ('figure1/inception_true', 'true labels'),
     ('figure1/inception_random_labels', 'random labels'),
@@ -61,8 +63,8 @@ FIG1A_CONDITIONS: tuple[tuple[str, str], ...] = (
     ('figure1/inception_random_pixels', 'random pixels'),
     ('figure1/inception_gaussian', 'Gaussian'),
 )
-FIG1_MODELS: tuple[tuple[str, str], ...] = (
-    ('inception', 'Inception'), ('alexnet', 'Alexnet'), ('mlp_1x512', 'MLP 1x512'))
+FIG1_MODELS: tuple[tuple[str, str], ...] = (('inception', 'Inception'), ('alexnet', 'Alexnet'),
+                                            ('mlp_1x512', 'MLP 1x512'))
 CORRUPTIONS: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 FIG2_RUNS: tuple[tuple[str, str], ...] = (
     ('figure2/inception_bn', 'Inception'),
@@ -90,14 +92,12 @@ def _place_notes(fig: plt.Figure, notes: dict, top: float) -> None:
   for ax, lines in notes.items():
     if lines:
       text = '\n'.join(textwrap.fill(line, 62, subsequent_indent='    ') for line in lines)
-      fig.text(ax.get_position().x0, top, text, fontsize=7, va='top', ha='left',
-               color='0.25')
+      fig.text(ax.get_position().x0, top, text, fontsize=7, va='top', ha='left', color='0.25')
 
 
 def scale_text(runs: Sequence[Run]) -> str:
   """One line on the training-set size and epochs of the runs drawn."""
-  sizes = sorted({r.train_size for r in runs if r.status != 'missing' and r.train_size
-                  is not None})
+  sizes = sorted({r.train_size for r in runs if r.status != 'missing' and r.train_size is not None})
   if not sizes:
     return 'no runs found'
   size = ', '.join('all' if s == 0 else f'{s:,}' for s in sizes)
@@ -123,16 +123,18 @@ def conditions(which: Sequence[str]) -> list[str]:
   return names
 
 
-def relative_convergence(runs: dict[float, Run]
-                         ) -> tuple[dict[float, float], list[tuple[str, str]]]:
+def relative_convergence(
+    runs: dict[float, Run]) -> tuple[dict[float, float], list[tuple[str, str]]]:
   """fit_step(p) / fit_step(0) for every p that has both.
 
   Returns:
     ({p: relative time}, [(f'p={p}', why it is not drawn)]).
   """
+
   def fit(run: Run) -> float | None:
     value = run.value('fit_step')
     return value if value and value > 0 else None
+
   base = fit(runs[0.0])
   out, why = {}, []
   for p, run in runs.items():
@@ -159,18 +161,21 @@ def figure1(runs: RunIndex | str) -> plt.Figure:
   for (name, label), color in zip(FIG1A_CONDITIONS, COLORS):
     run = index.get(name)
     all_runs.append(run)
-    rows = [r for r in run.metrics if isinstance(r.get('step'), float)
-            and isinstance(r.get('train_loss'), float)]
+    rows = [
+        r for r in run.metrics
+        if isinstance(r.get('step'), float) and isinstance(r.get('train_loss'), float)
+    ]
     if rows and run.status in ('finished', 'running', 'incomplete', 'failed'):
       suffix = '' if run.status == 'finished' else f' ({run.label()})'
       ax.plot([r['step'] / 1000 for r in rows], [r['train_loss'] for r in rows],
-              color=color, marker='.' if len(rows) < 30 else None, label=label + suffix)
+              color=color,
+              marker='.' if len(rows) < 30 else None,
+              label=label + suffix)
     if run.status != 'finished':
       absent.append((label, run.label()))
   ax.set_xlabel('thousands of training steps')
   ax.set_ylabel('average training loss over the epoch')
-  ax.set_title('(a) Small Inception: training loss per input/label randomization',
-               fontsize=10)
+  ax.set_title('(a) Small Inception: training loss per input/label randomization', fontsize=10)
   ax.set_ylim(bottom=0)
   if ax.get_legend_handles_labels()[0]:
     ax.legend(fontsize=8)
@@ -187,23 +192,31 @@ def figure1(runs: RunIndex | str) -> plt.Figure:
           ps = sorted(rel)
           thresholds = sorted({runs[p].value('fit_threshold') for p in ps} - {None})
           fit = ', '.join(f'{100 * t:g}%' for t in thresholds) or '?'
-          ax.plot(ps, [rel[p] for p in ps], marker='o', color=color,
+          ax.plot(ps, [rel[p] for p in ps],
+                  marker='o',
+                  color=color,
                   label=f'{label} (fitted = train acc >= {fit})')
         if why:
           absent.append(f'{label}: {group(why)}')
       else:
-        done = {p: r for p, r in runs.items() if r.status == 'finished'
-                and r.value('test_accuracy') is not None}
+        done = {
+            p: r
+            for p, r in runs.items()
+            if r.status == 'finished' and r.value('test_accuracy') is not None
+        }
         if done:
           ps = sorted(done)
           errors = [100 * (1 - done[p].value('test_accuracy')) for p in ps]
           ax.plot(ps, errors, color=color, label=label)
           fitted = [r.value('fit_step') is not None for r in (done[p] for p in ps)]
-          ax.scatter([p for p, f in zip(ps, fitted) if f],
-                     [e for e, f in zip(errors, fitted) if f], color=color, zorder=3)
+          ax.scatter([p for p, f in zip(ps, fitted) if f], [e for e, f in zip(errors, fitted) if f],
+                     color=color,
+                     zorder=3)
           ax.scatter([p for p, f in zip(ps, fitted) if not f],
-                     [e for e, f in zip(errors, fitted) if not f], facecolors='white',
-                     edgecolors=color, zorder=3)
+                     [e for e, f in zip(errors, fitted) if not f],
+                     facecolors='white',
+                     edgecolors=color,
+                     zorder=3)
         why = [(f'p={p:.1f}', r.label()) for p, r in runs.items() if r.status != 'finished']
         if why:
           absent.append(f'{label}: {group(why)}')
@@ -217,14 +230,17 @@ def figure1(runs: RunIndex | str) -> plt.Figure:
     else:
       ax.axhline(90.0, color='0.6', lw=0.8, ls='--', label='chance (10 classes)')
       ax.set_ylabel('test error at the end of training (%)')
-      ax.set_title('(c) Test error (paper: rises to ~90% as p -> 1)\n'
-                   'hollow = run ended without fitting', fontsize=10)
+      ax.set_title(
+          '(c) Test error (paper: rises to ~90% as p -> 1)\n'
+          'hollow = run ended without fitting',
+          fontsize=10)
       ax.set_ylim(0, 100)
     if ax.get_legend_handles_labels()[0]:
       ax.legend(fontsize=8)
     notes[ax] = ['Not drawn:'] + absent if absent else []
   fig.suptitle('Figure 1 (Zhang et al.): CIFAR-10 networks fit random labels and random '
-               'inputs, only a small factor slower\n' + scale_text(all_runs), fontsize=11)
+               'inputs, only a small factor slower\n' + scale_text(all_runs),
+               fontsize=11)
   fig.tight_layout(rect=(0, 0.2, 1, 1))
   _place_notes(fig, notes, 0.14)
   return fig
@@ -244,8 +260,7 @@ def final_and_best(run: Run) -> tuple[float | None, float | None, int | None]:
   best = run.value('best_test_accuracy')
   epoch = run.value('best_test_epoch')
   if best is None:
-    accs = [r['test_accuracy'] for r in run.metrics if isinstance(r.get('test_accuracy'),
-                                                                   float)]
+    accs = [r['test_accuracy'] for r in run.metrics if isinstance(r.get('test_accuracy'), float)]
     if accs:
       best = max(accs)
       epoch = accs.index(best) + 1
@@ -260,8 +275,10 @@ def figure2(runs: RunIndex | str) -> plt.Figure:
   runs = [index.get(name) for name, _ in FIG2_RUNS]
   absent = []
   for run, (_, label), color in zip(runs[:2], FIG2_RUNS[:2], COLORS):
-    rows = [r for r in run.metrics if isinstance(r.get('step'), float)
-            and isinstance(r.get('test_accuracy'), float)]
+    rows = [
+        r for r in run.metrics
+        if isinstance(r.get('step'), float) and isinstance(r.get('test_accuracy'), float)
+    ]
     if rows:
       x = [r['step'] / 1000 for r in rows]
       acc = [100 * r['test_accuracy'] for r in rows]
@@ -272,9 +289,11 @@ def figure2(runs: RunIndex | str) -> plt.Figure:
       absent.append((label, run.label()))
   ax.set_xlabel('thousands of training steps')
   ax.set_ylabel('test accuracy (%)')
-  ax.set_title('(a) CIFAR-10, small Inception, no crop, no weight decay\n'
-               'shaded: gap to the best test accuracy so far (what early stopping could '
-               'gain)', fontsize=10)
+  ax.set_title(
+      '(a) CIFAR-10, small Inception, no crop, no weight decay\n'
+      'shaded: gap to the best test accuracy so far (what early stopping could '
+      'gain)',
+      fontsize=10)
   if ax.get_legend_handles_labels()[0]:
     ax.legend(fontsize=8, loc='lower right')
   notes = {ax: ['Not finished: ' + group(absent)] if absent else []}
@@ -285,17 +304,15 @@ def figure2(runs: RunIndex | str) -> plt.Figure:
     run = index.get(row.run)
     if run.status == 'finished':
       bars.append((f'ImageNet {row.run.split("/")[-1]}', run))
-  for i, (label, run) in enumerate(bars):
+  for i, (_, run) in enumerate(bars):
     final, best, epoch = final_and_best(run) if run.status == 'finished' else (None,) * 3
     if final is None:
       ax.text(i, 2, run.label(), ha='center', va='bottom', rotation=90, fontsize=8)
       continue
     ax.bar(i - 0.2, 100 * final, 0.4, color='tab:blue', label='final')
     if best is not None:
-      ax.bar(i + 0.2, 100 * best, 0.4, color='tab:orange', hatch='//',
-             label='best during training')
-      ax.text(i + 0.2, 100 * best + 1, f'ep {epoch}' if epoch else '', ha='center',
-              fontsize=7)
+      ax.bar(i + 0.2, 100 * best, 0.4, color='tab:orange', hatch='//', label='best during training')
+      ax.text(i + 0.2, 100 * best + 1, f'ep {epoch}' if epoch else '', ha='center', fontsize=7)
   handles, labels = ax.get_legend_handles_labels()
   unique = dict(zip(labels, handles))
   if unique:
@@ -304,8 +321,10 @@ def figure2(runs: RunIndex | str) -> plt.Figure:
   ax.set_xticklabels([label for label, _ in bars], rotation=20, ha='right', fontsize=8)
   ax.set_ylim(0, 100)
   ax.set_ylabel('test accuracy (%)')
-  ax.set_title('(b) Early stopping: final vs best test accuracy during training\n'
-               '(paper: no gain on CIFAR-10; a few points on ImageNet)', fontsize=10)
+  ax.set_title(
+      '(b) Early stopping: final vs best test accuracy during training\n'
+      '(paper: no gain on CIFAR-10; a few points on ImageNet)',
+      fontsize=10)
   fig.suptitle('Figure 2 (Zhang et al.): implicit regularizers. BatchNorm stabilizes '
                'training and moves test accuracy only 3-4 points\n' + scale_text(runs),
                fontsize=11)
@@ -314,7 +333,9 @@ def figure2(runs: RunIndex | str) -> plt.Figure:
   return fig
 
 
-def make_figures(logdir: str | RunIndex, out: str, which: Sequence[str] = ('1', '2'),
+def make_figures(logdir: str | RunIndex,
+                 out: str,
+                 which: Sequence[str] = ('1', '2'),
                  dpi: int = 150) -> list[str]:
   """Writes figure<N>.png and .pdf under `out`; returns their paths."""
   index = as_index(logdir)
@@ -334,8 +355,11 @@ def make_figures(logdir: str | RunIndex, out: str, which: Sequence[str] = ('1', 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+  """Draws the figures from a tree of runs; returns the exit code."""
   parser = arguments.ArgumentParser(description='Figures 1 and 2 from a tree of runs.')
-  parser.add_argument('--logdir', required=True, help='A directory tree of runs (any '
+  parser.add_argument('--logdir',
+                      required=True,
+                      help='A directory tree of runs (any '
                       'directory holding config.json is one), e.g. a sweep\'s --logdir.')
   parser.add_argument('--out', required=True, help='Directory for figure<N>.png/.pdf.')
   parser.add_argument('--figures', default='1,2', help='Comma-separated: 1, 2 or 1,2.')
@@ -357,13 +381,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     index.get(name)
   what = 'Figure ' + ' or '.join(which)
   if not index.matched:
-    arguments.fail(f'no run under --logdir={args.logdir} matches a condition of {what} '
-                   f'({len(index.runs)} run directories found; a run is a directory '
-                   'holding config.json)', code=1)
+    arguments.fail(
+        f'no run under --logdir={args.logdir} matches a condition of {what} '
+        f'({len(index.runs)} run directories found; a run is a directory '
+        'holding config.json)',
+        code=1)
   unmatched = index.unmatched()
   if unmatched:
-    print(f'note: {len(unmatched)} of {len(index.runs)} runs under {args.logdir} match no '
-          f'condition of {what}: {names_line(unmatched)}', file=sys.stderr)
+    print(
+        f'note: {len(unmatched)} of {len(index.runs)} runs under {args.logdir} match no '
+        f'condition of {what}: {names_line(unmatched)}',
+        file=sys.stderr)
   for path in make_figures(index, args.out, which, args.dpi):
     print(path)
   return 0

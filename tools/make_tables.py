@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Tables 1 and 2 of the paper (section 3), our numbers beside the paper's.
 
-    python tools/make_tables.py --logdir=DIR [--format=markdown|latex|csv] [--table=1|2|all] [--out=FILE]
+    python tools/make_tables.py --logdir=DIR [--format=markdown|latex|csv]
+        [--table=1|2|all] [--out=FILE]
 
 Reads every run under DIR, in any layout: a run is a directory holding
 config.json (the resolved settings the training binary writes; results.json
@@ -33,7 +34,7 @@ import json
 import math
 import os
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -77,49 +78,48 @@ PAPER_TABLE1: tuple[Table1Row, ...] = (
     Table1Row('table1/inception_crop', 'Inception', True, False, 100.0, 89.31),
     Table1Row('table1/inception_wd', 'Inception', False, True, 100.0, 86.03),
     Table1Row('table1/inception', 'Inception', False, False, 100.0, 85.75),
-    Table1Row('table1/inception_random_labels', 'Inception, random labels', False, False,
-              100.0, 9.78),
+    Table1Row('table1/inception_random_labels', 'Inception, random labels', False, False, 100.0,
+              9.78),
     Table1Row('table1/inception_nobn_wd', 'Inception w/o BN', False, True, 100.0, 83.00),
     Table1Row('table1/inception_nobn', 'Inception w/o BN', False, False, 100.0, 82.00),
-    Table1Row('table1/inception_nobn_random_labels', 'Inception w/o BN, random labels',
-              False, False, 100.0, 10.12),
+    Table1Row('table1/inception_nobn_random_labels', 'Inception w/o BN, random labels', False,
+              False, 100.0, 10.12),
     Table1Row('table1/alexnet_crop_wd', 'Alexnet', True, True, 99.90, 81.22),
     Table1Row('table1/alexnet_crop', 'Alexnet', True, False, 99.82, 79.66),
     Table1Row('table1/alexnet_wd', 'Alexnet', False, True, 100.0, 77.36),
     Table1Row('table1/alexnet', 'Alexnet', False, False, 100.0, 76.07),
-    Table1Row('table1/alexnet_random_labels', 'Alexnet, random labels', False, False,
-              99.82, 9.86),
+    Table1Row('table1/alexnet_random_labels', 'Alexnet, random labels', False, False, 99.82, 9.86),
     Table1Row('table1/mlp_3x512_wd', 'MLP 3x512', False, True, 100.0, 53.35),
     Table1Row('table1/mlp_3x512', 'MLP 3x512', False, False, 100.0, 52.39),
-    Table1Row('table1/mlp_3x512_random_labels', 'MLP 3x512, random labels', False, False,
-              100.0, 10.48),
+    Table1Row('table1/mlp_3x512_random_labels', 'MLP 3x512, random labels', False, False, 100.0,
+              10.48),
     Table1Row('table1/mlp_1x512_wd', 'MLP 1x512', False, True, 99.80, 50.39),
     Table1Row('table1/mlp_1x512', 'MLP 1x512', False, False, 100.0, 50.51),
-    Table1Row('table1/mlp_1x512_random_labels', 'MLP 1x512, random labels', False, False,
-              99.34, 10.61),
+    Table1Row('table1/mlp_1x512_random_labels', 'MLP 1x512, random labels', False, False, 99.34,
+              10.61),
 )
 
 PAPER_TABLE2: tuple[Table2Row, ...] = (
-    Table2Row('table2/inception_v3_aug_dropout_wd', 'true', True, True, True,
-              92.18, 99.21, 77.84, 93.92),
+    Table2Row('table2/inception_v3_aug_dropout_wd', 'true', True, True, True, 92.18, 99.21, 77.84,
+              93.92),
     Table2Row('table2/inception_v3_aug', 'true', True, False, False, 92.33, 99.17, 72.95, 90.43),
     Table2Row('table2/inception_v3_wd', 'true', False, False, True, 90.60, 100.0, 67.18, 86.44,
               72.57, 91.31),
-    Table2Row('table2/inception_v3', 'true', False, False, False, 99.53, 100.0, 59.80, 80.38,
-              63.16, 84.49),
-    Table2Row('table2/inception_v3_random_labels_dropout_wd', 'random', False, True, True,
-              91.18, 97.95, 0.09, 0.49),
-    Table2Row('table2/inception_v3_random_labels_wd', 'random', False, False, True,
-              87.81, 96.15, 0.12, 0.50),
-    Table2Row('table2/inception_v3_random_labels', 'random', False, False, False,
-              95.20, 99.14, 0.11, 0.56),
+    Table2Row('table2/inception_v3', 'true', False, False, False, 99.53, 100.0, 59.80, 80.38, 63.16,
+              84.49),
+    Table2Row('table2/inception_v3_random_labels_dropout_wd', 'random', False, True, True, 91.18,
+              97.95, 0.09, 0.49),
+    Table2Row('table2/inception_v3_random_labels_wd', 'random', False, False, True, 87.81, 96.15,
+              0.12, 0.50),
+    Table2Row('table2/inception_v3_random_labels', 'random', False, False, False, 95.20, 99.14,
+              0.11, 0.56),
 )
 
 # --- Runs and the rows they fill --------------------------------------------
 
 STATUSES = ('finished', 'running', 'incomplete', 'diverged', 'failed', 'missing')
-CONFIG, RESULTS, METRICS, FAILED, REUSED = (
-    'config.json', 'results.json', 'metrics.csv', 'failed.txt', 'reused_from.txt')
+CONFIG, RESULTS, METRICS, FAILED, REUSED = ('config.json', 'results.json', 'metrics.csv',
+                                            'failed.txt', 'reused_from.txt')
 FLAGS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'flags')
 
 # What decides the row (or figure condition) a run fills: these settings,
@@ -129,14 +129,12 @@ FLAGS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file_
 # fills the row, they are named in its scale column, and a run with the
 # flagfile's values is preferred. Scale settings never decide (the scale
 # column shows them) and neither does anything not listed here.
-DEFINING = ('model', 'labels', 'corrupt_prob', 'inputs', 'random_crop', 'augment',
-            'batch_norm', 'weight_decay', 'dropout', 'early_stopping_patience',
-            'stop_on_fit')
-TUNING = ('learning_rate', 'lr_decay', 'momentum', 'batch_size', 'bn_momentum',
-          'fit_threshold')
-SCALE = ('dataset', 'data_dir', 'train_size', 'test_size', 'epochs', 'lr_decay_steps',
-         'precision', 'seed', 'steps_per_execution', 'image_cache', 'quiet', 'verbose',
-         'logdir', 'overwrite', 'strategy', 'num_cpu_devices')
+DEFINING = ('model', 'labels', 'corrupt_prob', 'inputs', 'random_crop', 'augment', 'batch_norm',
+            'weight_decay', 'dropout', 'early_stopping_patience', 'stop_on_fit')
+TUNING = ('learning_rate', 'lr_decay', 'momentum', 'batch_size', 'bn_momentum', 'fit_threshold')
+SCALE = ('dataset', 'data_dir', 'train_size', 'test_size', 'epochs', 'lr_decay_steps', 'precision',
+         'seed', 'steps_per_execution', 'image_cache', 'quiet', 'verbose', 'logdir', 'overwrite',
+         'strategy', 'num_cpu_devices')
 
 
 def paper_learning_rate(model: str) -> float:
@@ -161,19 +159,19 @@ class Condition:
   settings: dict  # the deciding settings
   tuning: dict  # the tuning settings the row's flagfile resolves to
 
-  def matches(self, run: 'Run') -> bool:
+  def matches(self, run: Run) -> bool:
     if run.config is None:
       return False
     have = _canonical(run.config)
     return all(have.get(k) == v for k, v in self.settings.items())
 
-  def tuning_differences(self, run: 'Run') -> dict:
+  def tuning_differences(self, run: Run) -> dict:
     """The run's tuning settings that differ from the flagfile's: {name: value}."""
     have = _canonical(run.config or {})
     return {k: have[k] for k, v in self.tuning.items() if k in have and have[k] != v}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def condition(name: str) -> Condition:
   """The row or figure condition of flags/<name>.cfg."""
   named = dict(read_flagfile(os.path.join(FLAGS_DIR, name + '.cfg')))
@@ -249,8 +247,8 @@ class Run:
     test_text = f', test {test:,}' if test else ''
     precision = config.get('precision') or 'float32'
     precision_text = f', {precision}' if precision != 'float32' else ''
-    tuning_text = ''.join(f', {k} {v:g}' if isinstance(v, float) else f', {k} {v}'
-                          for k, v in (tuning or {}).items())
+    tuning_text = ''.join(
+        f', {k} {v:g}' if isinstance(v, float) else f', {k} {v}' for k, v in (tuning or {}).items())
     return (f'{prefix}{size_text} ex{test_text}, '
             f'{self.epochs_done}/{target if target is not None else "?"} ep'
             f'{precision_text}{tuning_text}')
@@ -266,8 +264,7 @@ class Run:
     if self.status != 'finished' or not self.results:
       return None
     value = self.results.get(key)
-    return float(value) if isinstance(value, (int, float)) and not isinstance(
-        value, bool) else None
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def read_metrics(path: str) -> list[dict]:
@@ -372,9 +369,9 @@ class RunIndex:
     found = [r for r in self.runs if cond.matches(r)]
     # The sweep's layout: tools/run_sweep.py runs flags/<name>.cfg into <logdir>/<name>.
     laid_out = lambda r: ('/' + r.name.replace(os.sep, '/')).endswith('/' + name)
-    return sorted(found, key=lambda r: (r.status != 'finished', not laid_out(r),
-                                        len(cond.tuning_differences(r)),
-                                        -r.epochs_done, r.copy, r.name))
+    return sorted(found,
+                  key=lambda r: (r.status != 'finished', not laid_out(r),
+                                 len(cond.tuning_differences(r)), -r.epochs_done, r.copy, r.name))
 
   def get(self, name: str) -> Run:
     """The run shown for condition `name` (status missing if none matches)."""
@@ -388,7 +385,7 @@ class RunIndex:
     return [r for r in self.runs if r.name not in self.matched]
 
 
-def as_index(logdir: 'RunIndex | str') -> RunIndex:
+def as_index(logdir: RunIndex | str) -> RunIndex:
   """`logdir`'s runs (an index is passed through)."""
   return logdir if isinstance(logdir, RunIndex) else RunIndex(logdir)
 
@@ -400,21 +397,23 @@ CHOICE_NOTE = ('A row is filled by a run under --logdir whose '
                'name), then has the fewest other tuning settings, then the most epochs, '
                'then is not a copy (reused_from.txt), then comes first by path.')
 
-
 # --- Cells -------------------------------------------------------------------
 
 
 def pct(fraction: float | None) -> str:
+  """A fraction as a percentage with two decimals; empty for none."""
   return '' if fraction is None or math.isnan(fraction) else f'{100 * fraction:.2f}'
 
 
 def diff(fraction: float | None, paper: float | None) -> str:
+  """Ours minus the paper, in signed percentage points; empty if either is missing."""
   if fraction is None or paper is None or math.isnan(fraction):
     return ''
   return f'{100 * fraction - paper:+.2f}'
 
 
 def paper_text(value: float | None, best: float | None = None) -> str:
+  """The paper's number, with its best-epoch number in parentheses when given."""
   if value is None:
     return ''
   text = f'{value:.2f}' if value != 100.0 else '100.0'
@@ -422,6 +421,7 @@ def paper_text(value: float | None, best: float | None = None) -> str:
 
 
 def yes(flag: bool) -> str:
+  """'yes' or 'no'."""
   return 'yes' if flag else 'no'
 
 
@@ -436,7 +436,10 @@ class Table:
   key_columns: int  # leading text columns that describe the row
 
 
-def _metric_cells(run: Run, key: str, paper: float, best_key: str | None = None,
+def _metric_cells(run: Run,
+                  key: str,
+                  paper: float,
+                  best_key: str | None = None,
                   paper_best: float | None = None) -> tuple[str, str, str]:
   """(paper, ours, difference) cells; ours is the status unless finished."""
   if run.status != 'finished':
@@ -450,15 +453,22 @@ def _metric_cells(run: Run, key: str, paper: float, best_key: str | None = None,
   return paper_text(paper, paper_best), ours, diff(value, paper)
 
 
-def _record(table: str, row: str, run: Run, metric: str, paper: float | None,
-            key: str, flagfile: str) -> dict:
+def _record(table: str, row: str, run: Run, metric: str, paper: float | None, key: str,
+            flagfile: str) -> dict:
   value = run.value(key)
-  return dict(table=table, row=row, flagfile=flagfile, run=run.name, status=run.status,
-              metric=metric, paper=paper, ours=None if value is None else round(100 * value, 4),
+  return dict(table=table,
+              row=row,
+              flagfile=flagfile,
+              run=run.name,
+              status=run.status,
+              metric=metric,
+              paper=paper,
+              ours=None if value is None else round(100 * value, 4),
               difference=None if value is None or paper is None else round(100 * value - paper, 4),
-              dataset=(run.config or {}).get('dataset'), train_size=run.train_size,
-              epochs_completed=run.epochs_done if run.status != 'missing'
-              else None, epochs_target=run.epochs_target)
+              dataset=(run.config or {}).get('dataset'),
+              train_size=run.train_size,
+              epochs_completed=run.epochs_done if run.status != 'missing' else None,
+              epochs_target=run.epochs_target)
 
 
 def _status_notes(runs: list[Run]) -> list[str]:
@@ -496,8 +506,10 @@ SCALE_NOTE = ('Scale = the data set if not the paper\'s, training examples used 
 def table1(logdir: RunIndex | str) -> Table:
   """Table 1 (CIFAR-10): train and test accuracy, paper vs ours."""
   index = as_index(logdir)
-  header = ['model', 'random crop', 'weight decay', 'train (paper)', 'train (ours)', 'Δ',
-            'test (paper)', 'test (ours)', 'Δ', 'scale']
+  header = [
+      'model', 'random crop', 'weight decay', 'train (paper)', 'train (ours)', 'Δ', 'test (paper)',
+      'test (ours)', 'Δ', 'scale'
+  ]
   rows, records, runs = [], [], []
   for row in PAPER_TABLE1:
     run = index.get(row.run)
@@ -510,8 +522,10 @@ def table1(logdir: RunIndex | str) -> Table:
     label = f'{row.model}, crop {yes(row.crop)}, wd {yes(row.weight_decay)}'
     records.append(_record('1', label, run, 'train', row.train, 'train_accuracy', row.run))
     records.append(_record('1', label, run, 'test', row.test, 'test_accuracy', row.run))
-  notes = ['Accuracy in %; Δ = ours − paper in percentage points. Train accuracy is an '
-           'inference-mode pass over the (randomized) training set.', SCALE_NOTE]
+  notes = [
+      'Accuracy in %; Δ = ours − paper in percentage points. Train accuracy is an '
+      'inference-mode pass over the (randomized) training set.', SCALE_NOTE
+  ]
   notes += _choice_note([r.run for r in PAPER_TABLE1], index)
   return Table('Table 1: CIFAR-10, train / test accuracy (%)', header, rows,
                notes + _status_notes(runs), records, 3)
@@ -525,11 +539,11 @@ def table2(logdir: RunIndex | str) -> Table:
     header += [f'{what} (paper)', f'{what} (ours)', 'Δ']
   header.append('scale')
   rows, records, runs = [], [], []
-  metrics = (('top-1 train', 'train_accuracy', 'train_top1', None, None),
-             ('top-5 train', 'train_top5_accuracy', 'train_top5', None, None),
-             ('top-1 test', 'test_accuracy', 'test_top1', 'best_test_accuracy', 'best_top1'),
-             ('top-5 test', 'test_top5_accuracy', 'test_top5', 'best_test_top5_accuracy',
-              'best_top5'))
+  metrics = (('top-1 train', 'train_accuracy', 'train_top1', None,
+              None), ('top-5 train', 'train_top5_accuracy', 'train_top5', None, None),
+             ('top-1 test', 'test_accuracy', 'test_top1', 'best_test_accuracy',
+              'best_top1'), ('top-5 test', 'test_top5_accuracy', 'test_top5',
+                             'best_test_top5_accuracy', 'best_top5'))
   for row in PAPER_TABLE2:
     run = index.get(row.run)
     runs.append(run)
@@ -541,25 +555,29 @@ def table2(logdir: RunIndex | str) -> Table:
       cells += _metric_cells(run, key, getattr(row, attr), best_key, paper_best)
       records.append(_record('2', label, run, metric, getattr(row, attr), key, row.run))
       if paper_best is not None:
-        records.append(_record('2', label, run, metric + ' best', paper_best, best_key,
-                               row.run))
+        records.append(_record('2', label, run, metric + ' best', paper_best, best_key, row.run))
     cells.append(run.scale('imagenet2012', condition(row.run).tuning_differences(run)))
     rows.append(cells)
-  notes = ['Accuracy in %; Δ = ours − paper (final accuracy) in percentage points. '
-           'Parenthesised: best test accuracy during training (early stopping).',
-           'n/r = not recorded in results.json (top-5 needs train_top5_accuracy / '
-           'test_top5_accuracy / best_test_top5_accuracy).', SCALE_NOTE]
+  notes = [
+      'Accuracy in %; Δ = ours − paper (final accuracy) in percentage points. '
+      'Parenthesised: best test accuracy during training (early stopping).',
+      'n/r = not recorded in results.json (top-5 needs train_top5_accuracy / '
+      'test_top5_accuracy / best_test_top5_accuracy).', SCALE_NOTE
+  ]
   notes += _choice_note([r.run for r in PAPER_TABLE2], index)
-  return Table('Table 2: ImageNet, Inception V3, top-1 / top-5 accuracy (%)', header,
-               rows, notes + _status_notes(runs), records, 4)
+  return Table('Table 2: ImageNet, Inception V3, top-1 / top-5 accuracy (%)', header, rows,
+               notes + _status_notes(runs), records, 4)
 
 
 # --- Renderers ---------------------------------------------------------------
 
 
 def to_markdown(table: Table) -> str:
-  lines = [f'### {table.title}', '', '| ' + ' | '.join(table.header) + ' |',
-           '|' + '|'.join('---' for _ in table.header) + '|']
+  """A table, its notes below it, as Markdown."""
+  lines = [
+      f'### {table.title}', '', '| ' + ' | '.join(table.header) + ' |',
+      '|' + '|'.join('---' for _ in table.header) + '|'
+  ]
   lines += ['| ' + ' | '.join(c.replace('|', '\\|') for c in row) + ' |' for row in table.rows]
   lines.append('')
   lines += [f'- {note}' for note in table.notes]
@@ -567,19 +585,20 @@ def to_markdown(table: Table) -> str:
 
 
 def _latex_escape(text: str) -> str:
-  for a, b in (('\\', r'\textbackslash{}'), ('_', r'\_'), ('%', r'\%'), ('&', r'\&'),
-               ('#', r'\#'), ('$', r'\$'), ('Δ', r'$\Delta$'), ('−', '$-$'),
-               ('`', '')):
+  for a, b in (('\\', r'\textbackslash{}'), ('_', r'\_'), ('%', r'\%'), ('&', r'\&'), ('#', r'\#'),
+               ('$', r'\$'), ('Δ', r'$\Delta$'), ('−', '$-$'), ('`', '')):
     text = text.replace(a, b)
   return text
 
 
 def to_latex(table: Table) -> str:
-  lines = [r'\begin{table}[ht]', r'\centering', r'\scriptsize',
-           r'\caption{' + _latex_escape(table.title) + '}',
-           r'\begin{tabular}{' + 'l' * table.key_columns
-           + 'r' * (len(table.header) - table.key_columns - 1) + 'l}',
-           r'\hline', ' & '.join(_latex_escape(h) for h in table.header) + r' \\', r'\hline']
+  """A table as a LaTeX table environment."""
+  lines = [
+      r'\begin{table}[ht]', r'\centering', r'\scriptsize',
+      r'\caption{' + _latex_escape(table.title) + '}', r'\begin{tabular}{' +
+      'l' * table.key_columns + 'r' * (len(table.header) - table.key_columns - 1) + 'l}', r'\hline',
+      ' & '.join(_latex_escape(h) for h in table.header) + r' \\', r'\hline'
+  ]
   lines += [' & '.join(_latex_escape(c) for c in row) + r' \\' for row in table.rows]
   lines += [r'\hline', r'\end{tabular}', '']
   lines += [r'\par\smallskip\footnotesize ' + _latex_escape(n) for n in table.notes]
@@ -587,11 +606,12 @@ def to_latex(table: Table) -> str:
   return '\n'.join(lines) + '\n'
 
 
-CSV_FIELDS = ('table', 'row', 'flagfile', 'run', 'status', 'metric', 'paper', 'ours',
-              'difference', 'dataset', 'train_size', 'epochs_completed', 'epochs_target')
+CSV_FIELDS = ('table', 'row', 'flagfile', 'run', 'status', 'metric', 'paper', 'ours', 'difference',
+              'dataset', 'train_size', 'epochs_completed', 'epochs_target')
 
 
 def to_csv(tables: Sequence[Table]) -> str:
+  """Every cell of the tables as one CSV row (CSV_FIELDS)."""
   out = io.StringIO()
   writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, lineterminator='\n')
   writer.writeheader()
@@ -618,8 +638,11 @@ def names_line(runs: Sequence[Run], limit: int = 8) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+  """Prints or writes the tables; returns the exit code."""
   parser = arguments.ArgumentParser(description='Tables 1 and 2, ours beside the paper.')
-  parser.add_argument('--logdir', required=True, help='A directory tree of runs (any '
+  parser.add_argument('--logdir',
+                      required=True,
+                      help='A directory tree of runs (any '
                       'directory holding config.json is one), e.g. a sweep\'s --logdir.')
   parser.add_argument('--format', choices=('markdown', 'latex', 'csv'), default='markdown')
   parser.add_argument('--table', choices=('1', '2', 'all'), default='all')
@@ -638,13 +661,17 @@ def main(argv: Sequence[str] | None = None) -> int:
   text = render(index, args.format, args.table)
   which = 'Table 1 or 2' if args.table == 'all' else f'Table {args.table}'
   if not index.matched:
-    arguments.fail(f'no run under --logdir={args.logdir} matches a row of {which} '
-                   f'({len(index.runs)} run directories found; a run is a directory '
-                   'holding config.json)', code=1)
+    arguments.fail(
+        f'no run under --logdir={args.logdir} matches a row of {which} '
+        f'({len(index.runs)} run directories found; a run is a directory '
+        'holding config.json)',
+        code=1)
   unmatched = index.unmatched()
   if unmatched:
-    print(f'note: {len(unmatched)} of {len(index.runs)} runs under {args.logdir} match no '
-          f'row of {which}: {names_line(unmatched)}', file=sys.stderr)
+    print(
+        f'note: {len(unmatched)} of {len(index.runs)} runs under {args.logdir} match no '
+        f'row of {which}: {names_line(unmatched)}',
+        file=sys.stderr)
   if args.out:
     with open(args.out, 'w') as f:
       f.write(text)

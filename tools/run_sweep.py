@@ -25,10 +25,11 @@ are copied (without checkpoints) and RUNDIR/reused_from.txt names the source;
 --no_reuse trains it anyway. A run that exits
 non-zero without results.json gets a failed.txt (first line: the binary's
 `diverged at epoch E, step S` for a run whose loss became NaN, else the exit
-code); the sweep keeps going, lists every failure at the end and then exits 1. Each run's stdout and stderr are
-appended to RUNDIR/train.log. While a run is going its directory holds a lock
-on RUNDIR/.sweep_lock, so two sweeps over one --logdir never run the same
-directory twice and make_tables can tell running from interrupted.
+code); the sweep keeps going, lists every failure at the end and then exits 1.
+Each run's stdout and stderr are appended to RUNDIR/train.log. While a run
+is going its directory holds a lock on RUNDIR/.sweep_lock, so two sweeps over
+one --logdir never run the same directory twice and make_tables can tell
+running from interrupted.
 
 The training command defaults to `python -m rethinking_tf.train` with this
 interpreter; the RETHINKING_TRAIN_CMD environment variable (or the hidden
@@ -52,7 +53,8 @@ import subprocess
 import sys
 import threading
 import time
-from typing import IO, Sequence
+from typing import IO
+from collections.abc import Sequence
 
 # The checkout's own package first (before an installed copy).
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -61,18 +63,41 @@ from rethinking_tf import arguments  # pylint: disable=wrong-import-position
 # The training binary's flags (the contract) and their kinds. A bool flag is
 # written --name or --noname.
 TRAIN_FLAGS: dict[str, str] = {
-    'dataset': 'enum', 'data_dir': 'str', 'train_size': 'int', 'labels': 'enum',
-    'corrupt_prob': 'float', 'inputs': 'enum', 'seed': 'int', 'random_crop': 'bool',
-    'augment': 'bool', 'model': 'str', 'batch_norm': 'bool', 'weight_decay': 'float',
-    'dropout': 'float', 'early_stopping_patience': 'int', 'learning_rate': 'float',
-    'lr_decay': 'float', 'lr_decay_steps': 'int', 'batch_size': 'int', 'epochs': 'int',
-    'fit_threshold': 'float', 'stop_on_fit': 'bool', 'strategy': 'str',
-    'logdir': 'str', 'overwrite': 'bool', 'image_cache': 'bool',
+    'dataset': 'enum',
+    'data_dir': 'str',
+    'train_size': 'int',
+    'labels': 'enum',
+    'corrupt_prob': 'float',
+    'inputs': 'enum',
+    'seed': 'int',
+    'random_crop': 'bool',
+    'augment': 'bool',
+    'model': 'str',
+    'batch_norm': 'bool',
+    'weight_decay': 'float',
+    'dropout': 'float',
+    'early_stopping_patience': 'int',
+    'learning_rate': 'float',
+    'lr_decay': 'float',
+    'lr_decay_steps': 'int',
+    'batch_size': 'int',
+    'epochs': 'int',
+    'fit_threshold': 'float',
+    'stop_on_fit': 'bool',
+    'strategy': 'str',
+    'logdir': 'str',
+    'overwrite': 'bool',
+    'image_cache': 'bool',
 }
 # Flags of the binary beyond the contract: fine for --set, not in flagfiles.
 EXTRA_FLAGS: dict[str, str] = {
-    'bn_momentum': 'float', 'momentum': 'float', 'num_cpu_devices': 'int',
-    'steps_per_execution': 'int', 'quiet': 'bool', 'test_size': 'int', 'precision': 'str',
+    'bn_momentum': 'float',
+    'momentum': 'float',
+    'num_cpu_devices': 'int',
+    'steps_per_execution': 'int',
+    'quiet': 'bool',
+    'test_size': 'int',
+    'precision': 'str',
 }
 ENUM_VALUES: dict[str, tuple[str, ...]] = {
     'dataset': ('cifar10', 'imagenet2012', 'digits', 'image_folder'),
@@ -82,18 +107,39 @@ ENUM_VALUES: dict[str, tuple[str, ...]] = {
 # Defaults of the flags a flagfile may leave out, to tell a finished run made
 # with other values (e.g. an earlier --set train_size=5000) from a match.
 DEFAULTS: dict[str, str] = {
-    'train_size': '0', 'labels': 'true', 'corrupt_prob': '0', 'inputs': 'original',
-    'seed': '0', 'batch_norm': 'true', 'weight_decay': '0', 'dropout': '0',
-    'early_stopping_patience': '0', 'lr_decay': '0.95', 'lr_decay_steps': '0',
-    'batch_size': '128', 'fit_threshold': '1.0', 'stop_on_fit': 'false', 'test_size': '0',
+    'train_size': '0',
+    'labels': 'true',
+    'corrupt_prob': '0',
+    'inputs': 'original',
+    'seed': '0',
+    'batch_norm': 'true',
+    'weight_decay': '0',
+    'dropout': '0',
+    'early_stopping_patience': '0',
+    'lr_decay': '0.95',
+    'lr_decay_steps': '0',
+    'batch_size': '128',
+    'fit_threshold': '1.0',
+    'stop_on_fit': 'false',
+    'test_size': '0',
 }
 # The binary's default for every flag it writes to RUNDIR/flags.cfg (a test
 # checks this against rethinking_tf.train), to resolve a job's flags fully.
 BINARY_DEFAULTS: dict[str, str] = {
-    **DEFAULTS, 'augment': 'false', 'bn_momentum': '0.9', 'dataset': 'cifar10',
-    'epochs': '100', 'learning_rate': '0', 'model': 'inception', 'momentum': '0.9',
-    'num_cpu_devices': '1', 'precision': 'float32', 'quiet': 'false',
-    'random_crop': 'false', 'steps_per_execution': '0', 'strategy': 'default',
+    **DEFAULTS,
+    'augment': 'false',
+    'bn_momentum': '0.9',
+    'dataset': 'cifar10',
+    'epochs': '100',
+    'learning_rate': '0',
+    'model': 'inception',
+    'momentum': '0.9',
+    'num_cpu_devices': '1',
+    'precision': 'float32',
+    'quiet': 'false',
+    'random_crop': 'false',
+    'steps_per_execution': '0',
+    'strategy': 'default',
     'image_cache': 'true',
 }
 # Flags that do not change what a run computes (steps_per_execution: a test
@@ -102,10 +148,9 @@ COSMETIC_FLAGS = ('quiet', 'steps_per_execution', 'image_cache')
 # Flags a flagfile or --set may not carry: the runner owns them.
 RUNNER_FLAGS = ('logdir', 'overwrite')
 
-RESULTS, FAILED, METRICS, LOG, LOCK, FLAGS_CFG, REUSED = (
-    'results.json', 'failed.txt', 'metrics.csv', 'train.log', '.sweep_lock', 'flags.cfg',
-    'reused_from.txt')
-
+RESULTS, FAILED, METRICS, LOG, LOCK, FLAGS_CFG, REUSED = ('results.json', 'failed.txt',
+                                                          'metrics.csv', 'train.log', '.sweep_lock',
+                                                          'flags.cfg', 'reused_from.txt')
 
 # The first line of the training binary's failed.txt for a run whose loss
 # became NaN or infinite: 'diverged at epoch E, step S'.
@@ -201,8 +246,8 @@ def _same_value(name: str, want: str, got: object) -> bool:
   except (TypeError, ValueError):
     return False
   if name == 'data_dir' and got is not None:
-    return os.path.abspath(os.path.expanduser(want)) == os.path.abspath(
-        os.path.expanduser(str(got)))
+    return os.path.abspath(os.path.expanduser(want)) == os.path.abspath(os.path.expanduser(
+        str(got)))
   return str(want) == str(got)
 
 
@@ -228,8 +273,10 @@ class Job:
       return []
     want = _same_labels({**DEFAULTS, **self.flags})
     config = _same_labels(config)
-    return [f'--{k}={v} (ran with {config[k]!r})' for k, v in want.items()
-            if k in config and k not in COSMETIC_FLAGS and not _same_value(k, v, config[k])]
+    return [
+        f'--{k}={v} (ran with {config[k]!r})' for k, v in want.items()
+        if k in config and k not in COSMETIC_FLAGS and not _same_value(k, v, config[k])
+    ]
 
 
 def _same_labels(values: dict) -> dict:
@@ -282,13 +329,13 @@ def finished_flags(rundir: str) -> dict[str, object] | None:
     return None
 
 
-def find_same_run(job: 'Job', logdir: str) -> str | None:
+def find_same_run(job: Job, logdir: str) -> str | None:
   """A finished run under `logdir` with the same canonical flags as `job`, if any."""
   want = canonical_flags(job.flags)
   for root, dirs, files in os.walk(logdir):
     dirs[:] = sorted(d for d in dirs if d != 'checkpoints')
-    if (RESULTS in files and os.path.abspath(root) != os.path.abspath(job.rundir)
-        and REUSED not in files and finished_flags(root) == want):
+    if (RESULTS in files and os.path.abspath(root) != os.path.abspath(job.rundir) and
+        REUSED not in files and finished_flags(root) == want):
       return root
   return None
 
@@ -376,8 +423,12 @@ def _duration(seconds: float) -> str:
 class Sweep:
   """Runs jobs N at a time and reports progress."""
 
-  def __init__(self, jobs: list[Job], parallel: int, progress_seconds: float,
-               out: IO[str] | None = None, reuse_root: str | None = None):
+  def __init__(self,
+               jobs: list[Job],
+               parallel: int,
+               progress_seconds: float,
+               out: IO[str] | None = None,
+               reuse_root: str | None = None):
     self.jobs = jobs
     self.reuse_root = reuse_root  # where to look for finished identical runs
     self.parallel = parallel
@@ -394,8 +445,8 @@ class Sweep:
 
   def _counts(self) -> str:
     states = [j.state for j in self.jobs]
-    ended = sum(s in ('done', 'finished', 'reused', 'failed', 'conflict', 'skipped')
-                for s in states)
+    ended = sum(
+        s in ('done', 'finished', 'reused', 'failed', 'conflict', 'skipped') for s in states)
     return (f'{ended}/{len(states)} ended, {states.count("running")} running, '
             f'{states.count("failed")} failed')
 
@@ -420,8 +471,8 @@ class Sweep:
       retry = os.path.exists(os.path.join(job.rundir, FAILED))
       if retry:
         os.remove(os.path.join(job.rundir, FAILED))
-      how = ('retry after failure, ' if retry else '') + (
-          f'resume after epoch {epochs}' if epochs else 'new')
+      how = ('retry after failure, ' if retry else '') + (f'resume after epoch {epochs}'
+                                                          if epochs else 'new')
       job.state, job.started = 'running', time.time()
       self.say(f'start    {job.name} ({how}) [{self._counts()}]')
       log_path = os.path.join(job.rundir, LOG)
@@ -430,7 +481,9 @@ class Sweep:
                   f'{shlex.join(job.command)}\n')
         log.flush()
         try:
-          proc = subprocess.Popen(job.command, stdout=log, stderr=subprocess.STDOUT,
+          proc = subprocess.Popen(job.command,
+                                  stdout=log,
+                                  stderr=subprocess.STDOUT,
                                   stdin=subprocess.DEVNULL)
         except OSError as e:
           code, proc = None, None
@@ -449,7 +502,7 @@ class Sweep:
         return
       tail = _tail(log_path)
       why = (f'exit code {code}' if code != 0 else 'exit code 0 but no results.json'
-             ) if code is not None else 'the training command could not start'
+            ) if code is not None else 'the training command could not start'
       diverged = _diverged_line(job.rundir)  # the binary's own failed.txt, if it says so
       if diverged:
         why = f'{diverged}\n{why}'
@@ -526,8 +579,11 @@ def train_command() -> list[str]:
   return shlex.split(env) if env else [sys.executable, '-m', 'rethinking_tf.train']
 
 
-def build_jobs(flagfiles: Sequence[str], logdir: str, sets: Sequence[str],
-               base_command: Sequence[str], flags_root: str | None = None) -> list[Job]:
+def build_jobs(flagfiles: Sequence[str],
+               logdir: str,
+               sets: Sequence[str],
+               base_command: Sequence[str],
+               flags_root: str | None = None) -> list[Job]:
   """One Job per distinct flagfile, with the --set overrides applied."""
   overrides = []
   for s in sets:
@@ -568,24 +624,25 @@ def classify(jobs: list[Job], skip_failed: bool) -> None:
         job.state, job.detail = 'done', 'already finished'
     elif skip_failed and os.path.exists(os.path.join(job.rundir, FAILED)):
       job.state = 'failed'
-      job.detail = 'earlier failure, not retried (--skip_failed): ' + (
-          _diverged_line(job.rundir) or
-          _last_line(_tail(os.path.join(job.rundir, FAILED), 100).split('---')[0]))
+      job.detail = 'earlier failure, not retried (--skip_failed): ' + (_diverged_line(
+          job.rundir) or _last_line(_tail(os.path.join(job.rundir, FAILED), 100).split('---')[0]))
 
 
 def report(jobs: list[Job], out: IO[str]) -> int:
   """Prints the end-of-sweep summary; returns the exit code (1 if any failed)."""
   count = lambda *states: sum(j.state in states for j in jobs)
-  print(f'\nSweep: {len(jobs)} runs: {count("finished")} finished now, '
-        f'{count("reused")} copied from identical runs, '
-        f'{count("done")} already finished, {count("failed")} failed, '
-        f'{count("conflict")} conflicting, {count("skipped", "pending")} not run.',
-        file=out)
+  print(
+      f'\nSweep: {len(jobs)} runs: {count("finished")} finished now, '
+      f'{count("reused")} copied from identical runs, '
+      f'{count("done")} already finished, {count("failed")} failed, '
+      f'{count("conflict")} conflicting, {count("skipped", "pending")} not run.',
+      file=out)
   for job in jobs:
     if job.state in ('failed', 'conflict', 'skipped', 'pending', 'reused'):
       log = os.path.join(job.rundir, LOG)
-      print(f'  {job.state.upper():9s}{job.name}: {job.detail or "not started"}'
-            + (f'\n           log: {log}' if job.state == 'failed' else ''), file=out)
+      print(f'  {job.state.upper():9s}{job.name}: {job.detail or "not started"}' +
+            (f'\n           log: {log}' if job.state == 'failed' else ''),
+            file=out)
   return 1 if count('failed', 'conflict') else 0
 
 
@@ -594,23 +651,33 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
   parser = arguments.ArgumentParser(
       description='Run flagfiles as training runs under --logdir, N at a time.')
   parser.add_argument('flagfiles', nargs='+', metavar='FLAGFILE')
-  parser.add_argument('--logdir', required=True,
+  parser.add_argument('--logdir',
+                      required=True,
                       help='Root of the run directories (DIR/<flagfile under flags/>).')
-  parser.add_argument('--parallel', type=int, default=1,
+  parser.add_argument('--parallel',
+                      type=int,
+                      default=1,
                       help='Runs at a time (default 1; each run uses all cores it gets).')
-  parser.add_argument('--set', action='append', default=[], metavar='FLAG=VALUE',
+  parser.add_argument('--set',
+                      action='append',
+                      default=[],
+                      metavar='FLAG=VALUE',
                       help='Override for every run, e.g. --set train_size=5000 '
                       '(bools: --set nobatch_norm or --set batch_norm=false). Repeatable.')
-  parser.add_argument('--skip_failed', action='store_true',
+  parser.add_argument('--skip_failed',
+                      action='store_true',
                       help='Do not retry runs that hold failed.txt.')
-  parser.add_argument('--no_reuse', action='store_true',
+  parser.add_argument('--no_reuse',
+                      action='store_true',
                       help='Train every run, even when a finished run under --logdir '
                       'has the same resolved flags (by default its outputs are copied).')
-  parser.add_argument('--dry_run', action='store_true',
-                      help='Print what would run and exit.')
-  parser.add_argument('--progress_seconds', type=float, default=60.0,
+  parser.add_argument('--dry_run', action='store_true', help='Print what would run and exit.')
+  parser.add_argument('--progress_seconds',
+                      type=float,
+                      default=60.0,
                       help='Seconds between progress lines (default 60).')
-  parser.add_argument('--flags_root', default=None,
+  parser.add_argument('--flags_root',
+                      default=None,
                       help='Directory the run names are relative to (default: the '
                       'nearest enclosing directory named flags/).')
   parser.add_argument('--train_cmd', default=None, help=argparse.SUPPRESS)
@@ -630,6 +697,7 @@ def _interrupt(signum: int, frame) -> None:  # pylint: disable=unused-argument
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+  """Runs the sweep; returns the exit code (1 if any run failed)."""
   args = parse_args(sys.argv[1:] if argv is None else argv)
   base = shlex.split(args.train_cmd) if args.train_cmd else train_command()
   try:
@@ -639,9 +707,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2
   classify(jobs, args.skip_failed)
   todo = [j for j in jobs if j.state == 'pending']
-  print(f'Sweep of {len(jobs)} runs under {os.path.abspath(args.logdir)}: {len(todo)} to run, '
-        f'{len(jobs) - len(todo)} not ({sum(j.state == "done" for j in jobs)} already '
-        f'finished), {args.parallel} at a time.', flush=True)
+  print(
+      f'Sweep of {len(jobs)} runs under {os.path.abspath(args.logdir)}: {len(todo)} to run, '
+      f'{len(jobs) - len(todo)} not ({sum(j.state == "done" for j in jobs)} already '
+      f'finished), {args.parallel} at a time.',
+      flush=True)
   if args.dry_run:
     root = None if args.no_reuse else os.path.abspath(args.logdir)
     for job in jobs:
@@ -649,10 +719,12 @@ def main(argv: Sequence[str] | None = None) -> int:
       if source:
         print(f'  reuse    {job.name}: copy {os.path.relpath(source, root)} (same flags)')
       else:
-        print(f'  {job.state:8s} {job.name}: ' + (
-            shlex.join(job.command) if job.state == 'pending' else job.detail))
+        print(f'  {job.state:8s} {job.name}: ' +
+              (shlex.join(job.command) if job.state == 'pending' else job.detail))
     return 0
-  sweep = Sweep(jobs, args.parallel, args.progress_seconds,
+  sweep = Sweep(jobs,
+                args.parallel,
+                args.progress_seconds,
                 reuse_root=None if args.no_reuse else os.path.abspath(args.logdir))
   in_main = threading.current_thread() is threading.main_thread()
   previous = signal.signal(signal.SIGTERM, _interrupt) if in_main else None
