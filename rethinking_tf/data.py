@@ -41,8 +41,8 @@ from rethinking_tf import image_cache as image_cache_lib
 from rethinking_tf import native_stderr
 from rethinking_tf import registry
 # The checks that need no TensorFlow live in `sources`; re-exported here.
-from rethinking_tf.sources import (  # pylint: disable=unused-import
-    DataError, _folder_files, check_available)
+from rethinking_tf.sources import (  # noqa: F401  # pylint: disable=unused-import
+    _KNOWN_SIZES, DataError, _folder_files, _network_available, check_available, num_test_examples)
 
 LABEL_MODES = registry.LABEL_MODES
 INPUT_MODES = registry.INPUT_MODES

@@ -11,6 +11,7 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 'tools'))
 import make_figures  # pylint: disable=wrong-import-position
+import make_tables  # pylint: disable=wrong-import-position
 
 from conftest import flagfile_config, write_run_dir  # pylint: disable=wrong-import-position
 
@@ -82,7 +83,7 @@ def test_final_and_best_falls_back_to_metrics(tmp_path):
   del results['best_test_accuracy'], results['best_test_epoch']
   with open(os.path.join(rundir, 'results.json'), 'w') as f:
     json.dump(results, f)
-  run = make_figures.read_run(rundir)
+  run = make_tables.read_run(rundir)
   final, best, epoch = make_figures.final_and_best(run)
   assert final == 0.6 and best == pytest.approx(0.6) and epoch == 2
 
