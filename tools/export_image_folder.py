@@ -49,6 +49,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from rethinking_tf import cli  # noqa: E402  # pylint: disable=wrong-import-position
+
 CIFAR10_CLASSES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship',
                    'truck')
 TRAIN_BATCHES = tuple(f'data_batch_{i}' for i in range(1, 6))
@@ -198,7 +201,7 @@ def read_archive(path: str) -> tuple[dict[str, Split], tuple[str, ...]]:
 
 def read_tfds(data_dir: str | None) -> tuple[dict[str, Split], tuple[str, ...]]:
   """tensorflow-datasets' cifar10, downloaded into data_dir on first use."""
-  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  cli.import_tensorflow()  # Before `data` imports it, without the start-up lines.
   from rethinking_tf import data  # pylint: disable=g-import-not-at-top
   try:
     data.check_available('cifar10', data_dir)
@@ -225,7 +228,7 @@ def _check_names(names: Sequence[str]) -> None:
 
 def write_tree(root: str, splits: dict[str, Split], names: Sequence[str]) -> None:
   """Writes root/<split>/<class>/<index>.png for every image."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf = cli.import_tensorflow()  # Without TensorFlow's CPU-only start-up lines.
   for split, (images, labels) in splits.items():
     for name in names:
       os.makedirs(os.path.join(root, split, name))
