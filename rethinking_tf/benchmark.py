@@ -3,19 +3,20 @@
 No flags: `tools/benchmark.py` is the binary. Everything here returns plain
 dicts. What each number includes:
 
-* `binary`: the training binary's own code path, `trainer._Trainer` built
+* `binary`: the training binary's own code path, `trainer.Trainer` built
   from a `TrainConfig` over `data.make_pipelines`, trained by
-  `_Trainer.train()` (Keras `fit` over `p.train(0)` with the epoch-end
-  callback). Training images/s is measured per epoch from the end of one
-  epoch-end callback to the start of the next (so it includes the input
-  pipeline, Keras' per-epoch overhead and the metric updates, but not the
-  epoch-end work); the epoch-end work (train-set and test-set evaluation
-  passes, summaries, checkpoint, metrics.csv) is timed separately. The first
-  `warmup_epochs` epochs (tracing) are dropped.
-* `bare`: the same compiled Keras train function of the same model and
-  optimizer (`model.train_function`, same `steps_per_execution`) called in a
-  Python loop on one in-memory batch repeated (`Dataset.from_tensors(..)
-  .repeat()`): no pipeline, no callbacks, no epoch boundaries. One block of
+  `Trainer.train(hooks)` (the `loop.Loop` train calls over `p.train(0)`).
+  Training images/s is measured per epoch through the trainer's public
+  `EpochHooks`: from the end of one epoch's epoch-end work to the end of the
+  next epoch's training steps (so it includes the input pipeline, the
+  per-epoch overhead and the metric updates, but not the epoch-end work); the
+  epoch-end work (train-set and test-set evaluation passes, summaries,
+  checkpoint, metrics.csv) is timed separately. The first `warmup_epochs`
+  epochs (tracing) are dropped.
+* `bare`: the same compiled train function of the same model and optimizer
+  (`Loop.train`, same `steps_per_execution`) called in a Python loop on one
+  in-memory batch repeated (`Dataset.from_tensors(..).repeat()`): no
+  pipeline, no epoch boundaries. One block of
   bare steps runs right after every epoch of the binary run, so that the two
   are measured side by side under the same machine load.
 * `flops_per_image`: analytic count of conv and dense multiply-adds (2 FLOPs
@@ -418,26 +419,44 @@ class ModelCase:
 class _Bare:
   """The compiled train function of a model on one in-memory batch, repeated."""
 
-  def __init__(self, t: trainer._Trainer, strategy: tf.distribute.Strategy):
+  def __init__(self, t: trainer.Trainer):
     x, y = next(iter(t.p.train(0)))
-    ds = tf.data.Dataset.from_tensors((x, y)).repeat()
-    if strategy.num_replicas_in_sync > 1:
-      ds = strategy.experimental_distribute_dataset(ds)
-    self.iterator = iter(ds)
-    self.model = t.model
-    self.images_per_call = int(x.shape[0]) * t.model.steps_per_execution
+    self.iterator = iter(t.loop.distribute(lambda: tf.data.Dataset.from_tensors((x, y)).repeat()))
+    self.loop, self.steps = t.loop, t.steps_per_execution
+    self.images_per_call = int(x.shape[0]) * self.steps
 
   def run(self, calls: int) -> tuple[float, float]:
     """Runs `calls` train-function calls; returns (wall, process CPU) seconds."""
-    fn = self.model.make_train_function() or self.model.train_function
     start, cpu = time.perf_counter(), time.process_time()
-    out = None
     for _ in range(calls):
-      out = fn(self.iterator)
-    if out is not None:  # wait for the last step's results
-      tf.nest.map_structure(lambda v: v.numpy() if hasattr(v, 'numpy') else v,
-                            out.get_value() if hasattr(out, 'get_value') else out)
+      self.loop.train(self.iterator, self.steps)
+    _ = self.loop.step  # Reading the counter waits for the last step.
     return time.perf_counter() - start, time.process_time() - cpu
+
+
+class _Timer(trainer.EpochHooks):
+  """Times each epoch's training and epoch-end work, then runs a bare block."""
+
+  def __init__(self, bare: _Bare, calls: int):
+    self.bare, self.calls, self.log = bare, calls, []
+
+  def training_done(self, epoch: int, step: int) -> None:
+    self.enter, self.enter_cpu, self.steps = time.perf_counter(), time.process_time(), step
+
+  def epoch_done(self, epoch: int, step: int, eval_seconds: float) -> None:
+    leave = time.perf_counter()
+    bare_seconds, bare_cpu = self.bare.run(self.calls)  # side by side, same load
+    self.log.append(
+        dict(enter=self.enter,
+             enter_cpu=self.enter_cpu,
+             leave=leave,
+             steps=self.steps,
+             end_seconds=leave - self.enter,
+             eval_seconds=eval_seconds,
+             bare_seconds=bare_seconds,
+             bare_cpu=bare_cpu,
+             resume=time.perf_counter(),
+             resume_cpu=time.process_time()))
 
 
 def measure_model(case: ModelCase,
@@ -462,7 +481,7 @@ def measure_model(case: ModelCase,
                                  steps_per_execution=case.steps_per_execution,
                                  verbose=False)
     trainer.prepare_logdir(config, None)
-    t = trainer._Trainer(config, strategy)  # pylint: disable=protected-access
+    t = trainer.Trainer(config, strategy)
     t0 = time.perf_counter()
     pipelines = data.make_pipelines(config.dataset,
                                     config.data_dir,
@@ -473,42 +492,14 @@ def measure_model(case: ModelCase,
                                     image_cache=config.image_cache)
     t.build(pipelines)
     setup_seconds = time.perf_counter() - t0
-    bare = _Bare(t, strategy)
+    bare = _Bare(t)
     spe = t.steps_per_execution  # as resolved by the trainer
     calls = bare_calls or max(1, pipelines.steps_per_epoch // spe)
-    log: list[dict[str, float]] = []
-    end_epoch, evaluate = t.end_epoch, t.evaluate
-    eval_seconds = [0.0]
-
-    def timed_evaluate(ds):
-      s = time.perf_counter()
-      out = evaluate(ds)
-      eval_seconds[0] += time.perf_counter() - s
-      return out
-
-    def timed_end_epoch(epoch, logs):
-      enter, enter_cpu = time.perf_counter(), time.process_time()
-      steps = int(t.optimizer.iterations.numpy())
-      eval_seconds[0] = 0.0
-      end_epoch(epoch, logs)
-      leave = time.perf_counter()
-      bare_seconds, bare_cpu = bare.run(calls)  # side by side, under the same load
-      log.append(
-          dict(enter=enter,
-               enter_cpu=enter_cpu,
-               leave=leave,
-               steps=steps,
-               end_seconds=leave - enter,
-               eval_seconds=eval_seconds[0],
-               bare_seconds=bare_seconds,
-               bare_cpu=bare_cpu,
-               resume=time.perf_counter(),
-               resume_cpu=time.process_time()))
-
-    t.end_epoch, t.evaluate = timed_end_epoch, timed_evaluate
+    timer = _Timer(bare, calls)
     fit_start, fit_start_cpu = time.perf_counter(), time.process_time()
-    t.train()
-    # Epoch k's training: from the end of callback k-1 to the start of callback k.
+    t.train(timer)
+    log = timer.log
+    # Epoch k's training: from the end of epoch k-1's end work to the end of its steps.
     prev_time, prev_cpu, prev_steps = fit_start, fit_start_cpu, 0
     binary, bare_rates, ends, evals, steps_per_epoch = [], [], [], [], []
     binary_cpu, bare_cpu = [], []
@@ -571,7 +562,7 @@ def measure_model(case: ModelCase,
 
 
 def _drain(iterator, batches: int, warmup: int = 2) -> tuple[float, float]:
-  """(wall, CPU) seconds to pull `batches` batches in one tf.function, as `fit` does,
+  """(wall, CPU) seconds to pull `batches` batches in one tf.function, as the train loop does,
   after `warmup` untimed ones."""
 
   @tf.function
@@ -752,7 +743,8 @@ def run(cases: Sequence[ModelCase],
       results['variants'].append(r)
   for name, b in results.get('breakdown', {}).items():
     r = next(r for c, r in measured if c.model == name)
-    # The Keras train function of the binary (bare loop), per step, beside the minimal step.
+    # The binary's train function (bare loop), per step, beside the minimal step.
+    # (The keys keep their names: results files compare across versions.)
     b['keras_step_seconds'] = r['batch_size'] / r['bare_images_per_second']
     b['keras_steps_per_execution'] = r['steps_per_execution']
     ref = peak['float32' if b['precision'] == 'float32' else half(b['precision'])]
@@ -930,7 +922,7 @@ def format_table(results: dict[str, Any]) -> str:
                  f"{r['peak_memory_mib']:.0f}"))
   lines += [
       '',
-      _table(header, rows), '(binary = trainer._Trainer.train() steady-state epochs, epoch-end '
+      _table(header, rows), '(binary = trainer.Trainer.train() steady-state epochs, epoch-end '
       'evaluation/checkpoint excluded and shown as epoch-end s; bare = the '
       'same compiled train function on one in-memory batch; medians, '
       '(best) = best epoch / best bare block; (CPU) = the same ratio in '
@@ -983,7 +975,7 @@ def format_breakdown(b: dict[str, Any], slowest: int = 8) -> str:
       (f" ({b['conv_dense_peak_fraction']:.3f} of peak)" if 'conv_dense_peak_fraction' in b else '')
   ]
   if 'keras_step_seconds' in b:
-    lines.append(f"Keras' compiled train function (the bare loop, steps_per_execution "
+    lines.append(f"The loop's compiled train function (the bare loop, steps_per_execution "
                  f"{b['keras_steps_per_execution']}): {ms(b['keras_step_seconds'])} ms per "
                  f"step, {ms(b['keras_step_seconds'] - ph['step'])} ms above the step alone "
                  '(metrics, loss tracking, iterator, per-call work)')

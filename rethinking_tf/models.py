@@ -191,8 +191,7 @@ def mlp(input_shape,
         width: int,
         weight_decay: float | None = None,
         dropout: float | None = None,
-        seed: int = 0,
-        **unused) -> keras.Model:
+        seed: int = 0) -> keras.Model:
   """Multilayer perceptron with `layers` ReLU hidden layers of `width` units."""
   reg = _l2(weight_decay)
   inputs = keras.Input(input_shape)
@@ -211,8 +210,7 @@ def alexnet(input_shape,
             num_classes: int,
             weight_decay: float | None = None,
             dropout: float | None = None,
-            seed: int = 0,
-            **unused) -> keras.Model:
+            seed: int = 0) -> keras.Model:
   """Small Alexnet: 2 x (conv5x5/64 -> maxpool3x3/2 -> LRN), dense 384, 192."""
   reg = _l2(weight_decay)
   init = lambda i: keras.initializers.GlorotUniform(seed + i)
@@ -250,8 +248,7 @@ def inception(input_shape,
               batch_norm: bool = True,
               bn_momentum: float = 0.9,
               synchronized_bn: bool = False,
-              seed: int = 0,
-              **unused) -> keras.Model:
+              seed: int = 0) -> keras.Model:
   """Small Inception (appendix A, figure 3 of the ICLR paper).
 
   Conv module = conv -> BatchNorm(scale=False) -> ReLU; with BatchNorm off
@@ -303,8 +300,8 @@ def inception_v3(input_shape,
                  dropout: float | None = None,
                  batch_norm: bool = True,
                  bn_momentum: float = 0.9,
-                 seed: int = 0,
-                 **unused) -> keras.Model:
+                 synchronized_bn: bool = False,
+                 seed: int = 0) -> keras.Model:
   """Inception V3 (ImageNet, Table 2) from keras.applications, random init.
 
   Weight decay is attached by rewriting the functional config (the
@@ -323,6 +320,7 @@ def inception_v3(input_shape,
       cfg['kernel_regularizer'] = keras.regularizers.serialize(_l2(weight_decay))
     if layer['class_name'] == 'BatchNormalization':
       cfg['momentum'] = bn_momentum
+      cfg['synchronized'] = synchronized_bn
       layer['registered_name'] = 'BatchNormalization'  # resolved by custom_objects
   base = keras.Model.from_config(config, custom_objects={'BatchNormalization': BatchNormalization})
   logits = _dense_head(base.output, num_classes, dropout, _l2(weight_decay), 'glorot_uniform')
@@ -334,15 +332,22 @@ _BUILDERS: dict[str, Callable[..., keras.Model]] = {
     'alexnet': alexnet,
     'inception_v3': inception_v3
 }
+BATCH_NORM_ARGS = ('batch_norm', 'bn_momentum', 'synchronized_bn')
+_WITHOUT_BATCH_NORM = ('alexnet',)  # and the MLPs
 
 
 def build(name: str, input_shape, num_classes: int, **kwargs) -> keras.Model:
   """Builds a model by name; kwargs: weight_decay, dropout, batch_norm, ...
 
-  A regularizer given as 0 is off (None), as STYLE.md asks.
+  A regularizer given as 0 is off (None), as STYLE.md asks. The BatchNorm
+  arguments (`BATCH_NORM_ARGS`) configure the models that have BatchNorm and
+  are not passed to those that have none (alexnet, the MLPs); any other
+  argument a factory does not take raises TypeError.
   """
   kwargs = {k: (v or None) if k in ('weight_decay', 'dropout') else v for k, v in kwargs.items()}
   match = _MLP.match(name)
+  if match or name in _WITHOUT_BATCH_NORM:
+    kwargs = {k: v for k, v in kwargs.items() if k not in BATCH_NORM_ARGS}
   if match:
     return mlp(input_shape, num_classes, int(match[1]), int(match[2]), **kwargs)
   if name not in _BUILDERS:

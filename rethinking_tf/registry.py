@@ -96,37 +96,12 @@ def default_learning_rate(name: str) -> float:
 MAX_AUTO_STEPS_PER_EXECUTION = 32
 
 
-def divisors(n: int) -> list[int]:
-  """The divisors of n, ascending."""
-  return [d for d in range(1, n + 1) if n % d == 0]
+def auto_steps_per_execution(steps_per_epoch: int) -> int:
+  """Training steps per tf.function call by default: min(32, steps per epoch).
 
-
-def auto_steps_per_execution(steps_per_epoch: int, num_replicas: int = 1) -> int:
-  """The largest divisor of the epoch's steps up to 32: training steps per call.
-
-  Running several steps per tf.function call computes the same steps (a test
-  checks equal metrics) with less per-call Python and dispatch work: +15-54%
-  for the MLPs on a CPU (docs/performance.md), nothing for the conv nets. It
-  must divide the epoch, because Keras runs whole executions; above 32 Keras'
-  tf.data loop refuses (keras-team/keras#20344); and with more than one replica
-  Keras 3 fails on it (keras-team/keras#19246), so there it is 1.
+  Running several steps per call computes the same steps (a test checks
+  equal metrics) with less per-call Python and dispatch work: +15-54% for
+  the MLPs on a CPU (docs/performance.md), nothing for the conv nets. Any
+  number works under any strategy: an epoch's last call runs what is left.
   """
-  if num_replicas > 1:
-    return 1
-  return max(d for d in divisors(steps_per_epoch) if d <= MAX_AUTO_STEPS_PER_EXECUTION)
-
-
-def steps_per_execution_error(steps_per_execution: int, steps_per_epoch: int,
-                              num_replicas: int) -> str | None:
-  """Why `steps_per_execution` cannot train (None if it can; 0 = auto always can)."""
-  spe = steps_per_execution
-  if spe > 1 and num_replicas > 1:
-    return (f'steps_per_execution={spe} with {num_replicas} replicas: Keras 3 fails on '
-            'more than one step per call under a distribution strategy '
-            '(keras-team/keras#19246); allowed: 0 (auto, 1 here) or 1')
-  if spe and steps_per_epoch % spe:
-    return (f'steps_per_execution={spe} does not divide the {steps_per_epoch} steps of an '
-            'epoch (Keras would run whole executions past the epoch); allowed: ' +
-            ', '.join(map(str,
-                          divisors(steps_per_epoch)[:12])))
-  return None
+  return max(1, min(MAX_AUTO_STEPS_PER_EXECUTION, steps_per_epoch))

@@ -93,8 +93,8 @@ flags.DEFINE_integer('num_cpu_devices',
 flags.DEFINE_integer('steps_per_execution',
                      0, 'Training steps per tf.function call; '
                      'the same computation, less per-call overhead (MLPs on a CPU: '
-                     '+15-54%). 0 = the largest divisor of the epoch\'s steps up to 32 (1 with '
-                     'more than one replica).',
+                     '+15-54%); any number, under any strategy (an epoch\'s last call '
+                     'runs the steps left). 0 = min(32, steps per epoch).',
                      lower_bound=0)
 flags.DEFINE_enum(
     'precision', 'float32', list(registry.PRECISIONS),
@@ -144,7 +144,6 @@ def main(argv):
     cli.fail(f'--logdir={logdir} holds a finished run (results.json); '
              'pass --overwrite to replace it or choose another --logdir')
   data_args = cli.data_args(FLAGS)
-  num_train = FLAGS.train_size or sources.check_available(FLAGS.dataset, data_args['data_dir'])[0]
   if FLAGS.test_size:
     if not registry.DATASET_INFO[FLAGS.dataset].in_memory:
       cli.fail(f'--test_size applies to in-memory data sets, not --dataset={FLAGS.dataset}')
@@ -158,10 +157,6 @@ def main(argv):
       cli.fail(f'--batch_size={FLAGS.batch_size} is not divisible by the {replicas} '
                'replicas; the global batch is split evenly over replicas; allowed: a '
                f'multiple of {replicas}')
-    error = registry.steps_per_execution_error(FLAGS.steps_per_execution,
-                                               -(-num_train // FLAGS.batch_size), replicas)
-    if error:
-      cli.fail(f'--{error}')
 
   replicas = cli.replicas_without_tf(FLAGS.strategy, FLAGS.num_cpu_devices)
   if replicas:

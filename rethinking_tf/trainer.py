@@ -50,6 +50,7 @@ import tensorflow as tf
 
 from rethinking_tf import cpu
 from rethinking_tf import data
+from rethinking_tf import loop as loop_lib
 from rethinking_tf import models
 from rethinking_tf import registry
 
@@ -84,10 +85,9 @@ class MomentumSGD(keras.optimizers.SGD):
     return None
 
 
-# The steps_per_execution rule needs no TensorFlow: the binaries check it first.
+# The default steps per call needs no TensorFlow: the binaries read it first.
 MAX_AUTO_STEPS_PER_EXECUTION = registry.MAX_AUTO_STEPS_PER_EXECUTION
 auto_steps_per_execution = registry.auto_steps_per_execution
-steps_per_execution_error = registry.steps_per_execution_error
 
 
 class RunExists(RuntimeError):
@@ -218,18 +218,23 @@ def prepare_logdir(config: TrainConfig, flagfile: str | None) -> None:
     os.remove(os.path.join(config.logdir, 'failed.txt'))
 
 
-class _EpochEnd(keras.callbacks.Callback):
-  """Evaluates, logs, checkpoints and decides to stop after each epoch."""
+class EpochHooks:
+  """Called by `Trainer.train` around each epoch's end; a no-op by default.
 
-  def __init__(self, trainer: _Trainer):
-    super().__init__()
-    self.t = trainer
+  `training_done(epoch, step)` runs right after the epoch's last training
+  step, before evaluation; `epoch_done(epoch, step, eval_seconds)` after the
+  epoch-end work (evaluation, summaries, checkpoint, metrics.csv), with the
+  seconds its two evaluation passes took. The benchmark times through these.
+  """
 
-  def on_epoch_end(self, epoch, logs=None):
-    self.t.end_epoch(epoch + 1, logs or {})
+  def training_done(self, epoch: int, step: int) -> None:
+    del epoch, step
+
+  def epoch_done(self, epoch: int, step: int, eval_seconds: float) -> None:
+    del epoch, step, eval_seconds
 
 
-class _Trainer:
+class Trainer:
   """One run's state; see `run`."""
 
   def __init__(self, config: TrainConfig, strategy: tf.distribute.Strategy):
@@ -239,15 +244,12 @@ class _Trainer:
     self.start = time.time()
 
   def build(self, pipelines: data.Pipelines) -> None:
+    """Builds the model, optimizer, loop, distributed datasets and checkpoint."""
     c = self.config
     self.p = pipelines
     keras.utils.set_random_seed(c.randomization.seed)
-    replicas = self.strategy.num_replicas_in_sync
-    error = steps_per_execution_error(c.steps_per_execution, pipelines.steps_per_epoch, replicas)
-    if error:
-      raise ValueError(error)
     self.steps_per_execution = (c.steps_per_execution or
-                                auto_steps_per_execution(pipelines.steps_per_epoch, replicas))
+                                auto_steps_per_execution(pipelines.steps_per_epoch))
     decay_steps = c.lr_decay_steps or pipelines.steps_per_epoch
     warning = cpu.precision_warning(c.precision)
     if warning and not tf.config.list_physical_devices('GPU'):
@@ -257,6 +259,9 @@ class _Trainer:
       self._build_model(pipelines, decay_steps)
     finally:
       keras.mixed_precision.set_global_policy('float32')
+    self.loop = loop_lib.Loop(self.strategy, self.model, self.optimizer)
+    self.train_eval = self.loop.distribute(lambda: pipelines.train_eval)
+    self.test = self.loop.distribute(lambda: pipelines.test)
     self.manager = tf.train.CheckpointManager(self.checkpoint, self.ckpt_dir, 2)
     self.writer = tf.summary.create_file_writer(c.logdir)
 
@@ -277,47 +282,44 @@ class _Trainer:
                                                                   c.lr_decay,
                                                                   staircase=True)
       self.optimizer = MomentumSGD(self.schedule, momentum=c.momentum)
-      self.model.compile(optimizer=self.optimizer,
-                         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                         metrics=[
-                             keras.metrics.SparseCategoricalAccuracy(name='accuracy'),
-                             keras.metrics.SparseTopKCategoricalAccuracy(5, name='top5')
-                         ],
-                         steps_per_execution=self.steps_per_execution)
-      # Under mixed_float16 Keras wraps the optimizer for loss scaling.
-      self.optimizer = self.model.optimizer
+      if c.precision == 'mixed_float16':  # float16 gradients need loss scaling
+        self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
       self.optimizer.build(self.model.trainable_variables)
+      # The optimizer's `iterations` is the step counter: the checkpoint holds it.
       self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer)
 
   def restore(self) -> int:
-    """Restores the last completed epoch; returns it (0 for a new run)."""
+    """Restores the last checkpoint; returns its epoch (0 for a new run)."""
     rows = _read_metrics(self.csv_path)
     latest = self.manager.latest_checkpoint
     if not latest:
       self.rows = []
       return 0
     self.checkpoint.restore(latest).expect_partial()
-    steps = int(self.optimizer.iterations.numpy())
+    steps = self.loop.step
     self.rows = [r for r in rows if r['step'] <= steps]
     self.start -= self.rows[-1]['seconds'] if self.rows else 0.0
     return len(self.rows)
 
   def evaluate(self, ds) -> tuple[float, float, float]:
     """(loss, top-1 accuracy, top-5 accuracy) in inference mode."""
-    out = self.model.evaluate(ds, verbose=0, return_dict=True)
-    return float(out['loss']), float(out['accuracy']), float(out['top5'])
+    out = self.loop.evaluate(ds)
+    return out['loss'], out['accuracy'], out['top5']
 
-  def end_epoch(self, epoch: int, logs: dict[str, float]) -> None:
+  def end_epoch(self, epoch: int, train: dict[str, float]) -> tuple[bool, float]:
+    """Evaluates, logs and checkpoints; returns (stop, evaluation seconds)."""
     c = self.config
-    train_eval = self.evaluate(self.p.train_eval)
-    test = self.evaluate(self.p.test)
-    step = int(self.optimizer.iterations.numpy())
+    eval_start = time.perf_counter()
+    train_eval = self.evaluate(self.train_eval)
+    test = self.evaluate(self.test)
+    eval_seconds = time.perf_counter() - eval_start
+    step = self.loop.step
     lr = float(self.schedule(max(step - 1, 0)))
     row = dict(epoch=epoch,
                step=step,
                learning_rate=lr,
-               train_loss=float(logs.get('loss', np.nan)),
-               train_accuracy=float(logs.get('accuracy', np.nan)),
+               train_loss=train['loss'],
+               train_accuracy=train['accuracy'],
                train_eval_loss=train_eval[0],
                train_eval_accuracy=train_eval[1],
                test_loss=test[0],
@@ -346,16 +348,17 @@ class _Trainer:
           flush=True)
     if diverged:
       raise Diverged(epoch, step, self.csv_path)
-    if self.should_stop():
-      self.model.stop_training = True
+    return self.should_stop(), eval_seconds
 
   def fit_epoch(self) -> dict[str, int] | None:
+    """The first epoch whose evaluated training accuracy reached the threshold."""
     for r in self.rows:
       if r['train_eval_accuracy'] >= self.config.fit_threshold:
         return {'epoch': int(r['epoch']), 'step': int(r['step'])}
     return None
 
   def should_stop(self) -> bool:
+    """Stop on fit (if asked) or after `early_stopping_patience` epochs without a best."""
     c = self.config
     if c.stop_on_fit and self.fit_epoch():
       return True
@@ -364,8 +367,10 @@ class _Trainer:
       return len(self.rows) - 1 - best >= c.early_stopping_patience
     return False
 
-  def train(self) -> dict[str, Any]:
+  def train(self, hooks: EpochHooks | None = None) -> dict[str, Any]:
+    """Trains the remaining epochs (resuming from the last checkpoint); the results."""
     c = self.config
+    hooks = hooks or EpochHooks()
     initial_epoch = self.restore()
     if initial_epoch and c.verbose:
       print(f'resuming from epoch {initial_epoch} in {c.logdir}', flush=True)
@@ -380,15 +385,19 @@ class _Trainer:
             trial_id=os.path.basename(c.logdir))
     fit_start, fit_steps = time.time(), 0
     if initial_epoch < c.epochs and not (initial_epoch and self.should_stop()):
-      steps_before = int(self.optimizer.iterations.numpy())
-      self.model.fit(self.p.train(initial_epoch),
-                     epochs=c.epochs,
-                     initial_epoch=initial_epoch,
-                     steps_per_epoch=self.p.steps_per_epoch,
-                     callbacks=[_EpochEnd(self)],
-                     verbose=0,
-                     shuffle=False)
-      fit_steps = int(self.optimizer.iterations.numpy()) - steps_before
+      steps_before = self.loop.step
+      iterator = iter(self.loop.distribute(lambda: self.p.train(initial_epoch)))
+      for epoch in range(initial_epoch + 1, c.epochs + 1):
+        self.loop.reset_train_metrics()
+        for size in loop_lib.call_sizes(self.p.steps_per_epoch, self.steps_per_execution):
+          self.loop.train(iterator, size)
+        train = self.loop.train_metrics()  # also waits for the last step
+        hooks.training_done(epoch, self.loop.step)
+        stop, eval_seconds = self.end_epoch(epoch, train)
+        hooks.epoch_done(epoch, self.loop.step, eval_seconds)
+        if stop:
+          break
+      fit_steps = self.loop.step - steps_before
     return self.results(fit_steps, time.time() - fit_start)
 
   def results(self, fit_steps: int, fit_seconds: float) -> dict[str, Any]:
@@ -422,7 +431,7 @@ class _Trainer:
         'wall_seconds': last['seconds'],
         'examples_per_second': (fit_steps * c.batch_size / fit_seconds if fit_steps else None),
         'examples_per_second_note': 'training images per second over this '
-                                    "process's fit call, evaluation passes included",
+                                    "process's training epochs, evaluation passes included",
         'versions': versions(),
         'config': c.as_dict(),
     }
@@ -448,7 +457,7 @@ def run(config: TrainConfig,
     config = dataclasses.replace(config, logdir=os.path.join(config.logdir, worker), verbose=False)
   prepare_logdir(config, flagfile)
   try:
-    trainer = _Trainer(config, strategy)
+    trainer = Trainer(config, strategy)
     pipelines = data.make_pipelines(config.dataset,
                                     config.data_dir,
                                     config.randomization,

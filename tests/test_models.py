@@ -54,6 +54,23 @@ def test_names_and_learning_rates():
     models.build('resnet', CIFAR, 10)
 
 
+@pytest.mark.parametrize('name', ['mlp_1x64', 'alexnet', 'inception', 'inception_v3'])
+def test_factories_reject_unknown_arguments(name):
+  with pytest.raises(TypeError, match='bogus'):
+    models.build(name, (75, 75, 3) if name == 'inception_v3' else CIFAR, 10, bogus=1)
+
+
+@pytest.mark.parametrize('name, shape', [('inception', CIFAR), ('inception_v3', (75, 75, 3))])
+def test_batch_norm_synchronized_when_asked(name, shape):
+  bn = lambda m: [l for l in m.layers if isinstance(l, keras.layers.BatchNormalization)]
+  synced = bn(models.build(name, shape, 10, synchronized_bn=True))
+  plain = bn(models.build(name, shape, 10, synchronized_bn=False))
+  assert synced and all(l.synchronized for l in synced)
+  assert plain and not any(l.synchronized for l in plain)
+  # The models without BatchNorm take (and need) no BatchNorm settings.
+  assert models.build('alexnet', CIFAR, 10, synchronized_bn=True, bn_momentum=0.5)
+
+
 def test_lrn_layer_round_trips_its_config():
   layer = models.LocalResponseNormalization(depth_radius=2)
   clone = models.LocalResponseNormalization.from_config(layer.get_config())

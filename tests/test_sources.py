@@ -117,12 +117,8 @@ def test_model_names_and_steps_per_execution_rule():
   assert not registry.is_valid_model_name('mlp_2x')
   assert registry.default_learning_rate('inception') == 0.1
   assert registry.default_learning_rate('mlp_1x512') == 0.01
-  assert registry.steps_per_execution_error(
-      4, 11, 1).startswith('steps_per_execution=4 does not divide the 11 steps')
-  assert registry.steps_per_execution_error(2, 10,
-                                            2).startswith('steps_per_execution=2 with 2 replicas')
-  assert registry.steps_per_execution_error(0, 11, 2) is None
-  assert registry.auto_steps_per_execution(391) == 23
+  assert registry.auto_steps_per_execution(391) == 32
+  assert registry.auto_steps_per_execution(11) == 11
 
 
 def test_library_modules_take_their_names_from_the_registry():
@@ -144,4 +140,4 @@ def test_library_modules_take_their_names_from_the_registry():
   assert models.MODEL_NAMES is registry.MODEL_NAMES
   assert models.is_valid_name is registry.is_valid_model_name
   assert (kernels.KERNELS, kernels.FEATURES) == (registry.KERNELS, registry.FEATURES)
-  assert trainer.steps_per_execution_error is registry.steps_per_execution_error
+  assert trainer.auto_steps_per_execution is registry.auto_steps_per_execution

@@ -1,0 +1,188 @@
+"""Distributed train and eval steps: the training loop of section 2, written out.
+
+One `Loop` holds a model, its optimizer (SGD with momentum, appendix A) and a
+`tf.distribute` strategy (default, mirrored or multi-worker), and gives:
+
+* `distribute(make_dataset)`: a dataset of GLOBAL batches (every worker
+  builds the same one, its order keyed by (seed, epoch)) as a distributed
+  dataset whose replica r gets the r-th slice of each global batch
+  (`strategy.distribute_datasets_from_function`; each worker keeps only its
+  own replicas' slices). So R replicas train on exactly the global batches of
+  one device. A batch of n examples is cut into slices of ceil(n / R): a last
+  batch smaller than R leaves some replicas an empty slice.
+* `train(iterator, steps)`: one `tf.function` call running `steps` training
+  steps (a tensor: any number, no retrace), `strategy.run` per step. The loss
+  of a replica is the sum of its examples' cross-entropy over the global
+  batch's size, plus sum(model.losses) (the L2 terms) / R; the optimizer sums
+  the replicas' gradients, so the update is the one-device update of the
+  global batch.
+* `evaluate(dataset)`: loss, top-1 and top-5 accuracy over a distributed
+  dataset in inference mode, from exact sums across replicas (no example
+  dropped or counted twice).
+
+The running training sums (loss, correct, count) live in sync-on-read
+variables: `train_metrics()` reads them summed over replicas and workers,
+`reset_train_metrics()` zeroes them. The step counter is the optimizer's
+`iterations`, which the trainer's checkpoint holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import keras
+import tensorflow as tf
+
+
+def replica_slices(ds: tf.data.Dataset, context: tf.distribute.InputContext) -> tf.data.Dataset:
+  """This worker's per-replica slices of each (images, labels) global batch.
+
+  Each element becomes `context.num_replicas_in_sync // num_input_pipelines`
+  elements (this worker's replicas, in order), each (images, labels, n) with
+  n the global batch's size.
+  """
+  replicas = context.num_replicas_in_sync
+  local = replicas // context.num_input_pipelines
+  first = context.input_pipeline_id * local
+  if replicas == 1:
+    return ds.map(lambda x, y: (x, y, tf.shape(y)[0]))
+
+  def split(x, y):
+    n = tf.shape(y)[0]
+    per = (n + replicas - 1) // replicas
+
+    def piece(j):
+      start = tf.minimum((first + tf.cast(j, tf.int32)) * per, n)
+      end = tf.minimum(start + per, n)
+      return x[start:end], y[start:end], n
+
+    return tf.data.Dataset.range(local).map(piece)
+
+  return ds.flat_map(split)
+
+
+class _Sums:
+  """Sync-on-read sums of loss, top-1 and top-5 hits and examples."""
+
+  def __init__(self):
+    make = lambda name: tf.Variable(0.0,
+                                    trainable=False,
+                                    name=name,
+                                    synchronization=tf.VariableSynchronization.ON_READ,
+                                    aggregation=tf.VariableAggregation.SUM)
+    self.loss, self.correct, self.top5, self.count = (
+        make(n) for n in ('loss_sum', 'correct', 'top5_correct', 'count'))
+    self.variables = (self.loss, self.correct, self.top5, self.count)
+
+  def reset(self) -> None:
+    for v in self.variables:
+      v.assign(0.0)  # cross-replica: every replica's copy becomes 0
+
+  def read(self) -> dict[str, float]:
+    loss, correct, top5, count = (float(v.read_value()) for v in self.variables)
+    count = max(count, 1.0)
+    return {'loss': loss / count, 'accuracy': correct / count, 'top5': top5 / count}
+
+
+class Loop:
+  """Train and eval steps of one model under one strategy (see the module doc)."""
+
+  def __init__(self, strategy: tf.distribute.Strategy, model: keras.Model,
+               optimizer: keras.optimizers.Optimizer):
+    self.strategy, self.model, self.optimizer = strategy, model, optimizer
+    self.replicas = strategy.num_replicas_in_sync
+    with strategy.scope():
+      self._train_sums, self._eval_sums = _Sums(), _Sums()
+    self._train = tf.function(self._train_steps)
+    self._evaluate: dict[int, Callable[[], None]] = {}
+
+  @property
+  def step(self) -> int:
+    """Training steps taken so far (the optimizer's checkpointed counter)."""
+    return int(self.optimizer.iterations.numpy())
+
+  def distribute(self, make_dataset: Callable[[],
+                                              tf.data.Dataset]) -> tf.distribute.DistributedDataset:
+    """A distributed dataset of per-replica slices of `make_dataset()`'s batches."""
+    return self.strategy.distribute_datasets_from_function(
+        lambda context: replica_slices(make_dataset(), context))
+
+  def _losses(self, x: tf.Tensor, y: tf.Tensor, n: tf.Tensor, training: bool):
+    """(this replica's share of the loss, per-example CE, L2 terms, logits)."""
+    logits = self.model(x, training=training)
+    ce = tf.cast(keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True),
+                 tf.float32)
+    reg = (tf.add_n([tf.cast(l, tf.float32) for l in self.model.losses])
+           if self.model.losses else tf.constant(0.0))
+    return tf.reduce_sum(ce) / tf.cast(n, tf.float32) + reg / self.replicas, ce, reg, logits
+
+  def _accumulate(self, sums: _Sums, y, ce, reg, logits, top5: bool) -> None:
+    k = tf.cast(tf.shape(y)[0], tf.float32)
+    # As Keras reports it: the batch's mean loss including the L2 terms.
+    sums.loss.assign_add(tf.reduce_sum(ce) + k * reg)
+    hit = tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int64), tf.cast(y, tf.int64))
+    sums.correct.assign_add(tf.reduce_sum(tf.cast(hit, tf.float32)))
+    if top5:
+      in_top = tf.math.in_top_k(tf.cast(y, tf.int32), tf.cast(logits, tf.float32),
+                                min(5, logits.shape[-1]))
+      sums.top5.assign_add(tf.reduce_sum(tf.cast(in_top, tf.float32)))
+    sums.count.assign_add(k)
+
+  def _train_step(self, x, y, n) -> None:
+    weights = self.model.trainable_variables
+    with tf.GradientTape() as tape:
+      loss, ce, reg, logits = self._losses(x, y, n, training=True)
+      scaled = self.optimizer.scale_loss(loss)  # loss scaling under mixed_float16
+    self.optimizer.apply(tape.gradient(scaled, weights), weights)
+    self._accumulate(self._train_sums, y, ce, reg, logits, top5=False)
+
+  def _train_steps(self, iterator, steps: tf.Tensor) -> None:
+    for _ in tf.range(steps):
+      self.strategy.run(self._train_step, args=next(iterator))
+
+  def train(self, iterator: tf.distribute.DistributedIterator, steps: int) -> None:
+    """Runs `steps` training steps from a `distribute`d dataset's iterator."""
+    self._train(iterator, tf.constant(steps, tf.int32))
+
+  def reset_train_metrics(self) -> None:
+    """Zeroes the running training sums (at the start of an epoch)."""
+    self._train_sums.reset()
+
+  def train_metrics(self) -> dict[str, float]:
+    """Running training loss and accuracy since the last reset (training mode)."""
+    return self._train_sums.read()
+
+  def _eval_step(self, x, y, n) -> None:
+    del n
+    _, ce, reg, logits = self._losses(x, y, 1, training=False)
+    self._accumulate(self._eval_sums, y, ce, reg, logits, top5=True)
+
+  def evaluate(self, dataset: tf.distribute.DistributedDataset) -> dict[str, float]:
+    """{'loss', 'accuracy', 'top5'} over a `distribute`d dataset, inference mode."""
+    key = id(dataset)
+    if key not in self._evaluate:
+
+      def run():
+        for batch in dataset:
+          self.strategy.run(self._eval_step, args=batch)
+
+      self._evaluate[key] = tf.function(run)
+    self._eval_sums.reset()
+    self._evaluate[key]()
+    return self._eval_sums.read()
+
+
+def call_sizes(steps: int, steps_per_call: int, first_step: int = 0, every: int = 0) -> list[int]:
+  """How many steps each train call runs to cover `steps` steps from `first_step`.
+
+  Calls hold at most `steps_per_call` steps, and end on every multiple of
+  `every` (when set), so that a hook can run at those steps.
+  """
+  sizes, step, end = [], first_step, first_step + steps
+  while step < end:
+    size = min(steps_per_call, end - step)
+    if every:
+      size = min(size, every - step % every)
+    sizes.append(size)
+    step += size
+  return sizes
