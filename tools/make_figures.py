@@ -41,7 +41,7 @@ from collections.abc import Sequence
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # pylint: disable-next=wrong-import-position
-from make_tables import PAPER_TABLE2, Run, RunIndex, as_index, names_line
+from make_tables import PAPER_TABLE2, Run, RunIndex, as_index, report_matches
 from rethinking_tf import arguments  # pylint: disable=wrong-import-position
 
 if TYPE_CHECKING:
@@ -380,18 +380,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   for name in conditions(which):
     index.get(name)
   what = 'Figure ' + ' or '.join(which)
-  if not index.matched:
-    arguments.fail(
-        f'no run under --logdir={args.logdir} matches a condition of {what} '
-        f'({len(index.runs)} run directories found; a run is a directory '
-        'holding config.json)',
-        code=1)
-  unmatched = index.unmatched()
-  if unmatched:
-    print(
-        f'note: {len(unmatched)} of {len(index.runs)} runs under {args.logdir} match no '
-        f'condition of {what}: {names_line(unmatched)}',
-        file=sys.stderr)
+  report_matches(index, args.logdir, f'condition of {what}')
   for path in make_figures(index, args.out, which, args.dpi):
     print(path)
   return 0

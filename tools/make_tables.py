@@ -637,6 +637,23 @@ def names_line(runs: Sequence[Run], limit: int = 8) -> str:
   return ', '.join(names[:limit]) + more
 
 
+def report_matches(index: RunIndex, logdir: str, what: str) -> None:
+  """Exits 1 when no run under `logdir` matched any `what` (e.g. 'row of Table 1');
+  otherwise notes on stderr the runs that matched none."""
+  if not index.matched:
+    arguments.fail(
+        f'no run under --logdir={logdir} matches a {what} '
+        f'({len(index.runs)} run directories found; a run is a directory '
+        'holding config.json)',
+        code=1)
+  unmatched = index.unmatched()
+  if unmatched:
+    print(
+        f'note: {len(unmatched)} of {len(index.runs)} runs under {logdir} match no '
+        f'{what}: {names_line(unmatched)}',
+        file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
   """Prints or writes the tables; returns the exit code."""
   parser = arguments.ArgumentParser(description='Tables 1 and 2, ours beside the paper.')
@@ -660,18 +677,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   index = RunIndex(args.logdir)
   text = render(index, args.format, args.table)
   which = 'Table 1 or 2' if args.table == 'all' else f'Table {args.table}'
-  if not index.matched:
-    arguments.fail(
-        f'no run under --logdir={args.logdir} matches a row of {which} '
-        f'({len(index.runs)} run directories found; a run is a directory '
-        'holding config.json)',
-        code=1)
-  unmatched = index.unmatched()
-  if unmatched:
-    print(
-        f'note: {len(unmatched)} of {len(index.runs)} runs under {args.logdir} match no '
-        f'row of {which}: {names_line(unmatched)}',
-        file=sys.stderr)
+  report_matches(index, args.logdir, f'row of {which}')
   if args.out:
     with open(args.out, 'w') as f:
       f.write(text)
