@@ -49,6 +49,8 @@ def test_no_development_history_in_code_or_docs():
 def test_docs_hold_no_placeholders():
   """Every number in the manual was measured: no to-be-filled markers."""
   marker = re.compile(r'@@[A-Z]+')
-  hits = [f'{os.path.relpath(p, REPO)}: {m.group()}' for p in _text_files() if p.endswith('.md')
-          for m in marker.finditer(open(p, errors='replace').read())]
+  hits = [
+      f'{os.path.relpath(p, REPO)}: {m.group()}' for p in _text_files() if p.endswith('.md')
+      for m in marker.finditer(open(p, errors='replace').read())
+  ]
   assert not hits, hits
