@@ -483,13 +483,7 @@ def measure_model(case: ModelCase,
     trainer.prepare_logdir(config, None)
     t = trainer.Trainer(config, strategy)
     t0 = time.perf_counter()
-    pipelines = data.make_pipelines(config.dataset,
-                                    config.data_dir,
-                                    config.randomization,
-                                    config.batch_size,
-                                    config.train_size,
-                                    config.random_crop,
-                                    image_cache=config.image_cache)
+    pipelines = trainer.make_pipelines(config)
     t.build(pipelines)
     setup_seconds = time.perf_counter() - t0
     bare = _Bare(t)

@@ -437,6 +437,19 @@ class Trainer:
     }
 
 
+def make_pipelines(config: TrainConfig) -> data.Pipelines:
+  """The randomized pipelines of a run (section 2.1), as `run` trains on them."""
+  return data.make_pipelines(config.dataset,
+                             config.data_dir,
+                             config.randomization,
+                             config.batch_size,
+                             config.train_size,
+                             config.random_crop,
+                             augment=config.augment,
+                             test_size=config.test_size,
+                             image_cache=config.image_cache)
+
+
 def run(config: TrainConfig,
         strategy: tf.distribute.Strategy | None = None,
         flagfile: str | None = None) -> dict[str, Any]:
@@ -458,16 +471,7 @@ def run(config: TrainConfig,
   prepare_logdir(config, flagfile)
   try:
     trainer = Trainer(config, strategy)
-    pipelines = data.make_pipelines(config.dataset,
-                                    config.data_dir,
-                                    config.randomization,
-                                    config.batch_size,
-                                    config.train_size,
-                                    config.random_crop,
-                                    augment=config.augment,
-                                    test_size=config.test_size,
-                                    image_cache=config.image_cache)
-    trainer.build(pipelines)
+    trainer.build(make_pipelines(config))
     results = trainer.train()
   except BaseException as e:  # Recorded for the sweep runner, then re-raised.
     first = str(e) if isinstance(e, Diverged) else f'{type(e).__name__}: {e}'
