@@ -209,6 +209,13 @@ def replicas_without_tf(strategy: str, num_cpu_devices: int) -> int | None:
   return None
 
 
+def check_batch_split(batch_size: int, replicas: int) -> None:
+  """Fails unless the global batch splits evenly over the replicas."""
+  if batch_size % replicas:
+    fail(f'--batch_size={batch_size} is not divisible by the {replicas} replicas; the '
+         f'global batch is split evenly over replicas; allowed: a multiple of {replicas}')
+
+
 # ---------------------------------------------------------------------------
 # TensorFlow, once the flags are good.
 

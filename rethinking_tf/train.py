@@ -152,22 +152,16 @@ def main(argv):
       cli.fail(f'--test_size={FLAGS.test_size} exceeds the {num_test} test examples '
                f'of --dataset={FLAGS.dataset}; allowed: 0 (all) to {num_test}')
 
-  def check_replicas(replicas: int) -> None:
-    if FLAGS.batch_size % replicas:
-      cli.fail(f'--batch_size={FLAGS.batch_size} is not divisible by the {replicas} '
-               'replicas; the global batch is split evenly over replicas; allowed: a '
-               f'multiple of {replicas}')
-
   replicas = cli.replicas_without_tf(FLAGS.strategy, FLAGS.num_cpu_devices)
   if replicas:
-    check_replicas(replicas)
+    cli.check_batch_split(FLAGS.batch_size, replicas)
 
   cli.import_tensorflow()
   # Only now touch TensorFlow devices (logical CPUs must be set up first).
   from rethinking_tf import trainer  # pylint: disable=g-import-not-at-top
   strategy = trainer.make_strategy(FLAGS.strategy, FLAGS.num_cpu_devices)
   if replicas is None:  # GPUs or workers: counted by TensorFlow.
-    check_replicas(strategy.num_replicas_in_sync)
+    cli.check_batch_split(FLAGS.batch_size, strategy.num_replicas_in_sync)
   config = trainer.TrainConfig(logdir=logdir,
                                random_crop=FLAGS.random_crop,
                                augment=FLAGS.augment,

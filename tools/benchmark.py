@@ -125,13 +125,6 @@ def _epochs_and_size(name: str, available: int) -> tuple[int | None, int, int]:
   return train_size, timed_epochs, warmup
 
 
-def _check_cases(replicas: int) -> None:
-  """Fails on a global batch that the replicas cannot split evenly."""
-  if FLAGS.batch_size % replicas:
-    _fail(f'--batch_size={FLAGS.batch_size} is not divisible by {replicas} replicas; '
-          f'allowed: a multiple of {replicas}')
-
-
 def main(argv):
   """The benchmark binary: checks every flag, then measures and prints."""
   del argv  # Positional arguments are refused by cli.parse_flags.
@@ -177,7 +170,7 @@ def main(argv):
             f'of --dataset={FLAGS.dataset}; allowed: 0 (all) to {available}')
     replicas = cli.replicas_without_tf(FLAGS.strategy, FLAGS.num_cpu_devices)
     if replicas:
-      _check_cases(replicas)
+      cli.check_batch_split(FLAGS.batch_size, replicas)
 
   logging.set_verbosity(logging.WARNING)
   tf = cli.import_tensorflow()
@@ -206,7 +199,7 @@ def main(argv):
   from rethinking_tf import trainer  # pylint: disable=g-import-not-at-top
   strategy = trainer.make_strategy(FLAGS.strategy, FLAGS.num_cpu_devices)
   if replicas is None:  # GPUs: counted by TensorFlow.
-    _check_cases(strategy.num_replicas_in_sync)
+    cli.check_batch_split(FLAGS.batch_size, strategy.num_replicas_in_sync)
 
   cases = []
   for name in FLAGS.models:
