@@ -52,7 +52,7 @@ import numpy as np
 import tensorflow as tf
 
 from rethinking_tf import cpu
-from rethinking_tf import data
+from rethinking_tf.data import pipeline as data
 from rethinking_tf import models
 from rethinking_tf import registry
 from rethinking_tf import trainer

@@ -29,7 +29,7 @@ from absl import flags
 
 from rethinking_tf import native_stderr
 from rethinking_tf import registry
-from rethinking_tf import sources
+from rethinking_tf.data import sources
 
 
 def define_data_flags() -> None:

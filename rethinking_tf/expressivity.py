@@ -340,14 +340,15 @@ def run(dataset: str,
         image_cache: bool = True) -> dict:
   """Theorem 1 on a data set's (randomized, preprocessed) training set.
 
-  Inputs are those the training binary sees (`data.numpy_arrays`: 28x28x3,
-  per-image standardized, d = 2,352); `image_cache` as in `data.load_arrays`.
+  Inputs are those the training binary sees (`pipeline.numpy_arrays`: 28x28x3,
+  per-image standardized, d = 2,352); `image_cache` as in `loaders.load_arrays`.
   """
-  from rethinking_tf import data  # pylint: disable=g-import-not-at-top
+  from rethinking_tf.data import pipeline  # pylint: disable=g-import-not-at-top
+  from rethinking_tf.data import sources  # pylint: disable=g-import-not-at-top
   t0 = time.perf_counter()
-  x_train, y_train, x_test, y_test, noise = data.numpy_arrays(dataset, data_dir, randomization,
-                                                              train_size, image_cache)
-  _, num_classes = data.check_available(dataset, data_dir)
+  x_train, y_train, x_test, y_test, noise = pipeline.numpy_arrays(dataset, data_dir, randomization,
+                                                                  train_size, image_cache)
+  _, num_classes = sources.check_available(dataset, data_dir)
   load_seconds = time.perf_counter() - t0
   result = fit_and_evaluate(x_train,
                             y_train,

@@ -16,7 +16,7 @@ import sys
 from absl import flags
 
 from rethinking_tf import cli
-from rethinking_tf import sources
+from rethinking_tf.data import sources
 
 FLAGS = flags.FLAGS
 

@@ -324,31 +324,34 @@ def load_features(
     pool: int = 2,
     image_cache: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, float]:
   """(x_train [n, D], y_train, x_test, y_test, num_classes, label noise)."""
-  from rethinking_tf import data  # pylint: disable=g-import-not-at-top
+  from rethinking_tf.data import pipeline  # pylint: disable=g-import-not-at-top
+  from rethinking_tf.data import randomize  # pylint: disable=g-import-not-at-top
+  from rethinking_tf.data import sources  # pylint: disable=g-import-not-at-top
   if features not in FEATURES:
     raise ValueError(f'features={features!r}; allowed: {FEATURES}')
   if features == 'pixels':
-    train, test, num_classes, noise = data.randomized_arrays(dataset,
-                                                             data_dir,
-                                                             randomization,
-                                                             train_size,
-                                                             image_cache=image_cache)
+    train, test, num_classes, noise = pipeline.randomized_arrays(dataset,
+                                                                 data_dir,
+                                                                 randomization,
+                                                                 train_size,
+                                                                 image_cache=image_cache)
     if randomization.inputs == 'original':
       x_train = train.images.astype(np.float32) / 255.0
       x_test = test.images.astype(np.float32) / 255.0
     else:
-      mean, std = data.channel_stats(train.images)
+      mean, std = randomize.channel_stats(train.images)
       xs = []
       for arrays, is_train in ((train, True), (test, False)):
         # apply_inputs gives batches already (of 1024 images).
-        ds = data.apply_inputs(arrays, randomization, mean, std, is_train)
+        ds = pipeline.apply_inputs(arrays, randomization, mean, std, is_train)
         xs.append(np.concatenate([x.numpy() for x, _ in ds]))
       x_train, x_test = xs
     y_train, y_test = train.labels, test.labels
   else:
-    x_train, y_train, x_test, y_test, noise = data.numpy_arrays(dataset, data_dir, randomization,
-                                                                train_size, image_cache)
-    _, num_classes = data.check_available(dataset, data_dir)
+    x_train, y_train, x_test, y_test, noise = pipeline.numpy_arrays(dataset, data_dir,
+                                                                    randomization, train_size,
+                                                                    image_cache)
+    _, num_classes = sources.check_available(dataset, data_dir)
     if features == 'random_conv':
       x_train = random_conv_features(x_train, num_filters, filter_size, pool, randomization.seed)
       x_test = random_conv_features(x_test, num_filters, filter_size, pool, randomization.seed)
@@ -372,7 +375,7 @@ def run(dataset: str,
         image_cache: bool = True) -> dict:
   """Section 5 on a data set: features, min-norm interpolation, errors, norm.
 
-  `image_cache`: as in `data.load_arrays`.
+  `image_cache`: as in `loaders.load_arrays`.
   """
   t0 = time.perf_counter()
   x_train, y_train, x_test, y_test, num_classes, noise = load_features(
@@ -435,7 +438,7 @@ def main(argv):
   import json  # pylint: disable=g-import-not-at-top
   from absl import flags  # pylint: disable=g-import-not-at-top
   from rethinking_tf import cli  # pylint: disable=g-import-not-at-top
-  from rethinking_tf import sources  # pylint: disable=g-import-not-at-top
+  from rethinking_tf.data import sources  # pylint: disable=g-import-not-at-top
   FLAGS = flags.FLAGS  # noqa: N806  # pylint: disable=invalid-name
   if FLAGS.gamma <= 0:
     cli.fail(f'--gamma={FLAGS.gamma} must be > 0; allowed: a number > 0')

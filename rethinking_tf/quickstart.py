@@ -23,7 +23,7 @@ from absl import logging
 
 from rethinking_tf import cli
 from rethinking_tf import registry
-from rethinking_tf import sources
+from rethinking_tf.data import sources
 
 flags.DEFINE_string('logdir', os.path.join('runs', 'quickstart'),
                     'Where the two runs go (<logdir>/true_labels, <logdir>/random_labels).')

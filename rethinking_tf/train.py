@@ -22,7 +22,7 @@ from absl import logging
 
 from rethinking_tf import cli
 from rethinking_tf import registry
-from rethinking_tf import sources
+from rethinking_tf.data import sources
 
 FLAGS = flags.FLAGS
 

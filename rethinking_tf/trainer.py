@@ -49,7 +49,7 @@ import numpy as np
 import tensorflow as tf
 
 from rethinking_tf import cpu
-from rethinking_tf import data
+from rethinking_tf.data import pipeline as pipeline_lib
 from rethinking_tf import loop as loop_lib
 from rethinking_tf import models
 from rethinking_tf import registry
@@ -110,7 +110,7 @@ class TrainConfig:
   data_dir: str | None = None
   train_size: int | None = None
   test_size: int | None = None
-  randomization: data.Randomization = data.Randomization()
+  randomization: pipeline_lib.Randomization = pipeline_lib.Randomization()
   random_crop: bool = False
   augment: bool = False
   model: str = 'inception'
@@ -243,7 +243,7 @@ class Trainer:
     self.ckpt_dir = os.path.join(config.logdir, 'checkpoints')
     self.start = time.time()
 
-  def build(self, pipelines: data.Pipelines) -> None:
+  def build(self, pipelines: pipeline_lib.Pipelines) -> None:
     """Builds the model, optimizer, loop, distributed datasets and checkpoint."""
     c = self.config
     self.p = pipelines
@@ -265,7 +265,7 @@ class Trainer:
     self.manager = tf.train.CheckpointManager(self.checkpoint, self.ckpt_dir, 2)
     self.writer = tf.summary.create_file_writer(c.logdir)
 
-  def _build_model(self, pipelines: data.Pipelines, decay_steps: int) -> None:
+  def _build_model(self, pipelines: pipeline_lib.Pipelines, decay_steps: int) -> None:
     c = self.config
     with self.strategy.scope():
       self.model = models.build(c.model,
@@ -437,17 +437,17 @@ class Trainer:
     }
 
 
-def make_pipelines(config: TrainConfig) -> data.Pipelines:
+def make_pipelines(config: TrainConfig) -> pipeline_lib.Pipelines:
   """The randomized pipelines of a run (section 2.1), as `run` trains on them."""
-  return data.make_pipelines(config.dataset,
-                             config.data_dir,
-                             config.randomization,
-                             config.batch_size,
-                             config.train_size,
-                             config.random_crop,
-                             augment=config.augment,
-                             test_size=config.test_size,
-                             image_cache=config.image_cache)
+  return pipeline_lib.make_pipelines(config.dataset,
+                                     config.data_dir,
+                                     config.randomization,
+                                     config.batch_size,
+                                     config.train_size,
+                                     config.random_crop,
+                                     augment=config.augment,
+                                     test_size=config.test_size,
+                                     image_cache=config.image_cache)
 
 
 def run(config: TrainConfig,
@@ -462,7 +462,7 @@ def run(config: TrainConfig,
   Raises:
     RunExists: the logdir holds a finished run or different settings.
     Diverged: a loss became non-finite (failed.txt's first line says where).
-    data.DataError: the data set is unavailable.
+    sources.DataError: the data set is unavailable.
   """
   strategy = strategy or tf.distribute.get_strategy()
   worker = _worker_dir(strategy)

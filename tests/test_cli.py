@@ -175,7 +175,7 @@ def test_flag_errors_import_no_tensorflow(tmp_path, binary, args):
   target = BINARIES[binary][-1]
   args = [a.format(tmp=tmp_path) for a in (TRAIN if binary == 'train' else []) + args]
   if binary == 'train' and '--dataset=cifar10' in args:
-    from rethinking_tf import sources  # pylint: disable=g-import-not-at-top
+    from rethinking_tf.data import sources  # pylint: disable=g-import-not-at-top
     if sources._network_available('www.cs.toronto.edu'):  # pylint: disable=protected-access
       pytest.skip('network available: cifar10 would download')
   proc = subprocess.run([sys.executable, '-c', _PROBE, target, *args],

@@ -9,20 +9,25 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from rethinking_tf import data
-from rethinking_tf import image_cache
+from rethinking_tf.data import crop
+from rethinking_tf.data import loaders
+from rethinking_tf.data import pipeline
+from rethinking_tf.data import randomize
+from rethinking_tf import registry
+from rethinking_tf.data import sources
+from rethinking_tf.data import image_cache
 
 
 def _arrays(n=2000, classes=10, size=8, seed=0):
   rng = np.random.default_rng(seed)
   images = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
   labels = np.arange(n, dtype=np.int64) % classes
-  return data.Arrays(images, labels, np.arange(n, dtype=np.int64))
+  return loaders.Arrays(images, labels, np.arange(n, dtype=np.int64))
 
 
 def _randomized_images(arrays, rand, is_train=True):
-  mean, std = data.channel_stats(arrays.images)
-  batches = list(data.apply_inputs(arrays, rand, mean, std, is_train, batch=256))
+  mean, std = randomize.channel_stats(arrays.images)
+  batches = list(pipeline.apply_inputs(arrays, rand, mean, std, is_train, batch=256))
   return np.concatenate([x.numpy() for x, _ in batches])
 
 
@@ -30,9 +35,9 @@ def _randomized_images(arrays, rand, is_train=True):
 def test_label_corruption_changes_the_expected_fraction(p):
   n, k = 20000, 10
   labels = tf.constant(np.arange(n) % k, tf.int64)
-  rand = data.Randomization(labels='corrupted', corrupt_prob=p, seed=3)
-  new = data.randomize_labels(labels, tf.range(n, dtype=tf.int64), data.label_tables(n, k,
-                                                                                     rand)).numpy()
+  rand = registry.Randomization(labels='corrupted', corrupt_prob=p, seed=3)
+  new = randomize.randomize_labels(labels, tf.range(n, dtype=tf.int64),
+                                   randomize.label_tables(n, k, rand)).numpy()
   changed = np.mean(new != labels.numpy())
   # A redrawn label keeps its class with probability 1/k: 0.9p change.
   assert abs(changed - 0.9 * p) < 0.015
@@ -43,33 +48,34 @@ def test_labels_fixed_per_example_and_by_seed():
   n, k = 5000, 10
   labels = tf.constant(np.arange(n) % k, tf.int64)
   index = tf.range(n, dtype=tf.int64)
-  draw = lambda seed: data.randomize_labels(
-      labels, index, data.label_tables(n, k, data.Randomization('random', seed=seed))).numpy()
+  draw = lambda seed: randomize.randomize_labels(
+      labels, index, randomize.label_tables(n, k, registry.Randomization('random', seed=seed))
+  ).numpy()
   assert (draw(1) == draw(1)).all()  # integer labels from stateless draws: exact
   assert np.mean(draw(1) != draw(2)) > 0.8
   # Keyed by the stable index: a subset or a reordering sees the same labels.
-  tables = data.label_tables(n, k, data.Randomization('random', seed=1))
+  tables = randomize.label_tables(n, k, registry.Randomization('random', seed=1))
   sub = tf.constant([4999, 7, 100], tf.int64)
-  assert (data.randomize_labels(tf.gather(labels, sub), sub,
-                                tables).numpy() == draw(1)[[4999, 7, 100]]).all()
+  assert (randomize.randomize_labels(tf.gather(labels, sub), sub,
+                                     tables).numpy() == draw(1)[[4999, 7, 100]]).all()
 
 
 def test_shuffled_pixels_one_permutation_for_train_and_test():
   arrays = _arrays(50)
-  rand = data.Randomization(inputs='shuffled_pixels', seed=5)
+  rand = registry.Randomization(inputs='shuffled_pixels', seed=5)
   train = _randomized_images(arrays, rand, is_train=True)
   test = _randomized_images(arrays, rand, is_train=False)
   # Exact: uint8 / 255 then a gather, elementwise on the same shapes.
   np.testing.assert_array_equal(train, test)
   original = arrays.images.reshape(50, -1, 3).astype(np.float32) / 255
-  perm = data.pixel_permutation(8, 8, 5).numpy()
+  perm = randomize.pixel_permutation(8, 8, 5).numpy()
   assert sorted(perm) == list(range(64)) and (perm != np.arange(64)).any()
   np.testing.assert_allclose(train.reshape(50, -1, 3), original[:, perm], rtol=1e-6)
 
 
 def test_random_pixels_independent_permutation_per_image():
   arrays = _arrays(20)
-  rand = data.Randomization(inputs='random_pixels', seed=5)
+  rand = registry.Randomization(inputs='random_pixels', seed=5)
   out = _randomized_images(arrays, rand).reshape(20, -1, 3)
   original = arrays.images.reshape(20, -1, 3).astype(np.float32) / 255
   perms = []
@@ -90,20 +96,20 @@ def test_random_pixels_independent_permutation_per_image():
 def test_gaussian_matches_channel_statistics():
   arrays = _arrays(2000)
   arrays.images[..., 0] //= 2  # Make the channels differ.
-  rand = data.Randomization(inputs='gaussian', seed=1)
+  rand = registry.Randomization(inputs='gaussian', seed=1)
   out = _randomized_images(arrays, rand)
-  mean, std = data.channel_stats(arrays.images)
+  mean, std = randomize.channel_stats(arrays.images)
   np.testing.assert_allclose(out.reshape(-1, 3).mean(0), mean, atol=3e-3)
   np.testing.assert_allclose(out.reshape(-1, 3).std(0), std, rtol=1e-2)
   assert not np.allclose(out, arrays.images / 255.0, atol=0.1)
   np.testing.assert_array_equal(out, _randomized_images(arrays, rand))  # same call: exact
-  other = _randomized_images(arrays, data.Randomization(inputs='gaussian', seed=2))
+  other = _randomized_images(arrays, registry.Randomization(inputs='gaussian', seed=2))
   assert not np.allclose(out, other)
 
 
 def test_channel_stats_exact():
   images = _arrays(100).images
-  mean, std = data.channel_stats(images)
+  mean, std = randomize.channel_stats(images)
   x = images.reshape(-1, 3) / 255.0
   np.testing.assert_allclose(mean, x.mean(0), rtol=1e-6)
   np.testing.assert_allclose(std, x.std(0), rtol=1e-6)
@@ -111,25 +117,30 @@ def test_channel_stats_exact():
 
 def test_balanced_subset():
   labels = np.array([0, 1, 1, 2, 0, 2, 1, 0, 2, 0])
-  keep = data.balanced_subset(labels, 7, 3)
+  keep = loaders.balanced_subset(labels, 7, 3)
   assert list(keep) == [0, 1, 2, 3, 4, 5, 7]  # first 3 of class 0, first 2 of 1 and 2
-  with pytest.raises(data.DataError, match='train_size'):
-    data.balanced_subset(labels, 11, 3)
-  with pytest.raises(data.DataError, match='class 1'):
-    data.balanced_subset(np.array([0, 0, 0, 1]), 4, 2)
-  with pytest.raises(data.DataError, match='--test_size=11 exceeds the 10 test'):
-    data.balanced_subset(labels, 11, 3, split='test')
+  with pytest.raises(sources.DataError, match='train_size'):
+    loaders.balanced_subset(labels, 11, 3)
+  with pytest.raises(sources.DataError, match='class 1'):
+    loaders.balanced_subset(np.array([0, 0, 0, 1]), 4, 2)
+  with pytest.raises(sources.DataError, match='--test_size=11 exceeds the 10 test'):
+    loaders.balanced_subset(labels, 11, 3, split='test')
 
 
 def test_test_size_keeps_a_balanced_test_subset():
-  rand = data.Randomization(labels='random', seed=3)
-  full = data.make_pipelines('digits', None, rand, batch_size=100, train_size=200)
-  small = data.make_pipelines('digits', None, rand, batch_size=100, train_size=200, test_size=100)
+  rand = registry.Randomization(labels='random', seed=3)
+  full = pipeline.make_pipelines('digits', None, rand, batch_size=100, train_size=200)
+  small = pipeline.make_pipelines('digits',
+                                  None,
+                                  rand,
+                                  batch_size=100,
+                                  train_size=200,
+                                  test_size=100)
   assert (full.num_test, small.num_test) == (450, 100)
   x_full, y_full = map(np.concatenate, zip(*[(x.numpy(), y.numpy()) for x, y in full.test]))
   x, y = map(np.concatenate, zip(*[(x.numpy(), y.numpy()) for x, y in small.test]))
   assert np.bincount(y, minlength=10).tolist() == [10] * 10
-  keep = data.balanced_subset(y_full, 100, 10, split='test')
+  keep = loaders.balanced_subset(y_full, 100, 10, split='test')
   # The same images, preprocessed alike, but standardized in a batch of 100
   # instead of 450: equal up to float32 rounding of the per-image mean and std
   # (values are standardized, O(1)), not necessarily bit for bit on every CPU.
@@ -142,9 +153,19 @@ def test_test_size_keeps_a_balanced_test_subset():
 
 
 def test_pipeline_deterministic_per_epoch_and_fixed_across_epochs():
-  rand = data.Randomization(labels='random', seed=7)
-  p = data.make_pipelines('digits', None, rand, batch_size=100, train_size=500, random_crop=True)
-  q = data.make_pipelines('digits', None, rand, batch_size=100, train_size=500, random_crop=True)
+  rand = registry.Randomization(labels='random', seed=7)
+  p = pipeline.make_pipelines('digits',
+                              None,
+                              rand,
+                              batch_size=100,
+                              train_size=500,
+                              random_crop=True)
+  q = pipeline.make_pipelines('digits',
+                              None,
+                              rand,
+                              batch_size=100,
+                              train_size=500,
+                              random_crop=True)
   assert p.steps_per_epoch == 5 and p.num_train == 500
   first = lambda pipe, e: next(iter(pipe.train(e)))
   # Same seed, same epoch: the same batch, images included (crops are seeded);
@@ -165,13 +186,13 @@ def test_pipeline_deterministic_per_epoch_and_fixed_across_epochs():
   evaluated = np.concatenate([y.numpy() for _, y in p.train_eval])
   assert sorted(evaluated) == sorted(y0)
   # Test labels are never randomized.
-  test_true = data.load_arrays('digits', 'test').labels
+  test_true = loaders.load_arrays('digits', 'test').labels
   np.testing.assert_array_equal(np.concatenate([y.numpy() for _, y in p.test]), test_true)
   assert 0.8 < p.label_noise_fraction < 1.0
 
 
 def test_preprocessing_centre_crop_and_standardize():
-  x, _, xt, _, _ = data.numpy_arrays('digits', None, data.Randomization(), train_size=100)
+  x, _, xt, _, _ = pipeline.numpy_arrays('digits', None, registry.Randomization(), train_size=100)
   assert x.shape == (100, 28, 28, 3) and xt.shape == (450, 28, 28, 3)
   np.testing.assert_allclose(x.reshape(100, -1).mean(1), 0, atol=1e-5)
   np.testing.assert_allclose(x.reshape(100, -1).std(1), 1, atol=1e-3)
@@ -188,23 +209,27 @@ def test_image_folder(tmp_path):
         tf.io.write_file(str(tmp_path / split / name / f'{i}.{"png" if i % 2 else "jpg"}'),
                          encode(image))
   (tmp_path / 'train' / 'ant' / 'notes.txt').write_text('not an image')
-  assert data.check_available('image_folder', str(tmp_path)) == (18, 3)
-  train = data.load_arrays('image_folder', 'train', str(tmp_path))
+  assert sources.check_available('image_folder', str(tmp_path)) == (18, 3)
+  train = loaders.load_arrays('image_folder', 'train', str(tmp_path))
   assert train.images.shape == (18, 32, 32, 3)
   assert list(train.labels) == [0] * 6 + [1] * 6 + [2] * 6
   # PNG is lossless: the decoded pixels are the written ones.
   png = tf.io.decode_png(tf.io.read_file(str(tmp_path / 'train' / 'ant' / '1.png'))).numpy()
   np.testing.assert_array_equal(train.images[1], png)
-  p = data.make_pipelines('image_folder', str(tmp_path), data.Randomization(), 4, train_size=9)
+  p = pipeline.make_pipelines('image_folder',
+                              str(tmp_path),
+                              registry.Randomization(),
+                              4,
+                              train_size=9)
   assert p.num_train == 9 and p.num_classes == 3 and p.num_test == 6
 
 
 def test_image_folder_errors(tmp_path):
-  with pytest.raises(data.DataError, match='data_dir'):
-    data.check_available('image_folder', str(tmp_path / 'nope'))
+  with pytest.raises(sources.DataError, match='data_dir'):
+    sources.check_available('image_folder', str(tmp_path / 'nope'))
   os.makedirs(tmp_path / 'train' / 'a')
-  with pytest.raises(data.DataError, match='test/'):
-    data.check_available('image_folder', str(tmp_path))
+  with pytest.raises(sources.DataError, match='test/'):
+    sources.check_available('image_folder', str(tmp_path))
 
 
 def _small_folder(root, per_class=3, classes=('a', 'b')):
@@ -234,13 +259,13 @@ def cache_home(tmp_path, monkeypatch):
 def decode_calls(monkeypatch):
   """Counts the decoding passes of image_folder splits (cache misses)."""
   calls = []
-  decode = data._decode_files  # pylint: disable=protected-access
+  decode = loaders._decode_files  # pylint: disable=protected-access
 
   def counted(files):
     calls.append(len(files))
     return decode(files)
 
-  monkeypatch.setattr(data, '_decode_files', counted)
+  monkeypatch.setattr(loaders, '_decode_files', counted)
   return calls
 
 
@@ -250,36 +275,36 @@ def test_undecodable_image_is_one_line_naming_the_file(tmp_path, cache_home, dam
   bad = tmp_path / 'images' / 'train' / 'b' / '7.jpg'
   raw = bad.read_bytes()
   bad.write_bytes(b'not an image at all' if damage == 'garbage' else raw[:len(raw) // 2])
-  for load in (lambda: data.load_arrays('image_folder', 'train', root),
-               lambda: data.randomized_arrays('image_folder', root, data.Randomization())):
-    with pytest.raises(data.DataError) as e:
+  for load in (lambda: loaders.load_arrays('image_folder', 'train', root),
+               lambda: pipeline.randomized_arrays('image_folder', root, registry.Randomization())):
+    with pytest.raises(sources.DataError) as e:
       load()
     message = str(e.value)
     assert '\n' not in message and message.startswith(f'{bad}: cannot decode')
     assert ('Unknown image file format' if damage == 'garbage' else 'truncated') in message
   assert not os.path.exists(_entry(root))  # Nothing cached for the broken split.
   # The test split is fine and loads.
-  assert data.load_arrays('image_folder', 'test', root).images.shape == (80, 32, 32, 3)
+  assert loaders.load_arrays('image_folder', 'test', root).images.shape == (80, 32, 32, 3)
 
 
 def test_undecodable_first_image_is_named(tmp_path, cache_home):
   root = _small_folder(tmp_path)
   (tmp_path / 'train' / 'a' / '0.jpg').write_bytes(b'\xff\xd8\xff\xe0')
-  with pytest.raises(data.DataError, match=r'train/a/0\.jpg: cannot decode .*truncated'):
-    data.load_arrays('image_folder', 'train', root)
+  with pytest.raises(sources.DataError, match=r'train/a/0\.jpg: cannot decode .*truncated'):
+    loaders.load_arrays('image_folder', 'train', root)
 
 
 def test_image_cache_second_load_reads_the_entry(tmp_path, cache_home, decode_calls, monkeypatch):
   root = _small_folder(tmp_path / 'images')
-  first = [data.load_arrays('image_folder', split, root) for split in ('train', 'test')]
+  first = [loaders.load_arrays('image_folder', split, root) for split in ('train', 'test')]
   assert decode_calls == [6, 6]
   assert sorted(os.listdir(cache_home / 'rethinking_tf' / 'image_folder')) == [
       os.path.basename(_entry(root, 'test')),
       os.path.basename(_entry(root))
   ]
-  monkeypatch.setattr(data, '_decode_files', lambda files: pytest.fail('decoded again'))
+  monkeypatch.setattr(loaders, '_decode_files', lambda files: pytest.fail('decoded again'))
   for split, arrays in zip(('train', 'test'), first):
-    again = data.load_arrays('image_folder', split, root)
+    again = loaders.load_arrays('image_folder', split, root)
     np.testing.assert_array_equal(again.images, arrays.images)
     np.testing.assert_array_equal(again.labels, arrays.labels)
     np.testing.assert_array_equal(again.index, arrays.index)
@@ -287,22 +312,22 @@ def test_image_cache_second_load_reads_the_entry(tmp_path, cache_home, decode_ca
 
 def test_image_cache_changed_file_invalidates(tmp_path, cache_home, decode_calls):
   root = _small_folder(tmp_path)
-  first = data.load_arrays('image_folder', 'train', root)
+  first = loaders.load_arrays('image_folder', 'train', root)
   path = tmp_path / 'train' / 'b' / '1.jpg'
   st = os.stat(path)
   os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1))  # Same bytes, new mtime.
-  data.load_arrays('image_folder', 'train', root)
+  loaders.load_arrays('image_folder', 'train', root)
   assert decode_calls == [6, 6]
   white = np.full((32, 32, 3), 255, np.uint8)
   tf.io.write_file(str(path), tf.io.encode_png(white))  # New content (and size).
-  changed = data.load_arrays('image_folder', 'train', root)
+  changed = loaders.load_arrays('image_folder', 'train', root)
   assert decode_calls == [6, 6, 6]
   np.testing.assert_array_equal(changed.images[4], white)
   np.testing.assert_array_equal(changed.images[:4], first.images[:4])
   os.remove(tmp_path / 'train' / 'a' / '2.jpg')  # A file fewer.
-  assert len(data.load_arrays('image_folder', 'train', root).labels) == 5
+  assert len(loaders.load_arrays('image_folder', 'train', root).labels) == 5
   assert decode_calls == [6, 6, 6, 5]
-  data.load_arrays('image_folder', 'train', root)
+  loaders.load_arrays('image_folder', 'train', root)
   assert decode_calls == [6, 6, 6, 5]  # One entry per split, now for 5 files.
 
 
@@ -310,7 +335,7 @@ def test_image_cache_changed_file_invalidates(tmp_path, cache_home, decode_calls
 def test_image_cache_corrupt_entry_is_ignored_and_rewritten(tmp_path, cache_home, decode_calls,
                                                             damage):
   root = _small_folder(tmp_path)
-  first = data.load_arrays('image_folder', 'train', root)
+  first = loaders.load_arrays('image_folder', 'train', root)
   entry = _entry(root)
   raw = open(entry, 'rb').read()
   if damage == 'truncated':
@@ -322,10 +347,10 @@ def test_image_cache_corrupt_entry_is_ignored_and_rewritten(tmp_path, cache_home
     raw = b''
   with open(entry, 'wb') as f:
     f.write(raw)
-  again = data.load_arrays('image_folder', 'train', root)
+  again = loaders.load_arrays('image_folder', 'train', root)
   np.testing.assert_array_equal(again.images, first.images)
   assert decode_calls == [6, 6]
-  data.load_arrays('image_folder', 'train', root)  # Rewritten: read back now.
+  loaders.load_arrays('image_folder', 'train', root)  # Rewritten: read back now.
   assert decode_calls == [6, 6]
 
 
@@ -339,14 +364,14 @@ def test_image_cache_write_is_atomic(tmp_path, cache_home, decode_calls, monkeyp
     raise OSError(28, 'No space left on device')
 
   monkeypatch.setattr(np, 'savez', dies)
-  first = data.load_arrays('image_folder', 'train', root)
+  first = loaders.load_arrays('image_folder', 'train', root)
   directory = os.path.dirname(_entry(root))
   assert os.listdir(directory) == []
   monkeypatch.setattr(np, 'savez', savez)
-  data.load_arrays('image_folder', 'train', root)
+  loaders.load_arrays('image_folder', 'train', root)
   assert os.listdir(directory) == [os.path.basename(_entry(root))]
   np.testing.assert_array_equal(
-      data.load_arrays('image_folder', 'train', root).images, first.images)
+      loaders.load_arrays('image_folder', 'train', root).images, first.images)
   assert decode_calls == [6, 6]
 
 
@@ -360,7 +385,7 @@ def test_image_cache_removes_temporary_files_of_killed_writers(tmp_path, cache_h
   for path in (old, fresh):
     open(path, 'wb').write(b'PK half')
   os.utime(old, (time.time() - 7200,) * 2)
-  data.load_arrays('image_folder', 'train', root)
+  loaders.load_arrays('image_folder', 'train', root)
   assert sorted(os.listdir(directory)) == sorted(
       [os.path.basename(_entry(root)), os.path.basename(fresh)])
 
@@ -370,42 +395,42 @@ def test_image_cache_unwritable_directory_decodes(tmp_path, monkeypatch, decode_
   (tmp_path / 'a_file').write_text('')
   monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'a_file'))  # Not a directory.
   for _ in range(2):
-    assert data.load_arrays('image_folder', 'train', root).images.shape == (6, 32, 32, 3)
+    assert loaders.load_arrays('image_folder', 'train', root).images.shape == (6, 32, 32, 3)
   assert decode_calls == [6, 6]
 
 
 def test_image_cache_off_neither_reads_nor_writes(tmp_path, cache_home, decode_calls, monkeypatch):
   root = _small_folder(tmp_path)
-  p = data.make_pipelines('image_folder', root, data.Randomization(), 4, image_cache=False)
+  p = pipeline.make_pipelines('image_folder', root, registry.Randomization(), 4, image_cache=False)
   assert p.num_train == 6 and not os.path.exists(cache_home)
-  data.load_arrays('image_folder', 'train', root)  # Writes the entry.
+  loaders.load_arrays('image_folder', 'train', root)  # Writes the entry.
   assert decode_calls == [6, 6, 6]
   fail = lambda *a, **k: pytest.fail('the cache was used')
   monkeypatch.setattr(image_cache, 'load', fail)
   monkeypatch.setattr(image_cache, 'save', fail)
-  data.load_arrays('image_folder', 'train', root, image_cache=False)
-  data.randomized_arrays('image_folder', root, data.Randomization(), image_cache=False)
+  loaders.load_arrays('image_folder', 'train', root, image_cache=False)
+  pipeline.randomized_arrays('image_folder', root, registry.Randomization(), image_cache=False)
   assert decode_calls == [6, 6, 6, 6, 6, 6]
 
 
 def test_unknown_dataset():
-  with pytest.raises(data.DataError, match='allowed: cifar10'):
-    data.check_available('mnist', None)
+  with pytest.raises(sources.DataError, match='allowed: cifar10'):
+    sources.check_available('mnist', None)
 
 
 @pytest.mark.slow
 def test_shared_cifar10_copy(cifar10_folder):
   """The real CIFAR-10 copy of ../shared/data reads as an image_folder."""
-  assert data.check_available('image_folder', cifar10_folder) == (50000, 10)
-  train = data.load_arrays('image_folder', 'train', cifar10_folder)
+  assert sources.check_available('image_folder', cifar10_folder) == (50000, 10)
+  train = loaders.load_arrays('image_folder', 'train', cifar10_folder)
   assert train.images.shape == (50000, 32, 32, 3)
   assert np.bincount(train.labels).tolist() == [5000] * 10
-  mean, _ = data.channel_stats(train.images)
+  mean, _ = randomize.channel_stats(train.images)
   np.testing.assert_allclose(mean * 255, [125.3, 123.0, 113.9], atol=2.0)
   # Read back from the image cache, the same arrays.
   with pytest.MonkeyPatch.context() as mp:
-    mp.setattr(data, '_decode_files', lambda files: pytest.fail('decoded again'))
-    cached = data.load_arrays('image_folder', 'train', cifar10_folder)
+    mp.setattr(loaders, '_decode_files', lambda files: pytest.fail('decoded again'))
+    cached = loaders.load_arrays('image_folder', 'train', cifar10_folder)
   np.testing.assert_array_equal(cached.images, train.images)
 
 
@@ -416,8 +441,8 @@ def test_corrupted_at_p_0_and_1_are_true_and_random_labels():
   index = tf.range(n, dtype=tf.int64)
 
   def relabel(**kw):
-    tables = data.label_tables(n, k, data.Randomization(seed=4, **kw))
-    return data.randomize_labels(labels, index, tables).numpy()
+    tables = randomize.label_tables(n, k, registry.Randomization(seed=4, **kw))
+    return randomize.randomize_labels(labels, index, tables).numpy()
 
   np.testing.assert_array_equal(relabel(labels='corrupted', corrupt_prob=0.0), labels.numpy())
   np.testing.assert_array_equal(relabel(labels='corrupted', corrupt_prob=1.0),
@@ -427,7 +452,7 @@ def test_corrupted_at_p_0_and_1_are_true_and_random_labels():
 
 def _reference_crop(images: np.ndarray, index: np.ndarray, offsets: np.ndarray) -> np.ndarray:
   """The random crop as appendix A says it: slice the window, standardize it."""
-  c = data.CROP_SIZE
+  c = registry.CROP_SIZE
   crops = [images[i, r:r + c, k:k + c, :] for i, (r, k) in zip(index, offsets)]
   return tf.image.per_image_standardization(np.stack(crops)).numpy()
 
@@ -440,17 +465,17 @@ def test_crop_tables_give_standardized_windows(gaussian):
   else:
     images = rng.integers(0, 256, (7, 32, 30, 3)).astype(np.float32) / 255.0
     images[3] = 128 / 255  # a constant image: std clamps to 1/sqrt(#values)
-  rows, affine = data.crop_tables(images, chunk=3)
+  rows, affine = crop.crop_tables(images, chunk=3)
   assert rows.dtype == (np.float32 if gaussian else np.uint8)
   index = np.array([0, 3, 6, 2, 2, 5])
   offsets = np.array([[0, 0], [4, 2], [2, 1], [4, 0], [0, 2], [3, 1]])  # rows 0-4, cols 0-2
-  got = data.crop_batch(tf.constant(rows), tf.constant(affine), tf.constant(index),
+  got = crop.crop_batch(tf.constant(rows), tf.constant(affine), tf.constant(index),
                         tf.constant(offsets, tf.int64), 32, 30).numpy()
   np.testing.assert_allclose(got, _reference_crop(images, index, offsets), atol=2e-5)
 
 
 def test_random_offsets_cover_every_window_uniformly():
-  offsets = data.random_offsets(50_000, 32, 30, tf.constant([3, 4], tf.int64)).numpy()
+  offsets = crop.random_offsets(50_000, 32, 30, tf.constant([3, 4], tf.int64)).numpy()
   counts = np.zeros((5, 3))
   np.add.at(counts, (offsets[:, 0], offsets[:, 1]), 1)
   assert counts.min() > 0.9 * 50_000 / 15 and counts.max() < 1.1 * 50_000 / 15
@@ -458,30 +483,30 @@ def test_random_offsets_cover_every_window_uniformly():
 
 def test_random_crop_pipeline_matches_reference():
   """Training batches are standardized random windows; train-eval the centre one."""
-  rand = data.Randomization(seed=5)
-  p = data.make_pipelines('digits', None, rand, batch_size=64, train_size=128, random_crop=True)
-  arrays, _, _, _ = data.randomized_arrays('digits', None, rand, train_size=128)
+  rand = registry.Randomization(seed=5)
+  p = pipeline.make_pipelines('digits', None, rand, batch_size=64, train_size=128, random_crop=True)
+  arrays, _, _, _ = pipeline.randomized_arrays('digits', None, rand, train_size=128)
   images = arrays.images.astype(np.float32) / 255.0
   x, y = next(iter(p.train(2)))
   order = tf.random.experimental.stateless_shuffle(tf.range(128, dtype=tf.int64),
                                                    tf.constant([5, 2], tf.int64)).numpy()[:64]
-  key = tf.random.experimental.stateless_fold_in(tf.constant([5, 2], tf.int64), data._SALT_CROP)  # pylint: disable=protected-access
-  offsets = data.random_offsets(128, 32, 32, key).numpy()[:64]  # the epoch's first 64
+  key = tf.random.experimental.stateless_fold_in(tf.constant([5, 2], tf.int64), randomize.SALT_CROP)  # pylint: disable=protected-access
+  offsets = crop.random_offsets(128, 32, 32, key).numpy()[:64]  # the epoch's first 64
   np.testing.assert_allclose(x.numpy(), _reference_crop(images, order, offsets), atol=2e-5)
   np.testing.assert_array_equal(y.numpy(), arrays.labels[order])
   x_eval, _ = next(iter(p.train_eval))
   np.testing.assert_allclose(x_eval.numpy(),
-                             data.standardize(images[:len(x_eval)]).numpy(),
+                             randomize.standardize(images[:len(x_eval)]).numpy(),
                              atol=2e-5)
 
 
 def test_train_batches_are_the_epoch_order_cut_into_batches():
   """Chunked gathering (CHUNK_BATCHES batches at a time) gives exactly the batches
   of the epoch's seeded order, the short last one included, epoch after epoch."""
-  rand = data.Randomization(labels='random', seed=3)
+  rand = registry.Randomization(labels='random', seed=3)
   n, b = 1100, 32  # 35 batches per epoch: 34 of 32 and one of 12; 3 chunks of <= 16
-  p = data.make_pipelines('digits', None, rand, batch_size=b, train_size=n)
-  assert p.steps_per_epoch == 35 and data.CHUNK_BATCHES < 35
+  p = pipeline.make_pipelines('digits', None, rand, batch_size=b, train_size=n)
+  assert p.steps_per_epoch == 35 and pipeline.CHUNK_BATCHES < 35
   x_all = np.concatenate([x.numpy() for x, _ in p.train_eval])
   y_all = np.concatenate([y.numpy() for _, y in p.train_eval])
   it = iter(p.train(4))
@@ -499,11 +524,11 @@ def test_train_batches_are_the_epoch_order_cut_into_batches():
 
 @pytest.mark.parametrize('n,size', [(10, 4), (12, 4), (3, 4)])
 def test_chunks_are_batch_without_per_row_work(n, size):
-  """data.chunks gives the elements of from_tensor_slices(..).batch(size)."""
+  """pipeline.chunks gives the elements of from_tensor_slices(..).batch(size)."""
   a = tf.range(n, dtype=tf.int64) * 7
   b = tf.reshape(tf.range(2 * n), [n, 2])
   for tensors in (a, (a, b)):
-    got = list(data.chunks(tensors, size).as_numpy_iterator())
+    got = list(pipeline.chunks(tensors, size).as_numpy_iterator())
     want = list(tf.data.Dataset.from_tensor_slices(tensors).batch(size).as_numpy_iterator())
     assert len(got) == len(want) == -(-n // size)
     for g, w in zip(got, want):
@@ -518,9 +543,9 @@ def test_data_tables_live_on_the_host():
           'cpu = tf.config.list_physical_devices("CPU")[0]\n'
           'tf.config.set_logical_device_configuration(\n'
           '    cpu, [tf.config.LogicalDeviceConfiguration()] * 2)\n'
-          'from rethinking_tf import data\n'
+          'from rethinking_tf.data import pipeline\n'
           'with tf.device("/CPU:1"):\n'
-          '  print(data._variable(np.zeros(3, np.float32)).device, tf.Variable(0.0).device)\n')
+          '  print(pipeline._variable(np.zeros(3, np.float32)).device, tf.Variable(0.0).device)\n')
   proc = subprocess.run([sys.executable, '-c', code],
                         capture_output=True,
                         text=True,

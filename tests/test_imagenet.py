@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from rethinking_tf import data
-from rethinking_tf import imagenet
+from rethinking_tf import registry
+from rethinking_tf.data import imagenet
 from rethinking_tf import models
 
 
@@ -16,7 +16,7 @@ def mock():
 
 
 def test_randomized_imagenet_pipeline(mock, tmp_path):
-  rand = data.Randomization(labels='random', inputs='shuffled_pixels', seed=1)
+  rand = registry.Randomization(labels='random', inputs='shuffled_pixels', seed=1)
   p = imagenet.make_pipelines(str(tmp_path), rand, 4, None, augment=True)
   assert p.num_train == 16 and p.num_test == 16 and p.num_classes == 1000
   assert p.input_shape == (299, 299, 3) and p.steps_per_epoch == 4
@@ -28,7 +28,7 @@ def test_randomized_imagenet_pipeline(mock, tmp_path):
   first = np.concatenate([y.numpy() for _, y in p.train_eval])
   again = np.concatenate([y.numpy() for _, y in p.train_eval])
   np.testing.assert_array_equal(first, again)
-  clean = imagenet.make_pipelines(str(tmp_path), data.Randomization(), 4, None, False)
+  clean = imagenet.make_pipelines(str(tmp_path), registry.Randomization(), 4, None, False)
   true = np.concatenate([y.numpy() for _, y in clean.train_eval])
   assert np.mean(first != true) > 0.9
   np.testing.assert_array_equal(np.concatenate([y.numpy() for _, y in p.test]),

@@ -106,7 +106,9 @@ INPUTS = ('original', 'shuffled_pixels', 'random_pixels', 'gaussian')
 def test_run_every_inputs_mode_on_digits(monkeypatch, features):
   """kernels.run for each --inputs mode: the randomization reaches the features
   as section 2.1 says, and the kernel still interpolates (section 5)."""
-  from rethinking_tf import data  # pylint: disable=g-import-not-at-top
+  from rethinking_tf import registry  # pylint: disable=g-import-not-at-top
+  from rethinking_tf.data import pipeline  # pylint: disable=g-import-not-at-top
+  from rethinking_tf.data import randomize  # pylint: disable=g-import-not-at-top
   seen = {}  # inputs mode -> the (x_train, x_test) that run() fitted
   fit = kernels.fit_and_evaluate
 
@@ -121,7 +123,7 @@ def test_run_every_inputs_mode_on_digits(monkeypatch, features):
     results[mode] = kernels.run('digits',
                                 None,
                                 120,
-                                data.Randomization(labels='random', inputs=mode, seed=3),
+                                registry.Randomization(labels='random', inputs=mode, seed=3),
                                 features=features,
                                 **(conv if features == 'random_conv' else {}))
   d = 32 * 32 * 3 if features == 'pixels' else 16 * 2 * 2
@@ -145,14 +147,14 @@ def test_run_every_inputs_mode_on_digits(monkeypatch, features):
   if features != 'pixels':
     return
   # Pixel features are the images / 255: check each mode's exact semantics.
-  train, test, _, _ = data.randomized_arrays('digits', None, data.Randomization(), 120)
+  train, test, _, _ = pipeline.randomized_arrays('digits', None, registry.Randomization(), 120)
   as_pixels = lambda x: x.reshape(len(x), 32 * 32, 3)
   orig = as_pixels(train.images / np.float32(255))
   np.testing.assert_allclose(as_pixels(orig_train), orig, rtol=1e-6)
   np.testing.assert_allclose(as_pixels(orig_test),
                              as_pixels(test.images / np.float32(255)),
                              rtol=1e-6)
-  perm = data.pixel_permutation(32, 32, 3).numpy()  # one permutation, train and test
+  perm = randomize.pixel_permutation(32, 32, 3).numpy()  # one permutation, train and test
   np.testing.assert_allclose(as_pixels(seen['shuffled_pixels'][0]), orig[:, perm], rtol=1e-6)
   np.testing.assert_allclose(as_pixels(seen['shuffled_pixels'][1]),
                              as_pixels(orig_test)[:, perm],
@@ -166,7 +168,7 @@ def test_run_every_inputs_mode_on_digits(monkeypatch, features):
   for i in range(0, 120, 17):
     np.testing.assert_allclose(key(random[i]), key(orig[i]), rtol=1e-6)
   # gaussian: noise with the training set's per-channel mean and std.
-  mean, std = data.channel_stats(train.images)
+  mean, std = randomize.channel_stats(train.images)
   noise = as_pixels(seen['gaussian'][0]).reshape(-1, 3)
   np.testing.assert_allclose(noise.mean(0), mean, atol=0.01)
   np.testing.assert_allclose(noise.std(0), std, rtol=0.02)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from rethinking_tf import data
+from rethinking_tf.data import pipeline
 from rethinking_tf import loop
 from rethinking_tf import models
 from rethinking_tf import trainer
@@ -22,7 +22,7 @@ def test_first_epoch_matches_an_eager_gradient_tape_loop(tmp_path):
                                verbose=False)
   trainer.prepare_logdir(config, None)
   t = trainer.Trainer(config, tf.distribute.get_strategy())
-  p = data.make_pipelines('digits', None, config.randomization, config.batch_size)
+  p = pipeline.make_pipelines('digits', None, config.randomization, config.batch_size)
   t.build(p)
   assert p.steps_per_epoch == 11
   results = t.train()

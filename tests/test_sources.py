@@ -9,7 +9,7 @@ import pytest
 
 from conftest import REPO
 from rethinking_tf import registry
-from rethinking_tf import sources
+from rethinking_tf.data import sources
 
 
 def _touch_images(root, counts):
@@ -25,7 +25,7 @@ def _touch_images(root, counts):
 
 def test_registry_sources_and_cli_import_no_heavy_module():
   code = ('import json, sys\n'
-          'import rethinking_tf.cli, rethinking_tf.registry, rethinking_tf.sources\n'
+          'import rethinking_tf.cli, rethinking_tf.registry, rethinking_tf.data.sources\n'
           'print(json.dumps(sorted(m for m in ("tensorflow", "keras", "tensorflow_datasets",'
           ' "sklearn", "scipy") if m in sys.modules)))')
   proc = subprocess.run([sys.executable, '-c', code],
@@ -42,7 +42,7 @@ def test_image_folder_counts_and_classes(tmp_path):
   (tmp_path / 'train' / 'a' / 'notes.txt').write_text('not an image')
   assert sources.check_available('image_folder', root) == (5, 2)
   assert sources.num_test_examples('image_folder', root) == 2
-  files, labels, classes = sources._folder_files(root, 'train')  # pylint: disable=protected-access
+  files, labels, classes = sources.folder_files(root, 'train')
   assert classes == ['a', 'b'] and list(labels) == [0, 0, 1, 1, 1]
   assert [os.path.basename(f) for f in files] == ['0.jpg', '1.jpg', '0.jpg', '1.jpg', '2.jpg']
 
@@ -122,21 +122,20 @@ def test_model_names_and_steps_per_execution_rule():
 
 
 def test_library_modules_take_their_names_from_the_registry():
-  """One source of truth; the old names stay importable (imports TensorFlow)."""
-  from rethinking_tf import data  # pylint: disable=g-import-not-at-top
+  """One source of truth: the TensorFlow modules use the registry's and the
+  TF-free checks' own objects (imports TensorFlow)."""
   from rethinking_tf import kernels  # pylint: disable=g-import-not-at-top
   from rethinking_tf import models  # pylint: disable=g-import-not-at-top
   from rethinking_tf import trainer  # pylint: disable=g-import-not-at-top
-  assert data.DataError is sources.DataError
-  assert data.check_available is sources.check_available
-  assert data._folder_files is sources._folder_files  # pylint: disable=protected-access
-  assert data.num_test_examples is sources.num_test_examples
-  assert data.Randomization is registry.Randomization
-  assert list(data.DATASETS) == list(registry.DATASET_INFO)
-  assert all(e.info is registry.DATASET_INFO[k] for k, e in data.DATASETS.items())
-  assert (data.LABEL_MODES, data.INPUT_MODES, data.IMAGE_EXTENSIONS,
-          data.CROP_SIZE) == (registry.LABEL_MODES, registry.INPUT_MODES, registry.IMAGE_EXTENSIONS,
-                              registry.CROP_SIZE)
+  from rethinking_tf.data import loaders  # pylint: disable=g-import-not-at-top
+  from rethinking_tf.data import pipeline  # pylint: disable=g-import-not-at-top
+  from rethinking_tf.data import randomize  # pylint: disable=g-import-not-at-top
+  assert loaders.DataError is sources.DataError
+  assert loaders.folder_files is sources.folder_files
+  assert pipeline.Randomization is randomize.Randomization is registry.Randomization
+  assert list(loaders.DATASETS) == list(registry.DATASET_INFO)
+  assert all(e.info is registry.DATASET_INFO[k] for k, e in loaders.DATASETS.items())
+  assert pipeline.CROP_SIZE == randomize.CROP_SIZE == registry.CROP_SIZE
   assert models.MODEL_NAMES is registry.MODEL_NAMES
   assert models.is_valid_name is registry.is_valid_model_name
   assert (kernels.KERNELS, kernels.FEATURES) == (registry.KERNELS, registry.FEATURES)

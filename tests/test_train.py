@@ -243,7 +243,7 @@ def test_truncated_image_fails_with_one_line_naming_it(tmp_path):
 @pytest.mark.slow
 def test_image_cache_flag(tmp_path):
   """--noimage_cache writes no cache entry; the default writes one per split."""
-  from rethinking_tf import image_cache  # pylint: disable=g-import-not-at-top
+  from rethinking_tf.data import image_cache  # pylint: disable=g-import-not-at-top
   root = _jpeg_folder(tmp_path / 'images')
   entries = [image_cache.entry_path(root, split) for split in ('train', 'test')]
   args = [
@@ -261,7 +261,7 @@ def test_image_cache_flag(tmp_path):
 
 
 def test_cifar10_offline_fails_fast(tmp_path):
-  from rethinking_tf import sources  # pylint: disable=g-import-not-at-top
+  from rethinking_tf.data import sources  # pylint: disable=g-import-not-at-top
   if sources._network_available('www.cs.toronto.edu'):  # pylint: disable=protected-access
     pytest.skip('network available: cifar10 would download')
   start = time.time()

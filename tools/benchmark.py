@@ -27,7 +27,7 @@ from absl import logging  # pylint: disable=wrong-import-position
 
 from rethinking_tf import cli  # pylint: disable=wrong-import-position
 from rethinking_tf import registry  # pylint: disable=wrong-import-position
-from rethinking_tf import sources  # pylint: disable=wrong-import-position
+from rethinking_tf.data import sources  # pylint: disable=wrong-import-position
 
 FLAGS = flags.FLAGS
 

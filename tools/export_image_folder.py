@@ -202,14 +202,15 @@ def read_archive(path: str) -> tuple[dict[str, Split], tuple[str, ...]]:
 def read_tfds(data_dir: str | None) -> tuple[dict[str, Split], tuple[str, ...]]:
   """tensorflow-datasets' cifar10, downloaded into data_dir on first use."""
   cli.import_tensorflow()  # Before `data` imports it, without the start-up lines.
-  from rethinking_tf import data  # pylint: disable=g-import-not-at-top
+  from rethinking_tf.data import loaders  # pylint: disable=g-import-not-at-top
+  from rethinking_tf.data import sources  # pylint: disable=g-import-not-at-top
   try:
-    data.check_available('cifar10', data_dir)
-  except data.DataError as e:
+    sources.check_available('cifar10', data_dir)
+  except sources.DataError as e:
     raise ExportError(str(e)) from e
   splits = {}
   for split in SPLITS:
-    arrays = data.load_arrays('cifar10', split, data_dir)
+    arrays = loaders.load_arrays('cifar10', split, data_dir)
     splits[split] = (arrays.images, arrays.labels)
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   names = tuple(tfds.builder('cifar10', data_dir=data_dir).info.features['label'].names)

@@ -5,7 +5,7 @@ resizes it; `augment` (Table 2's "data augmentation") instead samples a
 distorted bounding box (area 5-100%, aspect 3/4-4/3) and flips left-right,
 both stateless and keyed per step. Pixels are scaled to [-1, 1].
 
-The randomization tests use the same ops as CIFAR-10 (`data.py`), keyed by
+The randomization tests use the same ops as CIFAR-10 (`randomize`), keyed by
 the example's position in the (unshuffled) tfds training split. Pixel
 randomizations act on the 299x299 evaluation-style image, before
 augmentation; Gaussian inputs use ImageNet's per-channel statistics
@@ -22,7 +22,9 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from rethinking_tf import data
+from rethinking_tf import registry
+from rethinking_tf.data import loaders
+from rethinking_tf.data import randomize
 
 IMAGE_SIZE = 299
 NUM_CLASSES = 1000
@@ -76,30 +78,30 @@ def _split_size(builder, split: str) -> int:
 
 
 def make_pipelines(data_dir: str | None,
-                   rand: data.Randomization,
+                   rand: registry.Randomization,
                    batch_size: int,
                    train_size: int | None,
                    augment: bool,
-                   eval_batch_size: int | None = None) -> data.Pipelines:
-  """Streams imagenet2012 with the randomizations; see `data.make_pipelines`."""
-  builder = data._tfds_builder('imagenet2012', data_dir)  # pylint: disable=protected-access
+                   eval_batch_size: int | None = None) -> loaders.Pipelines:
+  """Streams imagenet2012 with the randomizations; see `pipeline.make_pipelines`."""
+  builder = loaders.tfds_builder('imagenet2012', data_dir)
   num_full = _split_size(builder, 'train')
-  tables = data.label_tables(num_full, NUM_CLASSES, rand)
+  tables = randomize.label_tables(num_full, NUM_CLASSES, rand)
   keep, noise = None, 0.0
   if train_size or rand.labels != 'true':
     labels = _labels(builder, 'train')
     index = np.arange(len(labels))
     if train_size:
-      index = data.balanced_subset(labels, train_size, NUM_CLASSES)
+      index = loaders.balanced_subset(labels, train_size, NUM_CLASSES)
       keep = tf.scatter_nd(index[:, None], tf.ones(len(index), tf.bool), [num_full])
-    new = data.randomize_labels(tf.constant(labels[index]), tf.constant(index), tables)
+    new = randomize.randomize_labels(tf.constant(labels[index]), tf.constant(index), tables)
     noise = float(np.mean(new.numpy() != labels[index]))
   num_train = train_size or num_full
   mean, std = tf.constant(MEAN), tf.constant(STD)
 
   def randomized(i, ex):
-    label = data.randomize_labels(ex['label'], i, tables)
-    image = data.randomize_image(eval_image(ex['image']), i, rand, mean, std)
+    label = randomize.randomize_labels(ex['label'], i, tables)
+    image = randomize.randomize_image(eval_image(ex['image']), i, rand, mean, std)
     return image, label, i
 
   train = builder.as_dataset(split='train', shuffle_files=False).enumerate()
@@ -122,17 +124,18 @@ def make_pipelines(data_dir: str | None,
 
   eval_batch_size = eval_batch_size or batch_size
   train_eval = train.map(lambda x, y, i: (_scale(x), y)).batch(eval_batch_size)
-  test_rand = rand if rand.inputs == 'shuffled_pixels' else data.Randomization(seed=rand.seed)
+  test_rand = rand if rand.inputs == 'shuffled_pixels' else registry.Randomization(seed=rand.seed)
   test = builder.as_dataset(split='validation', shuffle_files=False).enumerate().map(
       lambda i, ex:
-      (_scale(data.randomize_image(eval_image(ex['image']), i, test_rand, mean, std)), ex['label']),
+      (_scale(randomize.randomize_image(eval_image(ex['image']), i, test_rand, mean, std)), ex[
+          'label']),
       num_parallel_calls=tf.data.AUTOTUNE).batch(eval_batch_size)
-  return data.Pipelines(train=train_ds,
-                        train_eval=train_eval.prefetch(tf.data.AUTOTUNE),
-                        test=test.prefetch(tf.data.AUTOTUNE),
-                        num_train=num_train,
-                        num_test=_split_size(builder, 'validation'),
-                        num_classes=NUM_CLASSES,
-                        input_shape=(IMAGE_SIZE, IMAGE_SIZE, 3),
-                        label_noise_fraction=noise,
-                        steps_per_epoch=-(-num_train // batch_size))
+  return loaders.Pipelines(train=train_ds,
+                           train_eval=train_eval.prefetch(tf.data.AUTOTUNE),
+                           test=test.prefetch(tf.data.AUTOTUNE),
+                           num_train=num_train,
+                           num_test=_split_size(builder, 'validation'),
+                           num_classes=NUM_CLASSES,
+                           input_shape=(IMAGE_SIZE, IMAGE_SIZE, 3),
+                           label_noise_fraction=noise,
+                           steps_per_epoch=-(-num_train // batch_size))

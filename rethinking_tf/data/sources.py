@@ -6,7 +6,7 @@ malformed data set in the first second, before TensorFlow is imported. An
 `image_folder` tree must have the same class folders under train/ and test/,
 each holding at least one image; a tfds data set counts as prepared when
 `<data_dir>/<name>/<version>/dataset_info.json` exists, the layout tfds
-writes. `rethinking_tf.data` re-exports these names.
+writes.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ KNOWN_SIZES = {
     'digits': (1_347, 450),
     'imagenet2012': (1_281_167, 50_000)
 }
-_KNOWN_SIZES = KNOWN_SIZES
 _VERSION = re.compile(r'^\d+\.\d+\.\d+$')
 
 
@@ -32,7 +31,7 @@ class DataError(ValueError):
   """A data set cannot be used as asked; the message says what to do."""
 
 
-def _folder_files(data_dir: str, split: str) -> tuple[list[str], np.ndarray, list[str]]:
+def folder_files(data_dir: str, split: str) -> tuple[list[str], np.ndarray, list[str]]:
   """(image paths, class indices, class names) of `<data_dir>/<split>/<class>/`."""
   root = os.path.join(data_dir, split)
   classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
@@ -79,8 +78,8 @@ def _check_image_folder(data_dir: str | None) -> tuple[int, int]:
     if not os.access(os.path.join(data_dir, split), os.R_OK | os.X_OK):
       raise DataError(f'--data_dir={data_dir}: missing readable {split}/ '
                       '(expected <data_dir>/{train,test}/<class>/<image>)')
-  files, labels, classes = _folder_files(data_dir, 'train')
-  _, test_labels, test_classes = _folder_files(data_dir, 'test')
+  files, labels, classes = folder_files(data_dir, 'train')
+  _, test_labels, test_classes = folder_files(data_dir, 'test')
   for split, split_labels, names in (('train', labels, classes), ('test', test_labels,
                                                                   test_classes)):
     counts = np.bincount(split_labels, minlength=len(names))
@@ -134,5 +133,5 @@ def check_available(name: str, data_dir: str | None) -> tuple[int, int]:
 def num_test_examples(name: str, data_dir: str | None) -> int:
   """The size of a data set's test split (call `check_available` first)."""
   if name == 'image_folder':
-    return len(_folder_files(data_dir, 'test')[0])
+    return len(folder_files(data_dir, 'test')[0])
   return KNOWN_SIZES[name][1]
