@@ -55,7 +55,7 @@ from rethinking_tf import cpu
 from rethinking_tf.data import pipeline as data
 from rethinking_tf import models
 from rethinking_tf import registry
-from rethinking_tf import trainer
+from rethinking_tf.training import trainer
 
 CIFAR_MODELS = ('inception', 'alexnet', 'mlp_1x512', 'mlp_3x512')
 

@@ -199,7 +199,7 @@ def gpu_driver_loaded() -> bool:
 
 
 def replicas_without_tf(strategy: str, num_cpu_devices: int) -> int | None:
-  """The replicas `trainer.make_strategy` will make, when known before
+  """The replicas `training.distribute.make_strategy` will make, when known before
   TensorFlow starts: 1 for `default`, the logical CPUs for `mirrored` on a
   machine without a GPU driver; None (ask TensorFlow) otherwise."""
   if strategy == 'default':

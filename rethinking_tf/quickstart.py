@@ -44,22 +44,24 @@ def main(argv):
         cli.fail(f'--logdir={logdir}: {path} holds a finished run; pass --overwrite '
                  'or choose another --logdir')
   cli.import_tensorflow()
-  from rethinking_tf import trainer  # pylint: disable=g-import-not-at-top
+  from rethinking_tf.training import config as config_lib  # pylint: disable=g-import-not-at-top
+  from rethinking_tf.training import rundir  # pylint: disable=g-import-not-at-top
+  from rethinking_tf.training import trainer  # pylint: disable=g-import-not-at-top
   rows = []
   for labels, path in runs.items():
     print(f'--- MLP 1x512 on digits, {labels} labels ---', flush=True)
-    config = trainer.TrainConfig(logdir=path,
-                                 dataset='digits',
-                                 model='mlp_1x512',
-                                 epochs=FLAGS.epochs,
-                                 randomization=registry.Randomization(labels=labels, seed=0),
-                                 lr_decay_steps=391,
-                                 stop_on_fit=True,
-                                 overwrite=FLAGS.overwrite)
+    config = config_lib.TrainConfig(logdir=path,
+                                    dataset='digits',
+                                    model='mlp_1x512',
+                                    epochs=FLAGS.epochs,
+                                    randomization=registry.Randomization(labels=labels, seed=0),
+                                    lr_decay_steps=391,
+                                    stop_on_fit=True,
+                                    overwrite=FLAGS.overwrite)
     cli.make_logdir(path)
     try:
       rows.append((labels, trainer.run(config)))
-    except (trainer.RunExists, sources.DataError) as e:
+    except (rundir.RunExists, sources.DataError) as e:
       cli.fail(str(e))
   print('\nlabels   train acc  test acc  epochs  seconds   (chance = 0.10)')
   for labels, r in rows:

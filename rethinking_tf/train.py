@@ -5,7 +5,7 @@
 
 A thin binary: flags are validated (before TensorFlow is imported, and
 before any data is read or the logdir is created) into a
-`trainer.TrainConfig`, and `trainer.run` does the work. Re-running the same
+`training.config.TrainConfig`, and `training.trainer.run` does the work. Re-running the same
 command resumes an interrupted run; a finished run is never overwritten
 without --overwrite. The resolved flags are written to <logdir>/flags.cfg:
 `python -m rethinking_tf.train --flagfile=<logdir>/flags.cfg` repeats the run.
@@ -158,37 +158,40 @@ def main(argv):
 
   cli.import_tensorflow()
   # Only now touch TensorFlow devices (logical CPUs must be set up first).
-  from rethinking_tf import trainer  # pylint: disable=g-import-not-at-top
-  strategy = trainer.make_strategy(FLAGS.strategy, FLAGS.num_cpu_devices)
+  from rethinking_tf.training import config as config_lib  # pylint: disable=g-import-not-at-top
+  from rethinking_tf.training import distribute  # pylint: disable=g-import-not-at-top
+  from rethinking_tf.training import rundir  # pylint: disable=g-import-not-at-top
+  from rethinking_tf.training import trainer  # pylint: disable=g-import-not-at-top
+  strategy = distribute.make_strategy(FLAGS.strategy, FLAGS.num_cpu_devices)
   if replicas is None:  # GPUs or workers: counted by TensorFlow.
     cli.check_batch_split(FLAGS.batch_size, strategy.num_replicas_in_sync)
-  config = trainer.TrainConfig(logdir=logdir,
-                               random_crop=FLAGS.random_crop,
-                               augment=FLAGS.augment,
-                               model=FLAGS.model,
-                               batch_norm=FLAGS.batch_norm,
-                               bn_momentum=FLAGS.bn_momentum,
-                               weight_decay=FLAGS.weight_decay,
-                               dropout=FLAGS.dropout,
-                               learning_rate=FLAGS.learning_rate or None,
-                               lr_decay=FLAGS.lr_decay,
-                               lr_decay_steps=FLAGS.lr_decay_steps,
-                               momentum=FLAGS.momentum,
-                               batch_size=FLAGS.batch_size,
-                               epochs=FLAGS.epochs,
-                               early_stopping_patience=FLAGS.early_stopping_patience,
-                               fit_threshold=FLAGS.fit_threshold,
-                               stop_on_fit=FLAGS.stop_on_fit,
-                               steps_per_execution=FLAGS.steps_per_execution,
-                               precision=FLAGS.precision,
-                               overwrite=FLAGS.overwrite,
-                               test_size=FLAGS.test_size or None,
-                               verbose=not FLAGS.quiet,
-                               **data_args)
+  config = config_lib.TrainConfig(logdir=logdir,
+                                  random_crop=FLAGS.random_crop,
+                                  augment=FLAGS.augment,
+                                  model=FLAGS.model,
+                                  batch_norm=FLAGS.batch_norm,
+                                  bn_momentum=FLAGS.bn_momentum,
+                                  weight_decay=FLAGS.weight_decay,
+                                  dropout=FLAGS.dropout,
+                                  learning_rate=FLAGS.learning_rate or None,
+                                  lr_decay=FLAGS.lr_decay,
+                                  lr_decay_steps=FLAGS.lr_decay_steps,
+                                  momentum=FLAGS.momentum,
+                                  batch_size=FLAGS.batch_size,
+                                  epochs=FLAGS.epochs,
+                                  early_stopping_patience=FLAGS.early_stopping_patience,
+                                  fit_threshold=FLAGS.fit_threshold,
+                                  stop_on_fit=FLAGS.stop_on_fit,
+                                  steps_per_execution=FLAGS.steps_per_execution,
+                                  precision=FLAGS.precision,
+                                  overwrite=FLAGS.overwrite,
+                                  test_size=FLAGS.test_size or None,
+                                  verbose=not FLAGS.quiet,
+                                  **data_args)
   cli.make_logdir(logdir)
   try:
     results = trainer.run(config, strategy, flagfile=_flagfile_text())
-  except (trainer.RunExists, sources.DataError) as e:
+  except (rundir.RunExists, sources.DataError) as e:
     cli.fail(str(e))
   except trainer.Diverged as e:
     cli.fail(f'run {e}; metrics up to it are in {e.metrics_path}', code=1)

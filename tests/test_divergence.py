@@ -1,4 +1,4 @@
-"""A run whose loss becomes NaN stops with failed.txt and exit 1 (trainer.Diverged)."""
+"""A run whose loss becomes NaN stops with failed.txt and exit 1 (training.trainer.Diverged)."""
 
 import csv
 import math

@@ -6,21 +6,23 @@ import pytest
 import tensorflow as tf
 
 from rethinking_tf.data import pipeline
-from rethinking_tf import loop
 from rethinking_tf import models
-from rethinking_tf import trainer
+from rethinking_tf.training import config as config_lib
+from rethinking_tf.training import loop
+from rethinking_tf.training import rundir
+from rethinking_tf.training import trainer
 
 
 def test_first_epoch_matches_an_eager_gradient_tape_loop(tmp_path):
   """Digits, 11 steps of 128 in calls of 3 + 3 + 3 + 2 (last batch: 67 examples)."""
-  config = trainer.TrainConfig(logdir=str(tmp_path),
-                               dataset='digits',
-                               model='mlp_1x64',
-                               weight_decay=1e-3,
-                               epochs=1,
-                               steps_per_execution=3,
-                               verbose=False)
-  trainer.prepare_logdir(config, None)
+  config = config_lib.TrainConfig(logdir=str(tmp_path),
+                                  dataset='digits',
+                                  model='mlp_1x64',
+                                  weight_decay=1e-3,
+                                  epochs=1,
+                                  steps_per_execution=3,
+                                  verbose=False)
+  rundir.prepare_logdir(config, None)
   t = trainer.Trainer(config, tf.distribute.get_strategy())
   p = pipeline.make_pipelines('digits', None, config.randomization, config.batch_size)
   t.build(p)

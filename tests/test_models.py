@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 from rethinking_tf import models
+from rethinking_tf.models import layers
 
 CIFAR = (28, 28, 3)
 
@@ -72,8 +73,8 @@ def test_batch_norm_synchronized_when_asked(name, shape):
 
 
 def test_lrn_layer_round_trips_its_config():
-  layer = models.LocalResponseNormalization(depth_radius=2)
-  clone = models.LocalResponseNormalization.from_config(layer.get_config())
+  layer = layers.LocalResponseNormalization(depth_radius=2)
+  clone = layers.LocalResponseNormalization.from_config(layer.get_config())
   x = tf.random.normal([2, 4, 4, 8])
   np.testing.assert_allclose(layer(x), clone(x))
   assert clone.depth_radius == 2
@@ -87,7 +88,7 @@ def test_lrn_layer_round_trips_its_config():
         (5, 1.0, 0.05, 0.75, 3),  # window wider than the channels
     ])
 def test_lrn_matches_tensorflow_values_and_gradients(radius, bias, alpha, beta, channels):
-  """models.local_response_normalization is tf.nn.local_response_normalization."""
+  """layers.local_response_normalization is tf.nn.local_response_normalization."""
   x = 3.0 * tf.random.stateless_normal([4, 5, 6, channels], [1, 2])
   dy = tf.random.stateless_normal(x.shape, [3, 4])
 
@@ -97,7 +98,7 @@ def test_lrn_matches_tensorflow_values_and_gradients(radius, bias, alpha, beta, 
       y = fn(x, depth_radius=radius, bias=bias, alpha=alpha, beta=beta)
     return y, tape.gradient(y, x, output_gradients=dy)
 
-  y, dx = value_and_grad(models.local_response_normalization)
+  y, dx = value_and_grad(layers.local_response_normalization)
   y_tf, dx_tf = value_and_grad(tf.nn.local_response_normalization)
   np.testing.assert_allclose(y, y_tf, rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(dx, dx_tf, rtol=1e-4, atol=1e-5)
@@ -107,12 +108,12 @@ def test_lrn_matches_tensorflow_values_and_gradients(radius, bias, alpha, beta, 
 @pytest.mark.parametrize('scale,policy', [(False, 'float32'), (True, 'float32'),
                                           (False, 'mixed_bfloat16')])
 def test_fused_batch_norm_matches_keras(scale, policy):
-  """models.BatchNormalization computes what keras.layers.BatchNormalization does."""
+  """layers.BatchNormalization computes what keras.layers.BatchNormalization does."""
   x = 2.0 * tf.random.stateless_normal([8, 5, 5, 6], [1, 2]) + 1.0
   dy = tf.random.stateless_normal(x.shape, [3, 4])
   keras.mixed_precision.set_global_policy(policy)
   try:
-    ours = models.BatchNormalization(scale=scale, momentum=0.9)
+    ours = layers.BatchNormalization(scale=scale, momentum=0.9)
     theirs = keras.layers.BatchNormalization(scale=scale, momentum=0.9)
   finally:
     keras.mixed_precision.set_global_policy('float32')

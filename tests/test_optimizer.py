@@ -1,4 +1,4 @@
-"""trainer.MomentumSGD against the Keras SGD it replaces."""
+"""optimizer.MomentumSGD against the Keras SGD it replaces."""
 
 import keras
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from rethinking_tf import models
-from rethinking_tf import trainer
+from rethinking_tf.training import optimizer
 
 
 def _train(optimizer_class, steps: int = 4, **kwargs) -> list[np.ndarray]:
@@ -27,7 +27,7 @@ def _train(optimizer_class, steps: int = 4, **kwargs) -> list[np.ndarray]:
     [dict(momentum=0.9), dict(momentum=0.0),
      dict(momentum=0.9, nesterov=True)])
 def test_momentum_sgd_matches_keras_sgd(kwargs):
-  ours, theirs = _train(trainer.MomentumSGD, **kwargs), _train(keras.optimizers.SGD, **kwargs)
+  ours, theirs = _train(optimizer.MomentumSGD, **kwargs), _train(keras.optimizers.SGD, **kwargs)
   assert len(ours) == len(theirs)
   moved = 0
   for a, b in zip(ours, theirs):
@@ -42,5 +42,5 @@ def test_momentum_sgd_uses_the_fused_kernel(monkeypatch):
     raise AssertionError('fell back to keras SGD.update_step')
 
   monkeypatch.setattr(keras.optimizers.SGD, 'update_step', refuse)
-  weights = _train(trainer.MomentumSGD, steps=1, momentum=0.9)
+  weights = _train(optimizer.MomentumSGD, steps=1, momentum=0.9)
   assert all(np.isfinite(w).all() for w in weights)

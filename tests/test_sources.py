@@ -126,7 +126,7 @@ def test_library_modules_take_their_names_from_the_registry():
   TF-free checks' own objects (imports TensorFlow)."""
   from rethinking_tf import kernels  # pylint: disable=g-import-not-at-top
   from rethinking_tf import models  # pylint: disable=g-import-not-at-top
-  from rethinking_tf import trainer  # pylint: disable=g-import-not-at-top
+  from rethinking_tf.training import config as config_lib  # pylint: disable=g-import-not-at-top
   from rethinking_tf.data import loaders  # pylint: disable=g-import-not-at-top
   from rethinking_tf.data import pipeline  # pylint: disable=g-import-not-at-top
   from rethinking_tf.data import randomize  # pylint: disable=g-import-not-at-top
@@ -139,4 +139,4 @@ def test_library_modules_take_their_names_from_the_registry():
   assert models.MODEL_NAMES is registry.MODEL_NAMES
   assert models.is_valid_name is registry.is_valid_model_name
   assert (kernels.KERNELS, kernels.FEATURES) == (registry.KERNELS, registry.FEATURES)
-  assert trainer.auto_steps_per_execution is registry.auto_steps_per_execution
+  assert config_lib.auto_steps_per_execution is registry.auto_steps_per_execution

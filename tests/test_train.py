@@ -173,12 +173,13 @@ def test_resume_refuses_other_settings(tmp_path):
 def test_resume_with_the_other_image_cache_value(tmp_path):
   """The image cache changes nothing a run computes: either value resumes."""
   import dataclasses  # pylint: disable=g-import-not-at-top
-  from rethinking_tf import trainer  # pylint: disable=g-import-not-at-top
-  config = trainer.TrainConfig(logdir=str(tmp_path), dataset='digits')
-  trainer.prepare_logdir(config, None)
-  trainer.prepare_logdir(dataclasses.replace(config, image_cache=False), None)
-  with pytest.raises(trainer.RunExists, match='seed'):
-    trainer.prepare_logdir(
+  from rethinking_tf.training import config as config_lib  # pylint: disable=g-import-not-at-top
+  from rethinking_tf.training import rundir  # pylint: disable=g-import-not-at-top
+  config = config_lib.TrainConfig(logdir=str(tmp_path), dataset='digits')
+  rundir.prepare_logdir(config, None)
+  rundir.prepare_logdir(dataclasses.replace(config, image_cache=False), None)
+  with pytest.raises(rundir.RunExists, match='seed'):
+    rundir.prepare_logdir(
         dataclasses.replace(config, randomization=dataclasses.replace(config.randomization,
                                                                       seed=3)), None)
 
@@ -282,8 +283,8 @@ def test_steps_per_execution_computes_the_same_run(tmp_path):
   batch shapes in the same order (grouping steps into one call changes no
   shape), and CPU kernels are run-to-run deterministic on one machine.
   """
-  from rethinking_tf import trainer  # pylint: disable=g-import-not-at-top
-  assert [trainer.auto_steps_per_execution(n) for n in (4, 11, 391, 40, 1)] == [4, 11, 32, 32, 1]
+  from rethinking_tf.training import config as config_lib  # pylint: disable=g-import-not-at-top
+  assert [config_lib.auto_steps_per_execution(n) for n in (4, 11, 391, 40, 1)] == [4, 11, 32, 32, 1]
   args = [*TINY, '--epochs=2', '--labels=random', '--dropout=0.5']
   runs = {'one': 1, 'three': 3, 'auto': 0}
   for name, spe in runs.items():

@@ -196,8 +196,8 @@ def main(argv):
             f'  {r["flops_per_second"] / 1e9:8.1f}')
     print(json.dumps({'gemm_flops_per_second': rates}))
     return
-  from rethinking_tf import trainer  # pylint: disable=g-import-not-at-top
-  strategy = trainer.make_strategy(FLAGS.strategy, FLAGS.num_cpu_devices)
+  from rethinking_tf.training import distribute  # pylint: disable=g-import-not-at-top
+  strategy = distribute.make_strategy(FLAGS.strategy, FLAGS.num_cpu_devices)
   if replicas is None:  # GPUs: counted by TensorFlow.
     cli.check_batch_split(FLAGS.batch_size, strategy.num_replicas_in_sync)
 

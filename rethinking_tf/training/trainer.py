@@ -33,14 +33,11 @@ value), no checkpoint is saved for it and no results.json is written;
 
 from __future__ import annotations
 
-import csv
+from __future__ import annotations
+
 import dataclasses
-import json
 import os
-import platform
-import shutil
 import time
-import traceback
 from typing import Any
 
 from absl import logging
@@ -50,48 +47,13 @@ import tensorflow as tf
 
 from rethinking_tf import cpu
 from rethinking_tf.data import pipeline as pipeline_lib
-from rethinking_tf import loop as loop_lib
 from rethinking_tf import models
-from rethinking_tf import registry
-
-CSV_FIELDS = ('epoch', 'step', 'learning_rate', 'train_loss', 'train_accuracy', 'train_eval_loss',
-              'train_eval_accuracy', 'test_loss', 'test_accuracy', 'seconds',
-              'train_eval_top5_accuracy', 'test_top5_accuracy')
-
-
-class MomentumSGD(keras.optimizers.SGD):
-  """Keras SGD with momentum, each update applied by one fused TF kernel.
-
-  The update is Keras' own (m <- momentum * m - lr * g; w <- w + m), done by
-  `ResourceApplyKerasMomentum` in one pass over each variable instead of the
-  five element-wise ops and assignments of `keras.optimizers.SGD`: 10-15% of
-  an MLP step on a CPU (docs/performance.md), the same numbers (a test checks
-  the weights against keras.optimizers.SGD), the same checkpoint variables.
-  """
-
-  def update_step(self, gradient, variable, learning_rate):
-    if self.momentum == 0 or self.nesterov:
-      return super().update_step(gradient, variable, learning_rate)
-    momentum = self.momentums[self._get_variable_index(variable)]
-    handle = lambda v: (v.value if isinstance(v, keras.Variable) else v).handle
-    dtype = variable.dtype
-    tf.raw_ops.ResourceApplyKerasMomentum(var=handle(variable),
-                                          accum=handle(momentum),
-                                          lr=tf.cast(learning_rate, dtype),
-                                          grad=tf.cast(gradient, dtype),
-                                          momentum=tf.cast(self.momentum, dtype),
-                                          use_locking=False,
-                                          use_nesterov=False)
-    return None
-
-
-# The default steps per call needs no TensorFlow: the binaries read it first.
-MAX_AUTO_STEPS_PER_EXECUTION = registry.MAX_AUTO_STEPS_PER_EXECUTION
-auto_steps_per_execution = registry.auto_steps_per_execution
-
-
-class RunExists(RuntimeError):
-  """The logdir holds a finished run, or a run with other settings."""
+from rethinking_tf.training import loop as loop_lib
+from rethinking_tf.training import rundir
+from rethinking_tf.training.config import TrainConfig, auto_steps_per_execution, versions
+from rethinking_tf.training.distribute import worker_dir
+from rethinking_tf.training.optimizer import MomentumSGD
+from rethinking_tf.training.rundir import prepare_logdir
 
 
 class Diverged(RuntimeError):
@@ -100,122 +62,6 @@ class Diverged(RuntimeError):
   def __init__(self, epoch: int, step: int, metrics_path: str):
     super().__init__(f'diverged at epoch {epoch}, step {step}')
     self.epoch, self.step, self.metrics_path = epoch, step, metrics_path
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-  """Everything one training run needs; the binary builds it from flags."""
-  logdir: str
-  dataset: str = 'cifar10'
-  data_dir: str | None = None
-  train_size: int | None = None
-  test_size: int | None = None
-  randomization: pipeline_lib.Randomization = pipeline_lib.Randomization()
-  random_crop: bool = False
-  augment: bool = False
-  model: str = 'inception'
-  batch_norm: bool = True
-  bn_momentum: float = 0.9
-  weight_decay: float = 0.0
-  dropout: float = 0.0
-  learning_rate: float | None = None
-  lr_decay: float = 0.95
-  lr_decay_steps: int = 0
-  momentum: float = 0.9
-  batch_size: int = 128
-  epochs: int = 100
-  early_stopping_patience: int = 0
-  fit_threshold: float = 1.0
-  stop_on_fit: bool = False
-  steps_per_execution: int = 0  # 0 = auto_steps_per_execution
-  precision: str = 'float32'
-  image_cache: bool = True  # Cache an image_folder's decoded arrays.
-  overwrite: bool = False
-  verbose: bool = True
-
-  def as_dict(self) -> dict[str, Any]:
-    d = dataclasses.asdict(self)
-    d.update(d.pop('randomization'))
-    d['learning_rate'] = self.lr
-    return d
-
-  @property
-  def lr(self) -> float:
-    return self.learning_rate or models.default_learning_rate(self.model)
-
-
-def versions() -> dict[str, str]:
-  """The library versions a run records in results.json."""
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  return {
-      'python': platform.python_version(),
-      'tensorflow': tf.__version__,
-      'keras': keras.__version__,
-      'numpy': np.__version__,
-      'tensorflow_datasets': tfds.__version__
-  }
-
-
-def _read_metrics(path: str) -> list[dict[str, float]]:
-  if not os.path.exists(path):
-    return []
-  with open(path) as f:
-    rows = list(csv.DictReader(f))
-  number = lambda k, v: int(v) if k in ('epoch', 'step') else float(v or 'nan')
-  return [{k: number(k, row.get(k)) for k in CSV_FIELDS} for row in rows]
-
-
-def _write_metrics(path: str, rows: list[dict[str, float]]) -> None:
-  tmp = path + '.tmp'
-  with open(tmp, 'w', newline='') as f:
-    writer = csv.DictWriter(f, CSV_FIELDS)
-    writer.writeheader()
-    writer.writerows(rows)
-  os.replace(tmp, path)
-
-
-def _write_json(path: str, obj: Any) -> None:
-  tmp = path + '.tmp'
-  with open(tmp, 'w') as f:
-    json.dump(obj, f, indent=2, sort_keys=True)
-  os.replace(tmp, path)
-
-
-def prepare_logdir(config: TrainConfig, flagfile: str | None) -> None:
-  """Checks the logdir and claims it.
-
-  A finished run (results.json) is never overwritten unless `overwrite`; an
-  unfinished run is resumed when its recorded settings match, else refused.
-  """
-  os.makedirs(config.logdir, exist_ok=True)
-  results = os.path.join(config.logdir, 'results.json')
-  settings_path = os.path.join(config.logdir, 'config.json')
-  settings = config.as_dict()
-  ignore = ('overwrite', 'verbose', 'epochs', 'logdir', 'steps_per_execution', 'image_cache')
-  if config.overwrite:
-    for name in os.listdir(config.logdir):
-      path = os.path.join(config.logdir, name)
-      if name in ('results.json', 'metrics.csv', 'config.json', 'failed.txt', 'flags.cfg',
-                  'checkpoints') or name.startswith('events.out.tfevents'):
-        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
-  elif os.path.exists(results):
-    raise RunExists(f'--logdir={config.logdir} holds a finished run (results.json); '
-                    'pass --overwrite to replace it or choose another --logdir')
-  if os.path.exists(settings_path):
-    with open(settings_path) as f:
-      previous = json.load(f)
-    current = json.loads(json.dumps(settings))  # As config.json stores it.
-    diff = sorted(k for k in set(previous) | set(current)
-                  if k not in ignore and previous.get(k) != current.get(k))
-    if diff:
-      raise RunExists(f'--logdir={config.logdir} holds an unfinished run with other '
-                      f'settings ({", ".join(diff)}); pass --overwrite or another --logdir')
-  _write_json(settings_path, settings)
-  if flagfile is not None:
-    with open(os.path.join(config.logdir, 'flags.cfg'), 'w') as f:
-      f.write(flagfile)
-  if os.path.exists(os.path.join(config.logdir, 'failed.txt')):
-    os.remove(os.path.join(config.logdir, 'failed.txt'))
 
 
 class EpochHooks:
@@ -290,7 +136,7 @@ class Trainer:
 
   def restore(self) -> int:
     """Restores the last checkpoint; returns its epoch (0 for a new run)."""
-    rows = _read_metrics(self.csv_path)
+    rows = rundir.trainer_rows(self.csv_path)
     latest = self.manager.latest_checkpoint
     if not latest:
       self.rows = []
@@ -338,7 +184,7 @@ class Trainer:
     diverged = not all(np.isfinite(row[k]) for k in ('train_loss', 'train_eval_loss', 'test_loss'))
     if not diverged:  # A diverged epoch's weights are not worth resuming from.
       self.manager.save(checkpoint_number=epoch)
-    _write_metrics(self.csv_path, self.rows)
+    rundir.write_metrics(self.csv_path, self.rows)
     if c.verbose:
       print(
           f'epoch {epoch:4d}/{c.epochs}  step {step:7d}  lr {lr:.5f}  '
@@ -465,7 +311,7 @@ def run(config: TrainConfig,
     sources.DataError: the data set is unavailable.
   """
   strategy = strategy or tf.distribute.get_strategy()
-  worker = _worker_dir(strategy)
+  worker = worker_dir(strategy)
   if worker:  # Every worker saves (collectively), each to its own directory.
     config = dataclasses.replace(config, logdir=os.path.join(config.logdir, worker), verbose=False)
   prepare_logdir(config, flagfile)
@@ -475,40 +321,7 @@ def run(config: TrainConfig,
     results = trainer.train()
   except BaseException as e:  # Recorded for the sweep runner, then re-raised.
     first = str(e) if isinstance(e, Diverged) else f'{type(e).__name__}: {e}'
-    with open(os.path.join(config.logdir, 'failed.txt'), 'w') as f:
-      f.write(f'{first}\n\n{traceback.format_exc()}')
+    rundir.write_failed(config.logdir, first)
     raise
-  _write_json(os.path.join(config.logdir, 'results.json'), results)
+  rundir.write_json(os.path.join(config.logdir, rundir.RESULTS), results)
   return results
-
-
-def _worker_dir(strategy: tf.distribute.Strategy) -> str | None:
-  """'workers/<type>_<id>' for a non-chief multi-worker task, else None."""
-  resolver = getattr(strategy, 'cluster_resolver', None)
-  if resolver is None or not resolver.task_type:
-    return None
-  spec = resolver.cluster_spec().as_dict()
-  chief = (resolver.task_type == 'chief' or
-           (resolver.task_type == 'worker' and resolver.task_id == 0 and 'chief' not in spec))
-  return None if chief else os.path.join('workers', f'{resolver.task_type}_{resolver.task_id}')
-
-
-def make_strategy(name: str, num_cpu_devices: int = 1) -> tf.distribute.Strategy:
-  """`default`, `mirrored` (local GPUs, else logical CPUs) or `multi_worker`.
-
-  `num_cpu_devices > 1` splits the CPU into that many logical devices (before
-  any op runs) so that MirroredStrategy can be tested without GPUs.
-  """
-  if num_cpu_devices > 1:
-    cpu = tf.config.list_physical_devices('CPU')[0]
-    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] *
-                                               num_cpu_devices)
-  if name == 'default':
-    return tf.distribute.get_strategy()
-  if name == 'mirrored':
-    gpus = tf.config.list_logical_devices('GPU')
-    devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices('CPU')]
-    return tf.distribute.MirroredStrategy(devices)
-  if name == 'multi_worker':
-    return tf.distribute.MultiWorkerMirroredStrategy()
-  raise ValueError(f'unknown strategy {name!r}; allowed: default, mirrored, multi_worker')

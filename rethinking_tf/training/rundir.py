@@ -1,0 +1,128 @@
+"""A run's directory, written by the trainer and read by the tools (section 2).
+
+One module for its files: `config.json` (the settings; a logdir holding one
+is a run), `metrics.csv` (one row per epoch), `results.json` (the final
+numbers, only for a finished run), `failed.txt` (the error of a failed run),
+`flags.cfg` (the resolved flagfile) and `checkpoints/`. `prepare_logdir`
+claims a directory for a run, resuming an unfinished one with the same
+settings.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import traceback
+from typing import Any, TYPE_CHECKING
+
+if TYPE_CHECKING:
+  from rethinking_tf.training.config import TrainConfig
+
+CONFIG, METRICS, RESULTS, FAILED, FLAGS_CFG, CHECKPOINTS = ('config.json', 'metrics.csv',
+                                                            'results.json', 'failed.txt',
+                                                            'flags.cfg', 'checkpoints')
+CSV_FIELDS = ('epoch', 'step', 'learning_rate', 'train_loss', 'train_accuracy', 'train_eval_loss',
+              'train_eval_accuracy', 'test_loss', 'test_accuracy', 'seconds',
+              'train_eval_top5_accuracy', 'test_top5_accuracy')
+
+
+class RunExists(RuntimeError):
+  """The logdir holds a finished run, or a run with other settings."""
+
+
+def read_metrics(path: str) -> list[dict[str, Any]]:
+  """metrics.csv rows with numeric values as floats (non-numbers kept as text).
+
+  [] when the file is missing or unreadable. The tools read any metrics.csv
+  so; the trainer resumes from `trainer_rows`.
+  """
+  rows = []
+  try:
+    with open(path, newline='') as f:
+      for row in csv.DictReader(f):
+        parsed = {}
+        for key, value in row.items():
+          try:
+            parsed[key] = float(value)
+          except (TypeError, ValueError):
+            parsed[key] = value
+        rows.append(parsed)
+  except OSError:
+    pass
+  return rows
+
+
+def trainer_rows(path: str) -> list[dict[str, float]]:
+  """`read_metrics` as the trainer resumes from it: the CSV_FIELDS columns,
+  epoch and step as ints, a missing or empty value as NaN."""
+
+  def number(key: str, value: Any) -> float:
+    if key in ('epoch', 'step'):
+      return int(value)
+    return value if isinstance(value, float) else float(value or 'nan')
+
+  return [{k: number(k, row.get(k)) for k in CSV_FIELDS} for row in read_metrics(path)]
+
+
+def write_metrics(path: str, rows: list[dict[str, float]]) -> None:
+  """Writes metrics.csv atomically (a temporary file, then a rename)."""
+  tmp = path + '.tmp'
+  with open(tmp, 'w', newline='') as f:
+    writer = csv.DictWriter(f, CSV_FIELDS)
+    writer.writeheader()
+    writer.writerows(rows)
+  os.replace(tmp, path)
+
+
+def write_json(path: str, obj: Any) -> None:
+  """Writes a JSON file (results.json, config.json) atomically."""
+  tmp = path + '.tmp'
+  with open(tmp, 'w') as f:
+    json.dump(obj, f, indent=2, sort_keys=True)
+  os.replace(tmp, path)
+
+
+def prepare_logdir(config: TrainConfig, flagfile: str | None) -> None:
+  """Checks the logdir and claims it.
+
+  A finished run (results.json) is never overwritten unless `overwrite`; an
+  unfinished run is resumed when its recorded settings match, else refused.
+  """
+  os.makedirs(config.logdir, exist_ok=True)
+  results = os.path.join(config.logdir, 'results.json')
+  settings_path = os.path.join(config.logdir, 'config.json')
+  settings = config.as_dict()
+  ignore = ('overwrite', 'verbose', 'epochs', 'logdir', 'steps_per_execution', 'image_cache')
+  if config.overwrite:
+    for name in os.listdir(config.logdir):
+      path = os.path.join(config.logdir, name)
+      if name in ('results.json', 'metrics.csv', 'config.json', 'failed.txt', 'flags.cfg',
+                  'checkpoints') or name.startswith('events.out.tfevents'):
+        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+  elif os.path.exists(results):
+    raise RunExists(f'--logdir={config.logdir} holds a finished run (results.json); '
+                    'pass --overwrite to replace it or choose another --logdir')
+  if os.path.exists(settings_path):
+    with open(settings_path) as f:
+      previous = json.load(f)
+    current = json.loads(json.dumps(settings))  # As config.json stores it.
+    diff = sorted(k for k in set(previous) | set(current)
+                  if k not in ignore and previous.get(k) != current.get(k))
+    if diff:
+      raise RunExists(f'--logdir={config.logdir} holds an unfinished run with other '
+                      f'settings ({", ".join(diff)}); pass --overwrite or another --logdir')
+  write_json(settings_path, settings)
+  if flagfile is not None:
+    with open(os.path.join(config.logdir, 'flags.cfg'), 'w') as f:
+      f.write(flagfile)
+  if os.path.exists(os.path.join(config.logdir, 'failed.txt')):
+    os.remove(os.path.join(config.logdir, 'failed.txt'))
+
+
+def write_failed(logdir: str, first: str) -> None:
+  """failed.txt: `first` (the sweep runner reads this line), then the traceback of
+  the exception being handled."""
+  with open(os.path.join(logdir, FAILED), 'w') as f:
+    f.write(f'{first}\n\n{traceback.format_exc()}')
