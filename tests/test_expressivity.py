@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy.linalg import solve_triangular
 
-from rethinking_tf import expressivity as ex
+from rethinking_tf.theory import expressivity as ex
 
 
 def _points(n, d, seed=0):

@@ -9,7 +9,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from rethinking_tf import kernels
+from rethinking_tf.theory import kernels
 
 
 def _dense_kernel(x, kernel, gamma):

@@ -124,7 +124,7 @@ def test_model_names_and_steps_per_execution_rule():
 def test_library_modules_take_their_names_from_the_registry():
   """One source of truth: the TensorFlow modules use the registry's and the
   TF-free checks' own objects (imports TensorFlow)."""
-  from rethinking_tf import kernels  # pylint: disable=g-import-not-at-top
+  from rethinking_tf.theory import kernels  # pylint: disable=g-import-not-at-top
   from rethinking_tf import models  # pylint: disable=g-import-not-at-top
   from rethinking_tf.training import config as config_lib  # pylint: disable=g-import-not-at-top
   from rethinking_tf.data import loaders  # pylint: disable=g-import-not-at-top
