@@ -32,31 +32,47 @@ from rethinking_tf import registry
 from rethinking_tf.data import sources
 
 
-def define_data_flags() -> None:
-  """The data-set and randomization flags (paper section 2.1)."""
-  flags.DEFINE_enum(
-      'dataset', 'cifar10', list(registry.DATASET_INFO),
-      'Data set: ' + '; '.join(f'{k}: {i.description}' for k, i in registry.DATASET_INFO.items()))
-  flags.DEFINE_string('data_dir', None,
-                      'tensorflow-datasets data_dir, or the root of an image_folder tree.')
+def define_data_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+  """The data-set and randomization flags (paper section 2.1), onto `flag_values`."""
+  flags.DEFINE_enum('dataset',
+                    'cifar10',
+                    list(registry.DATASET_INFO),
+                    'Data set: ' +
+                    '; '.join(f'{k}: {i.description}' for k, i in registry.DATASET_INFO.items()),
+                    flag_values=flag_values)
+  flags.DEFINE_string('data_dir',
+                      None,
+                      'tensorflow-datasets data_dir, or the root of an image_folder tree.',
+                      flag_values=flag_values)
   flags.DEFINE_integer('train_size',
                        0, 'If > 0, a deterministic class-balanced '
                        'subset of this many training examples.',
-                       lower_bound=0)
-  flags.DEFINE_enum('labels', 'true', list(registry.LABEL_MODES),
-                    'Training labels: true, corrupted (with --corrupt_prob) or random.')
-  flags.DEFINE_float(
-      'corrupt_prob', 0.0, 'Probability that a training label is '
-      'replaced by a uniformly random class (--labels=corrupted).')
-  flags.DEFINE_enum('inputs', 'original', list(registry.INPUT_MODES),
-                    'Training inputs: original, shuffled_pixels, random_pixels, gaussian.')
-  flags.DEFINE_integer('seed', 0, 'Seed of every randomization, the shuffle order '
-                       'and the initial weights.')
-  flags.DEFINE_bool(
-      'image_cache', True, 'Cache the decoded arrays of an image_folder '
-      'data set under $XDG_CACHE_HOME/rethinking_tf (default '
-      '~/.cache/rethinking_tf); --noimage_cache decodes the images on '
-      'every run.')
+                       lower_bound=0,
+                       flag_values=flag_values)
+  flags.DEFINE_enum('labels',
+                    'true',
+                    list(registry.LABEL_MODES),
+                    'Training labels: true, corrupted (with --corrupt_prob) or random.',
+                    flag_values=flag_values)
+  flags.DEFINE_float('corrupt_prob',
+                     0.0, 'Probability that a training label is '
+                     'replaced by a uniformly random class (--labels=corrupted).',
+                     flag_values=flag_values)
+  flags.DEFINE_enum('inputs',
+                    'original',
+                    list(registry.INPUT_MODES),
+                    'Training inputs: original, shuffled_pixels, random_pixels, gaussian.',
+                    flag_values=flag_values)
+  flags.DEFINE_integer('seed',
+                       0, 'Seed of every randomization, the shuffle order '
+                       'and the initial weights.',
+                       flag_values=flag_values)
+  flags.DEFINE_bool('image_cache',
+                    True, 'Cache the decoded arrays of an image_folder '
+                    'data set under $XDG_CACHE_HOME/rethinking_tf (default '
+                    '~/.cache/rethinking_tf); --noimage_cache decodes the images on '
+                    'every run.',
+                    flag_values=flag_values)
 
 
 def fail(message: str, code: int = 2) -> None:

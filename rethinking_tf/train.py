@@ -26,81 +26,126 @@ from rethinking_tf.data import sources
 
 FLAGS = flags.FLAGS
 
-cli.define_data_flags()
-flags.adopt_module_key_flags(cli)  # --help lists the data flags too.
-flags.DEFINE_string(
-    'logdir', None, 'Directory for events, checkpoints, metrics.csv, '
-    'flags.cfg and results.json.')
-flags.DEFINE_bool('overwrite', False, 'Replace a finished run in --logdir.')
-flags.DEFINE_integer('test_size',
-                     0, 'If > 0, evaluate on a deterministic '
-                     'class-balanced subset of this many test examples (cheaper '
-                     'per-epoch evaluation for runs on a training subset).',
-                     lower_bound=0)
-flags.DEFINE_bool(
-    'random_crop', False, 'A random 28x28 window per step instead of '
-    'the centre crop (Table 1 "random crop").')
-flags.DEFINE_bool('augment', False, 'ImageNet: Inception-style random crop and flip.')
-flags.DEFINE_string('model', 'inception',
-                    'Model: ' + ', '.join(registry.MODEL_NAMES) + ', or mlp_<layers>x<width>.')
-flags.DEFINE_bool(
-    'batch_norm', True, 'BatchNorm in the Inception models '
-    '(--nobatch_norm: "Inception w/o BatchNorm").')
-flags.DEFINE_float('bn_momentum', 0.9, 'BatchNorm moving-average momentum.')
-flags.DEFINE_float('weight_decay',
-                   0.0, "The paper's weight decay lambda: adds "
-                   'lambda/2 * ||W||^2 of every kernel to the loss; 0 = off.',
-                   lower_bound=0)
-flags.DEFINE_float('dropout',
-                   0.0,
-                   'Dropout rate before the classifier; 0 = off.',
-                   lower_bound=0,
-                   upper_bound=0.99)
-flags.DEFINE_float('learning_rate',
-                   0.0, 'Initial learning rate; 0 = the model '
-                   'default (0.1 Inception, 0.01 otherwise).',
-                   lower_bound=0)
-flags.DEFINE_float('lr_decay',
-                   0.95,
-                   'Learning-rate factor per decay interval.',
-                   lower_bound=0,
-                   upper_bound=1)
-flags.DEFINE_integer('lr_decay_steps',
-                     0, 'Decay interval in steps; 0 = every epoch '
-                     '(391 = a full CIFAR-10 epoch at batch 128).',
-                     lower_bound=0)
-flags.DEFINE_float('momentum', 0.9, 'SGD momentum.', lower_bound=0, upper_bound=1)
-flags.DEFINE_integer('batch_size', 128, 'Global batch size, split over replicas.', lower_bound=1)
-flags.DEFINE_integer('epochs', 100, 'Number of epochs.', lower_bound=1)
-flags.DEFINE_integer('early_stopping_patience',
-                     0, 'Stop after this many epochs '
-                     'without a better test accuracy; 0 = off.',
-                     lower_bound=0)
-flags.DEFINE_float('fit_threshold',
-                   1.0, 'Evaluated training accuracy that counts '
-                   'as fitted (fit_epoch in results.json).',
-                   lower_bound=0,
-                   upper_bound=1)
-flags.DEFINE_bool('stop_on_fit', False, 'Stop once the training set is fitted.')
-flags.DEFINE_enum(
-    'strategy', 'default', ['default', 'mirrored', 'multi_worker'],
-    'default: one device; mirrored: MirroredStrategy over local GPUs '
-    '(or logical CPUs); multi_worker: MultiWorkerMirroredStrategy from TF_CONFIG.')
-flags.DEFINE_integer('num_cpu_devices',
-                     1, 'Split the CPU into this many logical '
-                     'devices (to test --strategy=mirrored without GPUs).',
-                     lower_bound=1)
-flags.DEFINE_integer('steps_per_execution',
-                     0, 'Training steps per tf.function call; '
-                     'the same computation, less per-call overhead (MLPs on a CPU: '
-                     '+15-54%); any number, under any strategy (an epoch\'s last call '
-                     'runs the steps left). 0 = min(32, steps per epoch).',
-                     lower_bound=0)
-flags.DEFINE_enum(
-    'precision', 'float32', list(registry.PRECISIONS),
-    'Opt-in mixed precision: mixed_bfloat16 on CPUs with bf16 (AMX, '
-    'AVX512_BF16), mixed_float16 on GPUs; see docs/performance.md.')
-flags.DEFINE_bool('quiet', False, 'No line per epoch.')
+
+def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+  """The training binary's flags (and the data flags) onto `flag_values`.
+
+  The one declaration of the flag contract: `sweep.flagfiles` reads it.
+  """
+  cli.define_data_flags(flag_values)
+  flags.adopt_module_key_flags(cli, flag_values=flag_values)  # --help lists the data flags too.
+  flags.DEFINE_string('logdir',
+                      None, 'Directory for events, checkpoints, metrics.csv, '
+                      'flags.cfg and results.json.',
+                      flag_values=flag_values)
+  flags.DEFINE_bool('overwrite',
+                    False,
+                    'Replace a finished run in --logdir.',
+                    flag_values=flag_values)
+  flags.DEFINE_integer('test_size',
+                       0, 'If > 0, evaluate on a deterministic '
+                       'class-balanced subset of this many test examples (cheaper '
+                       'per-epoch evaluation for runs on a training subset).',
+                       lower_bound=0,
+                       flag_values=flag_values)
+  flags.DEFINE_bool('random_crop',
+                    False, 'A random 28x28 window per step instead of '
+                    'the centre crop (Table 1 "random crop").',
+                    flag_values=flag_values)
+  flags.DEFINE_bool('augment',
+                    False,
+                    'ImageNet: Inception-style random crop and flip.',
+                    flag_values=flag_values)
+  flags.DEFINE_string('model',
+                      'inception',
+                      'Model: ' + ', '.join(registry.MODEL_NAMES) + ', or mlp_<layers>x<width>.',
+                      flag_values=flag_values)
+  flags.DEFINE_bool('batch_norm',
+                    True, 'BatchNorm in the Inception models '
+                    '(--nobatch_norm: "Inception w/o BatchNorm").',
+                    flag_values=flag_values)
+  flags.DEFINE_float('bn_momentum',
+                     0.9,
+                     'BatchNorm moving-average momentum.',
+                     flag_values=flag_values)
+  flags.DEFINE_float('weight_decay',
+                     0.0, "The paper's weight decay lambda: adds "
+                     'lambda/2 * ||W||^2 of every kernel to the loss; 0 = off.',
+                     lower_bound=0,
+                     flag_values=flag_values)
+  flags.DEFINE_float('dropout',
+                     0.0,
+                     'Dropout rate before the classifier; 0 = off.',
+                     lower_bound=0,
+                     upper_bound=0.99,
+                     flag_values=flag_values)
+  flags.DEFINE_float('learning_rate',
+                     0.0, 'Initial learning rate; 0 = the model '
+                     'default (0.1 Inception, 0.01 otherwise).',
+                     lower_bound=0,
+                     flag_values=flag_values)
+  flags.DEFINE_float('lr_decay',
+                     0.95,
+                     'Learning-rate factor per decay interval.',
+                     lower_bound=0,
+                     upper_bound=1,
+                     flag_values=flag_values)
+  flags.DEFINE_integer('lr_decay_steps',
+                       0, 'Decay interval in steps; 0 = every epoch '
+                       '(391 = a full CIFAR-10 epoch at batch 128).',
+                       lower_bound=0,
+                       flag_values=flag_values)
+  flags.DEFINE_float('momentum',
+                     0.9,
+                     'SGD momentum.',
+                     lower_bound=0,
+                     upper_bound=1,
+                     flag_values=flag_values)
+  flags.DEFINE_integer('batch_size',
+                       128,
+                       'Global batch size, split over replicas.',
+                       lower_bound=1,
+                       flag_values=flag_values)
+  flags.DEFINE_integer('epochs', 100, 'Number of epochs.', lower_bound=1, flag_values=flag_values)
+  flags.DEFINE_integer('early_stopping_patience',
+                       0, 'Stop after this many epochs '
+                       'without a better test accuracy; 0 = off.',
+                       lower_bound=0,
+                       flag_values=flag_values)
+  flags.DEFINE_float('fit_threshold',
+                     1.0, 'Evaluated training accuracy that counts '
+                     'as fitted (fit_epoch in results.json).',
+                     lower_bound=0,
+                     upper_bound=1,
+                     flag_values=flag_values)
+  flags.DEFINE_bool('stop_on_fit',
+                    False,
+                    'Stop once the training set is fitted.',
+                    flag_values=flag_values)
+  flags.DEFINE_enum('strategy',
+                    'default', ['default', 'mirrored', 'multi_worker'],
+                    'default: one device; mirrored: MirroredStrategy over local GPUs '
+                    '(or logical CPUs); multi_worker: MultiWorkerMirroredStrategy from TF_CONFIG.',
+                    flag_values=flag_values)
+  flags.DEFINE_integer('num_cpu_devices',
+                       1, 'Split the CPU into this many logical '
+                       'devices (to test --strategy=mirrored without GPUs).',
+                       lower_bound=1,
+                       flag_values=flag_values)
+  flags.DEFINE_integer('steps_per_execution',
+                       0, 'Training steps per tf.function call; '
+                       'the same computation, less per-call overhead (MLPs on a CPU: '
+                       '+15-54%); any number, under any strategy (an epoch\'s last call '
+                       'runs the steps left). 0 = min(32, steps per epoch).',
+                       lower_bound=0,
+                       flag_values=flag_values)
+  flags.DEFINE_enum('precision',
+                    'float32',
+                    list(registry.PRECISIONS),
+                    'Opt-in mixed precision: mixed_bfloat16 on CPUs with bf16 (AMX, '
+                    'AVX512_BF16), mixed_float16 on GPUs; see docs/performance.md.',
+                    flag_values=flag_values)
+  flags.DEFINE_bool('quiet', False, 'No line per epoch.', flag_values=flag_values)
 
 
 def _flagfile_text() -> str:
@@ -202,6 +247,7 @@ def main(argv):
 
 def run_main():
   """Entry point of the console script and of `python -m`."""
+  define_flags()
   cli.run(main, sys.modules[__name__])
 
 

@@ -11,7 +11,8 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 'tools'))
 import make_figures  # pylint: disable=wrong-import-position
-import make_tables  # pylint: disable=wrong-import-position
+from rethinking_tf.results import figures  # pylint: disable=wrong-import-position
+from rethinking_tf.results import runs as runs_lib  # pylint: disable=wrong-import-position
 
 from conftest import flagfile_config, write_run_dir  # pylint: disable=wrong-import-position
 
@@ -53,24 +54,23 @@ def test_relative_convergence_divides_by_p0(tmp_path):
   logdir = str(tmp_path)
   for p, steps in ((0.0, 100), (0.2, 150), (0.4, 300)):
     fabricate(logdir,
-              make_figures.corrupt_run('alexnet', p),
+              figures.corrupt_run('alexnet', p),
               epochs=steps // 10,
               steps_per_epoch=10,
               results={})
-  fabricate(logdir, make_figures.corrupt_run('alexnet', 0.6), results={'fit_step': None})
-  fabricate(logdir, make_figures.corrupt_run('alexnet', 0.8), failed='exit code 1\n')
-  rel, why = make_figures.relative_convergence(make_figures.fit_steps(logdir, 'alexnet'))
+  fabricate(logdir, figures.corrupt_run('alexnet', 0.6), results={'fit_step': None})
+  fabricate(logdir, figures.corrupt_run('alexnet', 0.8), failed='exit code 1\n')
+  rel, why = figures.relative_convergence(figures.fit_steps(logdir, 'alexnet'))
   assert rel == pytest.approx({0.0: 1.0, 0.2: 1.5, 0.4: 3.0})
   assert why == [('p=0.6', 'never fitted in 5 ep'), ('p=0.8', 'failed'), ('p=1.0', 'missing')]
-  assert make_figures.group(why[1:] +
-                            [('p=0.9', 'failed')]) == ('failed: p=0.8, p=0.9; missing: p=1.0')
+  assert figures.group(why[1:] + [('p=0.9', 'failed')]) == ('failed: p=0.8, p=0.9; missing: p=1.0')
 
 
 def test_relative_convergence_without_baseline(tmp_path):
   logdir = str(tmp_path)
-  fabricate(logdir, make_figures.corrupt_run('mlp_1x512', 0.0), results={'fit_step': None})
-  fabricate(logdir, make_figures.corrupt_run('mlp_1x512', 0.2), results={})
-  rel, why = make_figures.relative_convergence(make_figures.fit_steps(logdir, 'mlp_1x512'))
+  fabricate(logdir, figures.corrupt_run('mlp_1x512', 0.0), results={'fit_step': None})
+  fabricate(logdir, figures.corrupt_run('mlp_1x512', 0.2), results={})
+  rel, why = figures.relative_convergence(figures.fit_steps(logdir, 'mlp_1x512'))
   assert rel == {}
   assert why[:3] == [('p=0.0', 'never fitted in 5 ep'), ('p=0.2', 'no fit at p=0 to divide by'),
                      ('p=0.4', 'missing')]
@@ -83,27 +83,27 @@ def test_final_and_best_falls_back_to_metrics(tmp_path):
   del results['best_test_accuracy'], results['best_test_epoch']
   with open(os.path.join(rundir, 'results.json'), 'w') as f:
     json.dump(results, f)
-  run = make_tables.read_run(rundir)
-  final, best, epoch = make_figures.final_and_best(run)
+  run = runs_lib.read_run(rundir)
+  final, best, epoch = figures.final_and_best(run)
   assert final == 0.6 and best == pytest.approx(0.6) and epoch == 2
 
 
 def test_figures_with_mixed_runs(tmp_path):
   """Finished, running, failed and missing runs together; all files written."""
   logdir = str(tmp_path / 'runs')
-  names = [n for n, _ in make_figures.FIG1A_CONDITIONS]
+  names = [n for n, _ in figures.FIG1A_CONDITIONS]
   fabricate(logdir, names[0], results={})
   fabricate(logdir, names[1], epochs=3)  # incomplete
   fabricate(logdir, names[2], epochs=2, failed='exit code 1\nboom\n')
   # names[3], names[4] missing
-  for model, _ in make_figures.FIG1_MODELS:
-    for i, p in enumerate(make_figures.CORRUPTIONS[:4]):
-      fabricate(logdir, make_figures.corrupt_run(model, p), epochs=3 + i, results={})
+  for model, _ in figures.FIG1_MODELS:
+    for i, p in enumerate(figures.CORRUPTIONS[:4]):
+      fabricate(logdir, figures.corrupt_run(model, p), epochs=3 + i, results={})
   fabricate(logdir, 'figure2/inception_bn', epochs=6, target=100, results={})
   fabricate(logdir, 'figure2/inception_nobn', epochs=2, target=100)
   fabricate(logdir, 'table2/inception_v3_wd', epochs=3, target=100, train_size=0, results={})
   out = str(tmp_path / 'figs')
-  paths = make_figures.make_figures(logdir, out, dpi=40)
+  paths = figures.make_figures(logdir, out, dpi=40)
   assert sorted(os.path.basename(p) for p in paths) == [
       'figure1.pdf', 'figure1.png', 'figure2.pdf', 'figure2.png'
   ]
@@ -140,17 +140,17 @@ def test_any_tree_is_drawn_by_settings(tmp_path):
   fabricate(logdir,
             'mine/noisy',
             results={'fit_step': 400},
-            flagfile=make_figures.corrupt_run('alexnet', 0.4))
+            flagfile=figures.corrupt_run('alexnet', 0.4))
   fabricate(logdir,
             'mine/clean',
             results={'fit_step': 200},
-            flagfile=make_figures.corrupt_run('alexnet', 0.0))
-  index = make_figures.RunIndex(logdir)
-  runs = make_figures.fit_steps(index, 'alexnet')
+            flagfile=figures.corrupt_run('alexnet', 0.0))
+  index = runs_lib.RunIndex(logdir)
+  runs = figures.fit_steps(index, 'alexnet')
   assert runs[0.4].name == 'mine/noisy' and runs[0.0].name == 'mine/clean'
-  rel, _ = make_figures.relative_convergence(runs)
+  rel, _ = figures.relative_convergence(runs)
   assert rel == pytest.approx({0.0: 1.0, 0.4: 2.0})
-  fig = make_figures.figure1(index)
+  fig = figures.figure1(index)
   lines = {l.get_label(): l for l in fig.axes[0].lines}
   assert list(lines) == ['true labels']
   assert list(lines['true labels'].get_ydata()) == pytest.approx([2.3 / e for e in range(1, 6)])
@@ -158,17 +158,17 @@ def test_any_tree_is_drawn_by_settings(tmp_path):
   assert len(alexnet) == 1 and list(alexnet[0].get_ydata()) == pytest.approx([1.0, 2.0])
   # An unregularized true-label run also fills p = 0 of Figure 1b (labels=corrupted
   # with p = 0 is the same run), and its own condition once.
-  assert make_figures.fit_steps(index, 'inception')[0.0].name == 'mine/first try'
+  assert figures.fit_steps(index, 'inception')[0.0].name == 'mine/first try'
 
 
 def test_scale_text():
   runs = [
-      make_figures.Run('a', '/x', 'finished', config={
+      runs_lib.Run('a', '/x', 'finished', config={
           'train_size': 5000,
           'epochs': 150
       }),
-      make_figures.Run('b', '/y', 'missing')
+      runs_lib.Run('b', '/y', 'missing')
   ]
-  assert make_figures.scale_text(runs) == (
+  assert figures.scale_text(runs) == (
       'training examples per run: 5,000 (paper: all); epochs asked: 150')
-  assert make_figures.scale_text([runs[1]]) == 'no runs found'
+  assert figures.scale_text([runs[1]]) == 'no runs found'

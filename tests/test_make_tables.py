@@ -14,7 +14,9 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 'tools'))
 import make_tables  # pylint: disable=wrong-import-position
-import run_sweep  # pylint: disable=wrong-import-position
+from rethinking_tf.results import runs  # pylint: disable=wrong-import-position
+from rethinking_tf.results import tables  # pylint: disable=wrong-import-position
+from rethinking_tf.sweep import lock as sweep_lock  # pylint: disable=wrong-import-position
 from conftest import flagfile_config, write_run_dir  # pylint: disable=wrong-import-position
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -71,7 +73,7 @@ def row_of(text: str, *cells: str) -> str:
 
 def test_paper_rows_match_flagfiles():
   """Every table row has its flagfile and every table flagfile a row."""
-  rows = [r.run for r in make_tables.PAPER_TABLE1 + make_tables.PAPER_TABLE2]
+  rows = [r.run for r in tables.PAPER_TABLE1 + tables.PAPER_TABLE2]
   assert len(rows) == len(set(rows)) == 19 + 7
   flagfiles = set()
   for table in ('table1', 'table2'):
@@ -82,19 +84,19 @@ def test_paper_rows_match_flagfiles():
 
 def test_paper_numbers_are_in_flagfile_headers():
   """The one copy of the paper's numbers agrees with each flagfile's first line."""
-  for row in make_tables.PAPER_TABLE1:
+  for row in tables.PAPER_TABLE1:
     with open(os.path.join(REPO, 'flags', row.run + '.cfg')) as f:
       first = f.readline()
-    assert f'paper train {make_tables.paper_text(row.train)} / test ' \
-           f'{make_tables.paper_text(row.test)}' in first, (row, first)
-  for row in make_tables.PAPER_TABLE2:
+    assert f'paper train {tables.paper_text(row.train)} / test ' \
+           f'{tables.paper_text(row.test)}' in first, (row, first)
+  for row in tables.PAPER_TABLE2:
     with open(os.path.join(REPO, 'flags', row.run + '.cfg')) as f:
       first = f.readline()
-    assert f'top-1 test {make_tables.paper_text(row.test_top1, row.best_top1)}' in first
+    assert f'top-1 test {tables.paper_text(row.test_top1, row.best_top1)}' in first
 
 
 def test_markdown_statuses_and_numbers(tmp_path):
-  text = make_tables.render(fabricated(tmp_path), 'markdown')
+  text = tables.render(fabricated(tmp_path), 'markdown')
   row = row_of(text, 'MLP 1x512', 'no', 'yes')
   assert '| 99.80 | 99.50 | -0.30 | 50.39 | 48.12 | -2.27 | 5,000 ex, 100/100 ep |' in row
   row = row_of(text, 'MLP 1x512', 'no', 'no')
@@ -118,23 +120,23 @@ def test_running_run_is_shown_as_running(tmp_path):
   import fcntl  # pylint: disable=import-outside-toplevel
   logdir = str(tmp_path)
   rundir = write_run(logdir, 'table1/inception', epochs_done=1)
-  with open(os.path.join(rundir, run_sweep.LOCK), 'w') as lock:
+  with open(os.path.join(rundir, sweep_lock.LOCK), 'w') as lock:
     fcntl.flock(lock, fcntl.LOCK_EX)
-    run = make_tables.read_run(rundir)
+    run = runs.read_run(rundir)
     assert run.status == 'running' and run.label() == 'running (1/100 ep)'
-  assert make_tables.read_run(rundir).status == 'incomplete'
+  assert runs.read_run(rundir).status == 'incomplete'
 
 
 def test_unreadable_results_is_failed(tmp_path):
   rundir = write_run(str(tmp_path), 'table1/inception')
   with open(os.path.join(rundir, 'results.json'), 'w') as f:
     f.write('{not json')
-  run = make_tables.read_run(rundir)
+  run = runs.read_run(rundir)
   assert run.status == 'failed' and 'unreadable' in run.failure
 
 
 def test_csv(tmp_path):
-  text = make_tables.render(fabricated(tmp_path), 'csv')
+  text = tables.render(fabricated(tmp_path), 'csv')
   records = list(csv.DictReader(io.StringIO(text)))
   assert len(records) == 19 * 2 + 7 * 4 + 2 * 2
   by = {(r['run'], r['metric']): r for r in records}
@@ -176,7 +178,7 @@ def test_scale_names_a_test_subset(tmp_path):
             train_size=1000,
             test_size=500,
             results=dict(train_accuracy=1.0, test_accuracy=0.45, epochs_completed=3))
-  text = make_tables.render(str(tmp_path), 'markdown')
+  text = tables.render(str(tmp_path), 'markdown')
   assert '| 1,000 ex, test 1,000, 3/40 ep |' in row_of(text, 'Inception', 'no', 'no')
   assert '| 1,000 ex, test 500, 3/40 ep |' in row_of(text, 'Inception', 'no', 'yes')
 
@@ -190,7 +192,7 @@ def test_scale_names_a_precision_other_than_float32(tmp_path):
               train_size=None,
               precision=precision,
               results=dict(train_accuracy=1.0, test_accuracy=0.75, epochs_completed=2))
-  text = make_tables.render(str(tmp_path), 'markdown')
+  text = tables.render(str(tmp_path), 'markdown')
   assert '| all ex, 2/40 ep, mixed_bfloat16 |' in row_of(text, 'Alexnet', 'no', 'no')
   assert '| all ex, 2/40 ep |' in row_of(text, 'Alexnet', 'no', 'yes')
 
@@ -208,7 +210,7 @@ def test_diverged_runs_show_as_diverged_never_as_numbers(tmp_path):
             'table1/mlp_1x512',
             metrics=[ok_row, nan_row],
             results=dict(train_accuracy=0.1, test_accuracy=0.1, epochs_completed=2))
-  text = make_tables.render(logdir, 'markdown')
+  text = tables.render(logdir, 'markdown')
   for model in ('Alexnet', 'MLP 1x512'):
     row = row_of(text, model, 'no', 'no')
     assert row.count('| diverged |  |') == 2 and '10.00' not in row, row
@@ -216,7 +218,7 @@ def test_diverged_runs_show_as_diverged_never_as_numbers(tmp_path):
           f'(metrics up to it in {os.path.join(logdir, "table1", "alexnet", "metrics.csv")})'
           in text)
   assert '`table1/mlp_1x512` diverged at epoch 2, step 80' in text
-  records = list(csv.DictReader(io.StringIO(make_tables.render(logdir, 'csv'))))
+  records = list(csv.DictReader(io.StringIO(tables.render(logdir, 'csv'))))
   assert {r['status'] for r in records if r['flagfile'] == 'table1/mlp_1x512'} == {'diverged'}
   assert all(r['ours'] == '' for r in records if r['status'] == 'diverged')
 
@@ -254,7 +256,7 @@ def test_any_tree_fills_rows_by_settings(tmp_path, capsys):
   assert '1 of 19 rows had several' in out
   assert '5,000 ex, 3/100 ep, learning_rate 0.01 |' in row_of(out, 'Inception', 'no', 'no')
   assert err == f'note: 1 of 5 runs under {logdir} match no row of Table 1: figs/true\n'
-  records = list(csv.DictReader(io.StringIO(make_tables.render(str(logdir), 'csv', '1'))))
+  records = list(csv.DictReader(io.StringIO(tables.render(str(logdir), 'csv', '1'))))
   assert {r['run'] for r in records if r['flagfile'] == 'table1/alexnet'} == {'alex/two'}
 
 
@@ -290,7 +292,7 @@ def test_selection_prefers_the_sweep_layout_then_the_flagfile_tuning(tmp_path):
             flagfile='table1/mlp_1x512_random_labels',
             epochs_done=20,
             results=done(20))
-  index = make_tables.RunIndex(logdir)
+  index = runs.RunIndex(logdir)
   names = lambda row: [r.name for r in index.candidates(row)]
   assert names('table1/alexnet_random_labels') == [
       'table1/alexnet_random_labels', 'figure1/alexnet_corrupt_1.0'
@@ -299,7 +301,7 @@ def test_selection_prefers_the_sweep_layout_then_the_flagfile_tuning(tmp_path):
 
 
 def test_conditions_decide_by_settings_not_scale():
-  cond = make_tables.condition('table1/mlp_1x512_wd')
+  cond = runs.condition('table1/mlp_1x512_wd')
   assert cond.settings == dict(augment=False,
                                batch_norm=True,
                                corrupt_prob=0.0,
@@ -312,15 +314,15 @@ def test_conditions_decide_by_settings_not_scale():
                                stop_on_fit=False,
                                weight_decay=1e-4)
   assert cond.tuning['learning_rate'] == 0.01
-  assert make_tables.condition('table1/inception').tuning['learning_rate'] == 0.1
+  assert runs.condition('table1/inception').tuning['learning_rate'] == 0.1
   # corrupted with p = 1 is random labels.
-  assert (make_tables.condition('figure1/mlp_1x512_corrupt_1.0').settings['labels'] == 'random')
+  assert (runs.condition('figure1/mlp_1x512_corrupt_1.0').settings['labels'] == 'random')
 
 
 def test_paper_learning_rate_is_the_binary_default():
   from rethinking_tf import models  # pylint: disable=import-outside-toplevel
   for name in models.MODEL_NAMES + ('mlp_2x64',):
-    assert make_tables.paper_learning_rate(name) == models.default_learning_rate(name)
+    assert runs.paper_learning_rate(name) == models.default_learning_rate(name)
 
 
 @pytest.mark.slow

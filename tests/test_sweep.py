@@ -17,6 +17,8 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, 'tools'))
 import run_sweep  # noqa: E402  # pylint: disable=wrong-import-position
+from rethinking_tf.sweep import flagfiles  # noqa: E402  # pylint: disable=wrong-import-position
+from rethinking_tf.sweep import lock as sweep_lock  # noqa: E402  # pylint: disable=wrong-import-position
 
 # A stand-in for `python -m rethinking_tf.train` that keeps the contract:
 # --flagfile then overrides then --logdir; resumes from metrics.csv; writes
@@ -266,7 +268,7 @@ def test_locked_run_is_skipped(fake, tmp_path, capsys):
   f = fake('t/a', '--model=mlp_1x512')
   rundir = tmp_path / 'runs' / 't' / 'a'
   rundir.mkdir(parents=True)
-  with open(rundir / run_sweep.LOCK, 'w') as lock:
+  with open(rundir / sweep_lock.LOCK, 'w') as lock:
     fcntl.flock(lock, fcntl.LOCK_EX)
     assert sweep(tmp_path / 'runs', f) == 0
   assert 'another sweep is running it' in capsys.readouterr().out
@@ -292,18 +294,18 @@ def test_dry_run_and_bad_arguments(fake, tmp_path, capsys):
 
 
 def test_same_value():
-  assert run_sweep._same_value('train_size', '0', None)  # the binary's 'all'
-  assert not run_sweep._same_value('train_size', '0', 5000)
-  assert run_sweep._same_value('weight_decay', '5e-4', 0.0005)
-  assert run_sweep._same_value('random_crop', 'false', False)
-  assert not run_sweep._same_value('dataset', 'cifar10', 'digits')
+  assert flagfiles.same_value('train_size', '0', None)  # the binary's 'all'
+  assert not flagfiles.same_value('train_size', '0', 5000)
+  assert flagfiles.same_value('weight_decay', '5e-4', 0.0005)
+  assert flagfiles.same_value('random_crop', 'false', False)
+  assert not flagfiles.same_value('dataset', 'cifar10', 'digits')
 
 
 def test_run_name():
-  assert run_sweep.run_name('flags/table1/mlp_1x512_wd.cfg') == 'table1/mlp_1x512_wd'
-  assert run_sweep.run_name('/a/flags/b/flags/figure1/x.cfg') == 'figure1/x'
-  assert run_sweep.run_name('/tmp/elsewhere/x.cfg') == 'x'
-  assert run_sweep.run_name('/tmp/e/sub/x.cfg', flags_root='/tmp/e') == 'sub/x'
+  assert flagfiles.run_name('flags/table1/mlp_1x512_wd.cfg') == 'table1/mlp_1x512_wd'
+  assert flagfiles.run_name('/a/flags/b/flags/figure1/x.cfg') == 'figure1/x'
+  assert flagfiles.run_name('/tmp/elsewhere/x.cfg') == 'x'
+  assert flagfiles.run_name('/tmp/e/sub/x.cfg', flags_root='/tmp/e') == 'sub/x'
 
 
 FLAGFILES = sorted(glob.glob(os.path.join(REPO, 'flags', '**', '*.cfg'), recursive=True))
@@ -334,7 +336,7 @@ def test_flagfile_parses(path):
     first = f.readline()
   assert first.startswith('# ') and ('Table' in first or 'Figure' in first)
   assert 'paper' in first
-  flags = dict(run_sweep.read_flagfile(path))
+  flags = dict(flagfiles.read_flagfile(path))
   assert flags['model'] and os.path.basename(path).startswith(flags['model'])
   assert flags['dataset'] in ('cifar10', 'imagenet2012')
   assert 'epochs' in flags
@@ -395,7 +397,7 @@ def test_identical_finished_run_is_copied_not_trained(fake, tmp_path, capsys):
 
 
 def test_canonical_flags():
-  canon = run_sweep.canonical_flags
+  canon = flagfiles.canonical_flags
   assert canon({'labels': 'corrupted', 'corrupt_prob': '0.0'}) == canon({})
   assert canon({'labels': 'corrupted', 'corrupt_prob': '1'}) == canon({'labels': 'random'})
   assert canon({'labels': 'corrupted', 'corrupt_prob': '0.2'}) != canon({'labels': 'random'})
@@ -404,27 +406,51 @@ def test_canonical_flags():
   assert canon({'data_dir': '/tmp/x/../y'}) == canon({'data_dir': '/tmp/y'})
 
 
-def test_binary_defaults_match_the_training_binary():
-  """BINARY_DEFAULTS must name every flag of the binary with its real default."""
-  code = textwrap.dedent('''\
-      import json, sys
-      from absl import flags
-      import rethinking_tf.train as train
-      from rethinking_tf import cli
-      found = {}
-      for module in (train, cli):
-        for f in flags.FLAGS.get_key_flags_for_module(module):
-          found[f.name] = f.default
-      print(json.dumps(found))''')
-  proc = subprocess.run([sys.executable, '-c', code],
+_BINARY_FLAGS = textwrap.dedent('''\
+    import json, sys
+    from absl import flags
+    import rethinking_tf.train as train
+    from rethinking_tf import cli
+    train.define_flags()  # as `python -m rethinking_tf.train` does
+    found = {}
+    for module in (train, cli):
+      for f in flags.FLAGS.get_key_flags_for_module(module):
+        kind = ('bool' if isinstance(f, flags.BooleanFlag) else
+                'enum' if isinstance(f, flags.EnumFlag) else
+                'int' if isinstance(f.parser, flags.IntegerParser) else
+                'float' if isinstance(f.parser, flags.FloatParser) else 'str')
+        found[f.name] = [f.default, kind, getattr(f.parser, 'enum_values', None)]
+    print(json.dumps(found))''')
+
+
+def _binary_flags() -> dict:
+  """{name: [default, kind, enum values]} of the training binary's flags, read
+  in a fresh interpreter from the binary's global FLAGS."""
+  proc = subprocess.run([sys.executable, '-c', _BINARY_FLAGS],
                         capture_output=True,
                         text=True,
                         cwd=REPO,
                         check=True,
                         timeout=120)
-  binary = json.loads(proc.stdout.strip().splitlines()[-1])
-  known = {k for k in binary if k not in run_sweep.RUNNER_FLAGS and binary[k] is not None}
-  assert known == set(run_sweep.BINARY_DEFAULTS)
+  return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_binary_defaults_match_the_training_binary():
+  """BINARY_DEFAULTS must name every flag of the binary with its real default."""
+  binary = {k: v[0] for k, v in _binary_flags().items()}
+  known = {k for k in binary if k not in flagfiles.RUNNER_FLAGS and binary[k] is not None}
+  assert known == set(flagfiles.BINARY_DEFAULTS)
   for name in known:
-    default = run_sweep.canonical_flags({})
-    assert run_sweep.canonical_flags({name: str(binary[name])}) == default, name
+    default = flagfiles.canonical_flags({})
+    assert flagfiles.canonical_flags({name: str(binary[name])}) == default, name
+
+
+def test_sweep_contract_is_the_training_binarys_flags():
+  """TRAIN_FLAGS and EXTRA_FLAGS are exactly the binary's flags, with their kinds
+  and enum values: the contract is declared once, by the binary."""
+  binary = _binary_flags()
+  contract = {**flagfiles.TRAIN_FLAGS, **flagfiles.EXTRA_FLAGS}
+  assert not set(flagfiles.TRAIN_FLAGS) & set(flagfiles.EXTRA_FLAGS)
+  assert contract == {k: v[1] for k, v in binary.items()}
+  assert flagfiles.ENUM_VALUES == {k: tuple(v[2]) for k, v in binary.items() if v[1] == 'enum'}
+  assert set(flagfiles.RUNNER_FLAGS) <= set(flagfiles.TRAIN_FLAGS)
