@@ -2,7 +2,7 @@
 
 TensorFlow's C++ start-up logging and libjpeg's warnings bypass Python's
 `sys.stderr` and every log-level setting (see `cli.import_tensorflow` and
-`data._decode_files`), so the only way to keep a binary's stderr to the lines
+`data.loaders._decode_files`), so the only way to keep a binary's stderr to the lines
 a user needs is to capture the descriptor around the call and print back
 what a filter keeps.
 """
