@@ -33,7 +33,7 @@ def define_flags() -> None:
   flags.DEFINE_bool('float32_check', True, 'Also evaluate the same weights in float32.')
 
 
-def main(argv):
+def main(argv: list[str]) -> None:
   """The expressivity binary: checks the flags, then builds and checks the network."""
   del argv  # Positional arguments are refused by cli.parse_flags.
   if not 0.0 < FLAGS.theta < 1.0:
@@ -68,7 +68,7 @@ def main(argv):
   print(json.dumps(result))
 
 
-def run_main():
+def run_main() -> None:
   """Entry point of the console script and of `python -m`."""
   define_flags()
   cli.run(main, sys.modules[__name__])

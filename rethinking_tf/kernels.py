@@ -53,7 +53,7 @@ def define_flags() -> None:
                        lower_bound=0)
 
 
-def main(argv):
+def main(argv: list[str]) -> None:
   """The kernels binary: checks the flags, then fits and reports."""
   del argv  # Positional arguments are refused by cli.parse_flags.
   if FLAGS.gamma <= 0:
@@ -95,7 +95,7 @@ def main(argv):
   print(json.dumps(result))
 
 
-def run_main():
+def run_main() -> None:
   """Entry point of `python -m rethinking_tf.kernels`."""
   define_flags()
   cli.run(main, sys.modules[__name__])

@@ -32,7 +32,7 @@ flags.DEFINE_bool('overwrite', True, 'Replace earlier quickstart runs in --logdi
 FLAGS = flags.FLAGS
 
 
-def main(argv):
+def main(argv: list[str]) -> None:
   """The quickstart binary: trains the two runs and prints the table."""
   del argv  # Positional arguments are refused by cli.parse_flags.
   logging.set_verbosity(logging.WARNING)
@@ -70,7 +70,7 @@ def main(argv):
   print(f'\nTensorBoard: tensorboard --logdir={FLAGS.logdir}')
 
 
-def run_main():
+def run_main() -> None:
   """Entry point of the console script and of `python -m`."""
   cli.run(main, sys.modules[__name__])
 

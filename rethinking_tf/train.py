@@ -168,7 +168,7 @@ def _flagfile_text() -> str:
   return '\n'.join(lines) + '\n'
 
 
-def main(argv):
+def main(argv: list[str]) -> None:
   """The training binary: checks every flag, then trains one run."""
   del argv  # Positional arguments are refused by cli.parse_flags.
   logging.set_verbosity(logging.WARNING)
@@ -245,7 +245,7 @@ def main(argv):
   print(json.dumps({k: results[k] for k in keys}))
 
 
-def run_main():
+def run_main() -> None:
   """Entry point of the console script and of `python -m`."""
   define_flags()
   cli.run(main, sys.modules[__name__])

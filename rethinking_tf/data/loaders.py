@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from typing import TYPE_CHECKING
 from collections.abc import Callable
 
 import numpy as np
@@ -21,6 +22,9 @@ from rethinking_tf import native_stderr
 from rethinking_tf import registry
 from rethinking_tf.data import image_cache as image_cache_lib
 from rethinking_tf.data.sources import DataError, folder_files
+
+if TYPE_CHECKING:
+  import tensorflow_datasets as tfds
 
 DatasetInfo = registry.DatasetInfo
 
@@ -168,7 +172,7 @@ def _image_folder(split: str, data_dir: str | None, image_cache: bool = True) ->
   return Arrays(images, labels, index)
 
 
-def tfds_builder(name: str, data_dir: str | None):
+def tfds_builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
   """The tensorflow-datasets builder of `name` under `data_dir`."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   return tfds.builder(name, data_dir=data_dir)

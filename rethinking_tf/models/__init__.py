@@ -54,7 +54,8 @@ BATCH_NORM_ARGS = ('batch_norm', 'bn_momentum', 'synchronized_bn')
 _WITHOUT_BATCH_NORM = ('alexnet',)  # and the MLPs
 
 
-def build(name: str, input_shape, num_classes: int, **kwargs) -> keras.Model:
+def build(name: str, input_shape: tuple[int, int, int], num_classes: int,
+          **kwargs: object) -> keras.Model:
   """Builds a model by name; kwargs: weight_decay, dropout, batch_norm, ...
 
   A regularizer given as 0 is off (None), as STYLE.md asks. The BatchNorm

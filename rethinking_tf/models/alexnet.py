@@ -7,7 +7,7 @@ import keras
 from rethinking_tf.models import layers
 
 
-def alexnet(input_shape,
+def alexnet(input_shape: tuple[int, int, int],
             num_classes: int,
             weight_decay: float | None = None,
             dropout: float | None = None,

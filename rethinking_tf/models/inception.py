@@ -7,7 +7,7 @@ import keras
 from rethinking_tf.models import layers
 
 
-def inception(input_shape,
+def inception(input_shape: tuple[int, int, int],
               num_classes: int,
               weight_decay: float | None = None,
               dropout: float | None = None,
@@ -61,7 +61,7 @@ def inception(input_shape,
   return keras.Model(inputs, logits, name='inception')
 
 
-def inception_v3(input_shape,
+def inception_v3(input_shape: tuple[int, int, int],
                  num_classes: int,
                  weight_decay: float | None = None,
                  dropout: float | None = None,

@@ -7,7 +7,7 @@ import keras
 from rethinking_tf.models import layers as layers_lib
 
 
-def mlp(input_shape,
+def mlp(input_shape: tuple[int, int, int],
         num_classes: int,
         layers: int,
         width: int,

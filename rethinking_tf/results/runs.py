@@ -72,6 +72,7 @@ class Condition:
   tuning: dict  # the tuning settings the row's flagfile resolves to
 
   def matches(self, run: Run) -> bool:
+    """Whether the run's settings are the condition's deciding ones."""
     if run.config is None:
       return False
     have = _canonical(run.config)
@@ -116,6 +117,7 @@ class Run:
 
   @property
   def epochs_done(self) -> int:
+    """Epochs completed (results.json, else metrics.csv rows)."""
     if self.results and self.results.get('epochs_completed') is not None:
       return int(self.results['epochs_completed'])
     return len(self.metrics)
@@ -130,6 +132,7 @@ class Run:
 
   @property
   def epochs_target(self) -> int | None:
+    """The --epochs the run was asked for; None if unknown."""
     return self.int_setting('epochs')
 
   @property
@@ -276,6 +279,7 @@ class RunIndex:
     return found[0] if found else Run('', '', 'missing')
 
   def unmatched(self) -> list[Run]:
+    """The runs that match no condition asked for so far."""
     return [r for r in self.runs if r.name not in self.matched]
 
 

@@ -45,6 +45,8 @@ import keras
 import numpy as np
 from scipy import signal
 
+from rethinking_tf import registry
+
 
 class SeparationError(ValueError):
   """Points that no function can separate: identical inputs, different targets."""
@@ -327,7 +329,7 @@ def fit_and_evaluate(x_train: np.ndarray,
 def run(dataset: str,
         data_dir: str | None,
         train_size: int | None,
-        randomization,
+        randomization: registry.Randomization,
         one_hot: bool = False,
         theta: float = 0.1,
         batch_size: int = 256,

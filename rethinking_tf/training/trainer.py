@@ -247,6 +247,7 @@ class Trainer:
     return self.results(fit_steps, time.time() - fit_start)
 
   def results(self, fit_steps: int, fit_seconds: float) -> dict[str, Any]:
+    """results.json's dict for the epochs in metrics.csv."""
     c = self.config
     last = self.rows[-1]
     best = max(self.rows, key=lambda r: r['test_accuracy'])
