@@ -115,6 +115,34 @@ def test_channel_stats_exact():
   np.testing.assert_allclose(std, x.std(0), rtol=1e-6)
 
 
+@pytest.mark.parametrize('inputs', ['original', 'shuffled_pixels', 'random_pixels', 'gaussian'])
+@pytest.mark.parametrize('is_train', [True, False])
+def test_materialize_is_the_batched_pipeline_in_one_tensor(inputs, is_train):
+  # The trainer keeps materialize()'s tensors; apply_inputs is the reference
+  # tf.data pass over the same batches. Eager and tf.data kernels may round
+  # differently only where grappler fuses ops: a tolerance, not equality.
+  arrays = _arrays(2300, size=32)  # not a multiple of the batch: a short last batch
+  rand = registry.Randomization(labels='random', inputs=inputs, seed=4)
+  mean, std = randomize.channel_stats(arrays.images)
+  x, y = pipeline.materialize(arrays, rand, mean, std, is_train, batch=1024)
+  ref = pipeline.apply_inputs(arrays, rand, mean, std, is_train, batch=1024)
+  ref_x = np.concatenate([randomize.standardize(a).numpy() for a, _ in ref])
+  assert x.shape == (2300, registry.CROP_SIZE, registry.CROP_SIZE, 3) and x.dtype == tf.float32
+  np.testing.assert_array_equal(y.numpy(), arrays.labels)
+  np.testing.assert_allclose(x.numpy(), ref_x, rtol=1e-5, atol=1e-5)
+  raw, _ = pipeline.materialize(arrays, rand, mean, std, is_train, centre=False, batch=1024)
+  assert raw.shape == (2300, 32, 32, 3)
+
+
+def test_channel_stats_match_float64_numpy_on_the_cifar_scale():
+  images = np.random.default_rng(1).integers(0, 256, (9000, 32, 32, 3), dtype=np.uint8)
+  images[:100] = 255  # skewed, so a mean-then-variance slip would show
+  mean, std = randomize.channel_stats(images)
+  x = images.reshape(-1, 3).astype(np.float64) / 255.0
+  np.testing.assert_allclose(mean, x.mean(0), rtol=1e-6)
+  np.testing.assert_allclose(std, x.std(0), rtol=1e-6)
+
+
 def test_balanced_subset():
   labels = np.array([0, 1, 1, 2, 0, 2, 1, 0, 2, 0])
   keep = loaders.balanced_subset(labels, 7, 3)

@@ -9,6 +9,7 @@ for `random_crop`. `imagenet2012` is streamed (`imagenet`).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf
@@ -61,17 +62,10 @@ def randomized_arrays(name: str,
   return Arrays(train.images, new_labels, train.index), test, num_classes, noise
 
 
-def apply_inputs(arrays: Arrays,
-                 rand: Randomization,
-                 mean: np.ndarray,
-                 std: np.ndarray,
-                 is_train: bool,
-                 batch: int = 1024) -> tf.data.Dataset:
-  """Batches of (float images in [0, 1] with the input randomization, labels).
-
-  The per-example op `randomize_image` runs on every example of a batch,
-  keyed by its stable index (vectorized when the op does not depend on it).
-  """
+def _input_fn(
+    rand: Randomization, mean: np.ndarray, std: np.ndarray,
+    is_train: bool) -> Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor]]:
+  """(uint8 images, labels, index) -> (float images in [0, 1], randomized; labels)."""
   effective = rand if is_train or rand.inputs == 'shuffled_pixels' else (dataclasses.replace(
       rand, inputs='original'))
   mean_t, std_t = tf.constant(mean), tf.constant(std)
@@ -88,20 +82,65 @@ def apply_inputs(arrays: Arrays,
       images = tf.map_fn(per_example, (images, index), fn_output_signature=tf.float32)
     return images, labels
 
+  return fn
+
+
+def apply_inputs(arrays: Arrays,
+                 rand: Randomization,
+                 mean: np.ndarray,
+                 std: np.ndarray,
+                 is_train: bool,
+                 batch: int = 1024) -> tf.data.Dataset:
+  """Batches of (float images in [0, 1] with the input randomization, labels).
+
+  The per-example op `randomize_image` runs on every example of a batch,
+  keyed by its stable index (vectorized when the op does not depend on it).
+  """
   ds = tf.data.Dataset.from_tensor_slices((arrays.images, arrays.labels, arrays.index))
-  return ds.batch(batch).map(fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  return ds.batch(batch).map(_input_fn(rand, mean, std, is_train),
+                             num_parallel_calls=tf.data.AUTOTUNE,
+                             deterministic=True)
 
 
-def _collect(ds: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
-  """Runs a finite batched (images, labels) pipeline once into numpy arrays."""
-  xs, ys = [], []
-  for x, y in ds:
-    xs.append(x.numpy())
-    ys.append(y.numpy())
-  return np.concatenate(xs), np.concatenate(ys)
+def materialize(arrays: Arrays,
+                rand: Randomization,
+                mean: np.ndarray,
+                std: np.ndarray,
+                is_train: bool,
+                centre: bool = True,
+                batch: int = 1024) -> tuple[tf.Tensor, tf.Tensor]:
+  """The whole randomized set as two host tensors: (images, labels).
+
+  The same ops, in the same batches, as `apply_inputs` (then `standardize`
+  when `centre`), run eagerly batch after batch into one tensor: no tf.data
+  pass, numpy copy or concatenation in between (section 2.1's
+  randomizations are fixed per example, so this runs once per run).
+  """
+  fn = _input_fn(rand, mean, std, is_train)
+
+  def step(x, y, i):
+    x, y = fn(x, y, i)
+    return (randomize.standardize(x) if centre else x), y
+
+  if is_train and rand.inputs in ('gaussian', 'random_pixels'):  # per-example ops: traced once
+    shape = arrays.images.shape[1:]
+    step = tf.function(step,
+                       autograph=False,
+                       input_signature=(tf.TensorSpec(
+                           (None, *shape), tf.uint8), tf.TensorSpec((None,), arrays.labels.dtype),
+                                        tf.TensorSpec((None,), arrays.index.dtype)))
+  n = len(arrays.labels)
+  with tf.device('/CPU:0'):
+    parts = [
+        step(arrays.images[s:s + batch], arrays.labels[s:s + batch], arrays.index[s:s + batch])
+        for s in range(0, max(n, 1), batch)
+    ]
+    if len(parts) == 1:
+      return tuple(tf.convert_to_tensor(t) for t in parts[0])
+    return tf.concat([p[0] for p in parts], 0), tf.concat([p[1] for p in parts], 0)
 
 
-def _variable(array: np.ndarray) -> tf.Variable:
+def _variable(array: np.ndarray | tf.Tensor) -> tf.Variable:
   """A materialized data set table, pinned to the host: tf.data's gathers run
   on the CPU, and without the pin TF would place it on GPU:0 when there is one."""
   with tf.device('/CPU:0'):
@@ -143,7 +182,7 @@ def make_pipelines(name: str,
                    image_cache: bool = True) -> Pipelines:
   """Builds the train, train-eval and test pipelines of a data set.
 
-  For in-memory data sets the randomization ops run once as a tf.data pass
+  For in-memory data sets the randomization ops run once (`materialize`)
   and their result is kept in memory (safe because every randomization is
   fixed per example, section 2.1). Each epoch then gathers batches from it in
   an order drawn statelessly from (seed, epoch); the random crop's windows
@@ -162,12 +201,10 @@ def make_pipelines(name: str,
   auto = tf.data.AUTOTUNE
   n = len(train.labels)
 
-  centre = lambda x, y: (randomize.standardize(x), y)
-  train_raw = apply_inputs(train, rand, mean, std, is_train=True)
-  test_x, test_y = map(
-      _variable, _collect(apply_inputs(test, rand, mean, std, is_train=False).map(centre, auto)))
+  test_x, test_y = map(_variable, materialize(test, rand, mean, std, is_train=False))
   if random_crop:  # One gather per batch from crop_tables (train-eval: centre window).
-    images, labels = _collect(train_raw)
+    images, labels = (
+        np.asarray(t) for t in materialize(train, rand, mean, std, True, centre=False))
     h, w = images.shape[1:3]
     rows, affine = map(_variable, crop_lib.crop_tables(images))
     del images
@@ -176,7 +213,7 @@ def make_pipelines(name: str,
     eval_map = lambda i: (crop_lib.crop_batch(
         rows, affine, i, tf.tile(middle[None], [tf.shape(i)[0], 1]), h, w), tf.gather(train_y, i))
   else:
-    train_x, train_y = map(_variable, _collect(train_raw.map(centre, auto)))
+    train_x, train_y = map(_variable, materialize(train, rand, mean, std, is_train=True))
     eval_map = lambda i: (tf.gather(train_x, i), tf.gather(train_y, i))
 
   chunk = batch_size * CHUNK_BATCHES
