@@ -308,22 +308,25 @@ def inception_v3(input_shape,
   application has no regularizer argument); dropout goes before the logits
   as in TF-slim. BatchNorm cannot be turned off here.
   """
-  del batch_norm, seed
+  del batch_norm
   base = keras.applications.InceptionV3(include_top=False,
                                         weights=None,
                                         input_shape=input_shape,
                                         pooling='avg')
   config = base.get_config()
-  for layer in config['layers']:
+  for i, layer in enumerate(config['layers']):
     cfg = layer['config']
     if 'kernel_regularizer' in cfg and weight_decay:
       cfg['kernel_regularizer'] = keras.regularizers.serialize(_l2(weight_decay))
+    if 'kernel_initializer' in cfg:  # Initial weights keyed by --seed, one seed per layer.
+      cfg['kernel_initializer']['config']['seed'] = seed + 1 + i
     if layer['class_name'] == 'BatchNormalization':
       cfg['momentum'] = bn_momentum
       cfg['synchronized'] = synchronized_bn
       layer['registered_name'] = 'BatchNormalization'  # resolved by custom_objects
   base = keras.Model.from_config(config, custom_objects={'BatchNormalization': BatchNormalization})
-  logits = _dense_head(base.output, num_classes, dropout, _l2(weight_decay), 'glorot_uniform')
+  logits = _dense_head(base.output, num_classes, dropout, _l2(weight_decay),
+                       keras.initializers.GlorotUniform(seed))
   return keras.Model(base.input, logits, name='inception_v3')
 
 
