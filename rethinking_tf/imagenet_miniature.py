@@ -38,8 +38,9 @@ from PIL import Image
 
 from tensorflow_datasets.datasets.imagenet2012 import imagenet2012_dataset_builder as _builder
 
-TRAIN_ARCHIVE = 'ILSVRC2012_img_train.tar'
-VAL_ARCHIVE = 'ILSVRC2012_img_val.tar'
+from rethinking_tf import imagenet_prepare
+
+TRAIN_ARCHIVE, VAL_ARCHIVE = imagenet_prepare.ARCHIVES
 CMYK_FILE = _builder.CMYK_IMAGES[1]  # n02077923_14822.JPEG: synset among the first validation ones.
 PNG_FILE = _builder.PNG_IMAGES[0]
 _DATA = os.path.dirname(_builder.__file__)

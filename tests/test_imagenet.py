@@ -53,6 +53,21 @@ def test_check_available_before_and_after_preparation(tmp_path, miniature):
   assert imagenet_prepare.prepared_sizes(miniature) == {'train': 16, 'validation': 3}
 
 
+def test_plan_and_disk_check(tmp_path, monkeypatch):
+  root = str(tmp_path)
+  mini.write(imagenet_prepare.manual_dir(root), num_classes=2, images_per_class=2)
+  message = imagenet_prepare.plan_message(root)
+  assert 'about 7 examples' in message and imagenet_prepare.manual_dir(root) in message
+  assert imagenet_prepare.problem(root) is None
+  monkeypatch.setattr(imagenet_prepare, '_archive_bytes', lambda r: imagenet_prepare.OFFICIAL_BYTES)
+  message = imagenet_prepare.plan_message(root)
+  assert 'about 1,331,167 examples' in message and '154.6 GB of disk' in message
+  monkeypatch.setattr(imagenet_prepare, '_free_bytes', lambda r: 10**9)
+  assert 'needs about 162.4 GB free' in imagenet_prepare.problem(root)
+  with pytest.raises(sources.DataError, match='there is 1.0 GB'):
+    sources.check_available('imagenet2012', root)
+
+
 def test_eval_is_one_resize_of_the_central_crop(miniature):
   ds = tfds.builder('imagenet2012',
                     data_dir=miniature).as_dataset(split='validation',
@@ -115,15 +130,15 @@ def test_random_labels_are_keyed_by_file_name(miniature, tmp_path):
 
   def labels(data_dir):
     p = imagenet.make_pipelines(data_dir, rand, 8, None, False, image_size=SIZE)
-    return dict(zip(_files(data_dir), np.concatenate([y.numpy() for _, y in p.train_eval])))
+    y = np.concatenate([y.numpy() for _, y in p.train_eval])
+    return dict(zip(_files(data_dir), y)), p.label_noise_fraction
 
   # A second preparation, from archives whose members are in another order.
   other = str(tmp_path)
   mini.write(imagenet_prepare.manual_dir(other), order_seed=7)
-  first, second = labels(miniature), labels(other)
+  (first, noise), (second, _) = labels(miniature), labels(other)
   assert first == second and len(first) == 16
-  p = imagenet.make_pipelines(miniature, rand, 8, None, False, image_size=SIZE)
-  assert p.label_noise_fraction > 0.8
+  assert noise > 0.8
   ids = imagenet.example_id(tf.constant(sorted(first))).numpy()
   assert len(set(ids)) == 16 and ids.dtype == np.int64
   # Fingerprint64 is fixed: this value is the same on every machine.
