@@ -96,3 +96,31 @@ def test_classes_cover_first_validation_images():
   assert len(classes) == 5 and classes == sorted(classes)
   assert set(mini.validation_synsets()[:3]) <= set(classes)
   assert np.all([c in mini.synsets() for c in classes])
+
+
+def _prepare_tool(data_dir):
+  return subprocess.run([
+      sys.executable,
+      os.path.join(REPO, 'tools', 'prepare_imagenet.py'), f'--data_dir={data_dir}'
+  ],
+                        capture_output=True,
+                        text=True,
+                        timeout=300)
+
+
+def test_prepare_tool_names_the_missing_archives(tmp_path):
+  missing = _prepare_tool(tmp_path)
+  assert missing.returncode == 2 and missing.stderr.startswith('error: ')
+  for name in (mini.TRAIN_ARCHIVE, mini.VAL_ARCHIVE):
+    assert os.path.join(tmp_path, 'downloads', 'manual', name) in missing.stderr
+  assert not os.listdir(tmp_path)
+
+
+@pytest.mark.slow  # a TensorFlow start-up and a preparation
+def test_prepare_tool_prepares_once(tmp_path):
+  mini.write(os.path.join(tmp_path, 'downloads', 'manual'), num_classes=2, images_per_class=2)
+  done = _prepare_tool(tmp_path)
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert 'preparing imagenet2012' in done.stderr and "'train': 4" in done.stdout
+  again = _prepare_tool(tmp_path)
+  assert again.returncode == 0 and 'already prepared' in again.stdout
