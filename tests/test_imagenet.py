@@ -180,3 +180,20 @@ def test_inception_v3_regularizers_and_seed():
   for a, b, c in zip(first(plain), first(reg), first(other)):
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
+
+
+def test_pixel_randomizations_act_before_augmentation(miniature):
+  rand = data.Randomization(inputs='shuffled_pixels', seed=2)
+  p = imagenet.make_pipelines(miniature, rand, 4, None, True, image_size=SIZE)
+  clean = imagenet.make_pipelines(miniature,
+                                  data.Randomization(seed=2),
+                                  4,
+                                  None,
+                                  True,
+                                  image_size=SIZE)
+  x, _ = next(iter(p.train(0)))
+  assert x.shape == (4, SIZE, SIZE, 3) and -1 <= float(np.min(x)) <= float(np.max(x)) <= 1
+  shuffled, plain = (np.concatenate([x.numpy() for x, _ in q.test]) for q in (p, clean))
+  # The same permutation of pixel positions on the test set: same pixels, other places.
+  np.testing.assert_allclose(np.sort(shuffled.reshape(3, -1)), np.sort(plain.reshape(3, -1)))
+  assert not np.allclose(shuffled, plain)
