@@ -1,42 +1,199 @@
-"""ImageNet pipeline (Table 2) on tensorflow-datasets' mock data, and Inception V3."""
+"""The ImageNet pipeline (Table 2) on a miniature in the real archive format, and Inception V3."""
+
+import io
+import os
+import time
 
 import numpy as np
 import pytest
+import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from rethinking_tf import models
 from rethinking_tf import registry
 from rethinking_tf.data import imagenet
-from rethinking_tf import models
+from rethinking_tf.data import imagenet_miniature as mini
+from rethinking_tf.data import imagenet_prepare
+from rethinking_tf.data import sources
+from tests.conftest import run_module
+
+SIZE = 75  # Inception V3's smallest input: cheap pipeline tests.
 
 
 @pytest.fixture(scope='module')
-def mock():
-  with tfds.testing.mock_data(num_examples=16):
-    yield
+def miniature(tmp_path_factory):
+  """A data_dir with the archives only: the pipeline prepares it (and says so)."""
+  data_dir = str(tmp_path_factory.mktemp('imagenet'))
+  mini.write(imagenet_prepare.manual_dir(data_dir))
+  out = io.StringIO()
+  builder = tfds.builder('imagenet2012', data_dir=data_dir)
+  imagenet_prepare.prepare(builder, data_dir, out)
+  assert 'of disk' in out.getvalue() and 'at 200 MB/s' in out.getvalue()
+  return data_dir
 
 
-def test_randomized_imagenet_pipeline(mock, tmp_path):
-  rand = registry.Randomization(labels='random', inputs='shuffled_pixels', seed=1)
-  p = imagenet.make_pipelines(str(tmp_path), rand, 4, None, augment=True)
-  assert p.num_train == 16 and p.num_test == 16 and p.num_classes == 1000
-  assert p.input_shape == (299, 299, 3) and p.steps_per_epoch == 4
-  assert p.label_noise_fraction > 0.9
-  x, y = next(iter(p.train(0)))
-  assert x.shape == (4, 299, 299, 3) and y.shape == (4,)
-  assert -1.0 <= float(np.min(x)) and float(np.max(x)) <= 1.0
-  # Training labels are fixed per example; test labels are the true ones.
-  first = np.concatenate([y.numpy() for _, y in p.train_eval])
-  again = np.concatenate([y.numpy() for _, y in p.train_eval])
-  np.testing.assert_array_equal(first, again)
-  clean = imagenet.make_pipelines(str(tmp_path), registry.Randomization(), 4, None, False)
-  true = np.concatenate([y.numpy() for _, y in clean.train_eval])
-  assert np.mean(first != true) > 0.9
-  np.testing.assert_array_equal(np.concatenate([y.numpy() for _, y in p.test]),
-                                np.concatenate([y.numpy() for _, y in clean.test]))
+def _files(data_dir, split='train'):
+  ds = tfds.builder('imagenet2012', data_dir=data_dir).as_dataset(split=split, shuffle_files=False)
+  return [ex['file_name'].numpy().decode() for ex in ds]
 
 
-def test_inception_v3_regularizers():
+def _epoch(p, epoch, steps):
+  return [(x.numpy(), y.numpy()) for x, y in p.train(epoch).take(steps)]
+
+
+def test_check_available_before_and_after_preparation(tmp_path, miniature):
+  with pytest.raises(sources.DataError) as e:
+    sources.check_available('imagenet2012', str(tmp_path))
+  for path in imagenet_prepare.archive_paths(str(tmp_path)):
+    assert path in str(e.value)
+  assert not os.listdir(tmp_path)
+  mini.write(imagenet_prepare.manual_dir(str(tmp_path)), num_classes=2, images_per_class=1)
+  assert sources.check_available('imagenet2012', str(tmp_path)) == (1_281_167, 1000)
+  assert sources.check_available('imagenet2012', miniature) == (16, 1000)
+  assert imagenet_prepare.prepared_sizes(miniature) == {'train': 16, 'validation': 3}
+
+
+def test_plan_and_disk_check(tmp_path, monkeypatch):
+  root = str(tmp_path)
+  mini.write(imagenet_prepare.manual_dir(root), num_classes=2, images_per_class=2)
+  message = imagenet_prepare.plan_message(root)
+  assert 'about 7 examples' in message and imagenet_prepare.manual_dir(root) in message
+  assert imagenet_prepare.problem(root) is None
+  monkeypatch.setattr(imagenet_prepare, '_archive_bytes', lambda r: imagenet_prepare.OFFICIAL_BYTES)
+  message = imagenet_prepare.plan_message(root)
+  assert 'about 1,331,167 examples' in message and '154.6 GB of disk' in message
+  monkeypatch.setattr(imagenet_prepare, '_free_bytes', lambda r: 10**9)
+  assert 'needs about 162.4 GB free' in imagenet_prepare.problem(root)
+  with pytest.raises(sources.DataError, match='there is 1.0 GB'):
+    sources.check_available('imagenet2012', root)
+
+
+def test_eval_is_one_resize_of_the_central_crop(miniature):
+  ds = tfds.builder('imagenet2012',
+                    data_dir=miniature).as_dataset(split='validation',
+                                                   shuffle_files=False,
+                                                   decoders={'image': tfds.decode.SkipDecoding()})
+  encoded = next(iter(ds))['image']
+  full = tf.io.decode_jpeg(encoded, channels=3).numpy()
+  h, w = full.shape[:2]
+  top, left = int((h - h * 0.875) / 2), int((w - w * 0.875) / 2)
+  crop = full[top:h - top, left:w - left].astype(np.float32) / 255
+  expected = tf.image.resize(crop, [299, 299]).numpy()
+  np.testing.assert_allclose(imagenet.eval_image(encoded).numpy(), expected, atol=1e-5)
+  p = imagenet.make_pipelines(miniature, registry.Randomization(), 4, None, augment=True)
+  x, _ = next(iter(p.test))
+  np.testing.assert_allclose(x[0].numpy(), expected * 2 - 1, atol=1e-5)
+  assert p.num_test == 3 and p.num_train == 16 and p.input_shape == (299, 299, 3)
+
+
+def test_augmentation_crops_the_decoded_original_and_flips(miniature):
+  ds = tfds.builder('imagenet2012',
+                    data_dir=miniature).as_dataset(split='train',
+                                                   shuffle_files=False,
+                                                   decoders={'image': tfds.decode.SkipDecoding()})
+  encoded = next(iter(ds))['image']
+  full = tf.image.convert_image_dtype(tf.io.decode_jpeg(encoded, channels=3), tf.float32)
+  seen_flip = seen_plain = False
+  for k in range(12):
+    key = tf.constant([3, k], tf.int64)
+    begin, size = imagenet.distorted_box(tf.shape(full), key)
+    box = tf.image.resize(tf.slice(full, begin, size), [SIZE, SIZE]).numpy()
+    out = imagenet.train_image(encoded, key, SIZE).numpy()
+    np.testing.assert_array_equal(out, imagenet.train_image(encoded, key, SIZE).numpy())
+    # decode_and_crop_jpeg may differ from decode-then-slice at the box's
+    # edges (chroma upsampling): compare the mean difference.
+    plain, flip = np.abs(out - box).mean(), np.abs(out - box[:, ::-1]).mean()
+    assert min(plain, flip) < 5e-3
+    seen_flip |= flip < plain
+    seen_plain |= plain < flip
+  assert seen_flip and seen_plain
+
+
+def test_resume_sees_the_batches_of_an_uninterrupted_run(miniature):
+  rand = registry.Randomization(labels='random', seed=3)
+  p = imagenet.make_pipelines(miniature, rand, 6, None, augment=True, image_size=SIZE)
+  assert p.steps_per_epoch == 3  # 6 + 6 + 4
+  run = _epoch(p, 0, 6)
+  resumed = _epoch(p, 1, 3)
+  assert [len(y) for _, y in run] == [6, 6, 4, 6, 6, 4]
+  for (x, y), (rx, ry) in zip(run[3:], resumed):
+    np.testing.assert_array_equal(y, ry)
+    np.testing.assert_allclose(x, rx, atol=1e-6)
+  # Another epoch: another order and other crops, the same label per example.
+  assert not all(np.array_equal(a[1], b[1]) for a, b in zip(run[:3], run[3:]))
+  assert sorted(np.concatenate([y for _, y in run[:3]
+                               ])) == sorted(np.concatenate([y for _, y in run[3:]]))
+
+
+def test_random_labels_are_keyed_by_file_name(miniature, tmp_path):
+  rand = registry.Randomization(labels='random', seed=1)
+
+  def labels(data_dir):
+    p = imagenet.make_pipelines(data_dir, rand, 8, None, False, image_size=SIZE)
+    y = np.concatenate([y.numpy() for _, y in p.train_eval])
+    return dict(zip(_files(data_dir), y)), p.label_noise_fraction
+
+  # A second preparation, from archives whose members are in another order.
+  other = str(tmp_path)
+  mini.write(imagenet_prepare.manual_dir(other), order_seed=7)
+  (first, noise), (second, _) = labels(miniature), labels(other)
+  assert first == second and len(first) == 16
+  assert noise > 0.8
+  ids = imagenet.example_id(tf.constant(sorted(first))).numpy()
+  assert len(set(ids)) == 16 and ids.dtype == np.int64
+  # Fingerprint64 is fixed: this value is the same on every machine.
+  assert int(imagenet.example_id(tf.constant('n02105855_2933.JPEG'))) == 3427958106430019183
+
+
+def test_train_size_is_a_balanced_subset_of_the_prepared_split(miniature):
+  p = imagenet.make_pipelines(miniature, registry.Randomization(), 4, 8, False, image_size=SIZE)
+  y = np.concatenate([y.numpy() for _, y in p.train_eval])
+  assert p.num_train == 8 and p.steps_per_epoch == 2
+  assert sorted(np.bincount(y)[np.bincount(y) > 0]) == [2, 2, 2, 2]
+  train = np.concatenate([y.numpy() for _, y in p.train(0).take(2)])
+  assert sorted(train) == sorted(y)
+  with pytest.raises(sources.DataError, match='exceeds the 16 training examples'):
+    imagenet.make_pipelines(miniature, registry.Randomization(), 4, 17, False)
+  with pytest.raises(sources.DataError, match='class 0 has only 2 examples, 3 needed'):
+    imagenet.balanced_ids(np.arange(8), np.repeat([0, 1], [2, 6]), 6)
+
+
+def test_binary_fails_in_seconds_naming_the_missing_archives(tmp_path):
+  start = time.monotonic()
+  r = run_module('rethinking_tf.train', '--dataset=imagenet2012', '--model=inception_v3',
+                 f'--data_dir={tmp_path}', f'--logdir={tmp_path / "run"}')
+  assert r.returncode == 2 and r.stderr.startswith('error: ')
+  assert time.monotonic() - start < 30  # seconds, not a TensorFlow start-up
+  for path in imagenet_prepare.archive_paths(str(tmp_path)):
+    assert path in r.stderr
+  assert not os.listdir(tmp_path)
+
+
+@pytest.mark.slow  # three Inception V3 builds
+def test_inception_v3_regularizers_and_seed():
   plain = models.build('inception_v3', (299, 299, 3), 1000)
   reg = models.build('inception_v3', (299, 299, 3), 1000, weight_decay=4e-5, dropout=0.2)
   assert not plain.losses and len(reg.losses) == 95  # 94 convs + the logits
   assert models.trainable_params(reg) == models.trainable_params(plain) > 23_000_000
+  other = models.build('inception_v3', (SIZE, SIZE, 3), 1000, seed=1)
+  first = lambda m: [w.numpy() for w in m.weights if w.path.endswith('kernel')]
+  for a, b, c in zip(first(plain), first(reg), first(other)):
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_pixel_randomizations_act_before_augmentation(miniature):
+  rand = registry.Randomization(inputs='shuffled_pixels', seed=2)
+  p = imagenet.make_pipelines(miniature, rand, 4, None, True, image_size=SIZE)
+  clean = imagenet.make_pipelines(miniature,
+                                  registry.Randomization(seed=2),
+                                  4,
+                                  None,
+                                  True,
+                                  image_size=SIZE)
+  x, _ = next(iter(p.train(0)))
+  assert x.shape == (4, SIZE, SIZE, 3) and -1 <= float(np.min(x)) <= float(np.max(x)) <= 1
+  shuffled, plain = (np.concatenate([x.numpy() for x, _ in q.test]) for q in (p, clean))
+  # The same permutation of pixel positions on the test set: same pixels, other places.
+  np.testing.assert_allclose(np.sort(shuffled.reshape(3, -1)), np.sort(plain.reshape(3, -1)))
+  assert not np.allclose(shuffled, plain)

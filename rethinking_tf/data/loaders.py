@@ -178,7 +178,7 @@ def tfds_builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
   return tfds.builder(name, data_dir=data_dir)
 
 
-def _is_prepared(builder) -> bool:
+def is_prepared(builder) -> bool:
   """builder.is_prepared(), without tfds' warning about an unprepared folder."""
   from absl import logging  # pylint: disable=g-import-not-at-top
   verbosity = logging.get_verbosity()
@@ -193,7 +193,7 @@ def _cifar10(split: str, data_dir: str | None) -> Arrays:
   """CIFAR-10 from tensorflow-datasets (downloaded on first use)."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   builder = tfds_builder('cifar10', data_dir)
-  if not _is_prepared(builder):
+  if not is_prepared(builder):
     builder.download_and_prepare()
   ds = builder.as_dataset(split=split, shuffle_files=False)
   batch = tfds.as_numpy(ds.batch(100_000).take(1).get_single_element())

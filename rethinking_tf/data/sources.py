@@ -17,6 +17,7 @@ import socket
 
 import numpy as np
 
+from rethinking_tf.data import imagenet_prepare
 from rethinking_tf import registry
 
 KNOWN_SIZES = {
@@ -115,11 +116,12 @@ def check_available(name: str, data_dir: str | None) -> tuple[int, int]:
                     f'{", ".join(registry.DATASET_INFO)}')
   if name == 'image_folder':
     return _check_image_folder(data_dir)
-  if name in ('cifar10', 'imagenet2012') and not tfds_prepared(name, data_dir):
+  if name == 'imagenet2012':  # Prepared, or archives in place and room to prepare them.
+    if not tfds_prepared(name, data_dir) and imagenet_prepare.problem(tfds_root(data_dir)):
+      raise DataError(imagenet_prepare.problem(tfds_root(data_dir)))
+    return imagenet_prepare.train_examples(tfds_root(data_dir)), 1000
+  if name == 'cifar10' and not tfds_prepared(name, data_dir):
     where = tfds_root(data_dir)
-    if name == 'imagenet2012':
-      raise DataError(f'imagenet2012 is not prepared in {where}: place ILSVRC2012_img_train.tar '
-                      f'and ILSVRC2012_img_val.tar in {where}/downloads/manual/ (see BUILD.md)')
     manual = os.path.join(os.path.expanduser(where), 'downloads', 'manual',
                           'cifar-10-binary.tar.gz')
     if not os.path.exists(manual) and not _network_available('www.cs.toronto.edu'):

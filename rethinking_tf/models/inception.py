@@ -75,16 +75,18 @@ def inception_v3(input_shape: tuple[int, int, int],
   application has no regularizer argument); dropout goes before the logits
   as in TF-slim. BatchNorm cannot be turned off here.
   """
-  del batch_norm, seed
+  del batch_norm
   base = keras.applications.InceptionV3(include_top=False,
                                         weights=None,
                                         input_shape=input_shape,
                                         pooling='avg')
   config = base.get_config()
-  for layer in config['layers']:
+  for i, layer in enumerate(config['layers']):
     cfg = layer['config']
     if 'kernel_regularizer' in cfg and weight_decay:
       cfg['kernel_regularizer'] = keras.regularizers.serialize(layers.l2(weight_decay))
+    if 'kernel_initializer' in cfg:  # Initial weights keyed by --seed, one seed per layer.
+      cfg['kernel_initializer']['config']['seed'] = seed + 1 + i
     if layer['class_name'] == 'BatchNormalization':
       cfg['momentum'] = bn_momentum
       cfg['synchronized'] = synchronized_bn
@@ -92,5 +94,5 @@ def inception_v3(input_shape: tuple[int, int, int],
   base = keras.Model.from_config(config,
                                  custom_objects={'BatchNormalization': layers.BatchNormalization})
   logits = layers.dense_head(base.output, num_classes, dropout, layers.l2(weight_decay),
-                             'glorot_uniform')
+                             keras.initializers.GlorotUniform(seed))
   return keras.Model(base.input, logits, name='inception_v3')
