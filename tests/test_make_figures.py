@@ -275,8 +275,12 @@ def test_empty_panels_say_no_runs(tmp_path):
   index = runs_lib.RunIndex(str(tmp_path))
   drawn, text = check_figure(figures.figure1(index))
   assert drawn == [False, False, False] and 'no runs found' in text
-  drawn, _ = check_figure(figures.figure2(index))
+  fig2 = figures.figure2(index)
+  drawn, _ = check_figure(fig2)
   assert drawn == [True, True]
+  # The unfinished runs' bar places stay in view, their status written there.
+  assert fig2.axes[1].get_xlim() == (-0.6, 2.6)
+  assert [t.get_text() for t in fig2.axes[1].texts if t.get_rotation() == 90] == ['missing'] * 2
 
 
 def test_step_axis_in_thousands_beyond_5000_steps(tmp_path):

@@ -294,6 +294,7 @@ def _fig2b(ax: Axes, index: RunIndex, runs: list[Run]) -> list[Run]:
     if paper_best is not None:
       ax.hlines(paper_best, i, i + 0.4, color='k', lw=2, label=PAPER_BARS, gid=PAPER)
   ax.set_xticks(range(len(bars)))
+  ax.set_xlim(-0.6, len(bars) - 0.4)  # every bar pair, drawn or named
   ax.set_xticklabels([label for label, _, _ in bars], rotation=20, ha='right', fontsize=8)
   ax.set_ylim(0, 100)
   ax.set_ylabel('test accuracy (%)')
