@@ -10,7 +10,10 @@ labels (section 2.1). True labels generalize; random labels are memorized
 
 The learning rate decays by 0.95 every 391 steps (one CIFAR-10 epoch at
 batch 128, the paper's per-step schedule) because this data set has only 11
-steps per epoch. Training stops once the training set is fitted.
+steps per epoch. Each run stops after the first epoch whose evaluated
+training accuracy (an inference-mode pass over the training set) is 100%,
+at most --epochs (300) epochs. The first line printed names the output
+directory: the two runs in it are replaced (--nooverwrite refuses instead).
 """
 
 from __future__ import annotations
@@ -30,6 +33,20 @@ flags.DEFINE_string('logdir', os.path.join('runs', 'quickstart'),
 flags.DEFINE_integer('epochs', 300, 'Maximum epochs per run.', lower_bound=1)
 flags.DEFINE_bool('overwrite', True, 'Replace earlier quickstart runs in --logdir.')
 FLAGS = flags.FLAGS
+FIT_THRESHOLD = 1.0  # stop once the evaluated training accuracy reaches this
+
+
+def first_line(logdir: str, overwrite: bool) -> str:
+  """The quickstart's first output line: where it writes, and that it replaces it."""
+  what = ('replacing the runs they hold' if overwrite else 'resuming them if unfinished')
+  return (f'quickstart: writes to {logdir}: true_labels/ and random_labels/, {what} '
+          '(--logdir to choose another directory)')
+
+
+def criterion(epochs: int) -> str:
+  """When each run stops, as its header line says."""
+  return (f'until {100 * FIT_THRESHOLD:g}% train accuracy (evaluated after each epoch), '
+          f'at most {epochs} epochs')
 
 
 def main(argv: list[str]) -> None:
@@ -43,19 +60,21 @@ def main(argv: list[str]) -> None:
       if os.path.exists(os.path.join(path, 'results.json')):
         cli.fail(f'--logdir={logdir}: {path} holds a finished run; pass --overwrite '
                  'or choose another --logdir')
+  print(first_line(logdir, FLAGS.overwrite), flush=True)
   cli.import_tensorflow()
   from rethinking_tf.training import config as config_lib  # pylint: disable=g-import-not-at-top
   from rethinking_tf.training import rundir  # pylint: disable=g-import-not-at-top
   from rethinking_tf.training import trainer  # pylint: disable=g-import-not-at-top
   rows = []
   for labels, path in runs.items():
-    print(f'--- MLP 1x512 on digits, {labels} labels ---', flush=True)
+    print(f'--- MLP 1x512 on digits, {labels} labels, {criterion(FLAGS.epochs)} ---', flush=True)
     config = config_lib.TrainConfig(logdir=path,
                                     dataset='digits',
                                     model='mlp_1x512',
                                     epochs=FLAGS.epochs,
                                     randomization=registry.Randomization(labels=labels, seed=0),
                                     lr_decay_steps=391,
+                                    fit_threshold=FIT_THRESHOLD,
                                     stop_on_fit=True,
                                     overwrite=FLAGS.overwrite)
     cli.make_logdir(path)

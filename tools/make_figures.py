@@ -9,25 +9,32 @@ settings are those of the condition's flagfile under flags/ (scale settings
 aside; where several match, one is chosen as for a table row). Writes
 figure1.png/.pdf and figure2.png/.pdf:
 
-* Figure 1 (CIFAR-10): (a) training loss against thousands of steps for small
-  Inception on true labels, random labels, shuffled pixels, random pixels and
-  Gaussian inputs (flags/figure1/inception_<condition>.cfg); (b) convergence
-  time (the step at which training accuracy first reached --fit_threshold,
-  100% by default: fit_step)
-  relative to p = 0, against the label corruption p, for Inception, Alexnet
-  and MLP 1x512 (flags/figure1/<model>_corrupt_<p>.cfg); (c) test error at the
-  end of those runs against p.
+* Figure 1 (CIFAR-10): (a) training loss against steps for small Inception
+  on true labels, random labels, shuffled pixels, random pixels and Gaussian
+  inputs (flags/figure1/inception_<condition>.cfg): the window means of
+  steps.csv when the run logged them (--log_every_steps), else each epoch's
+  mean from metrics.csv, the caption saying which; the legend gives the first
+  step with training loss <= 0.1; (b) convergence time (the step at which
+  training accuracy first reached --fit_threshold, 100% by default:
+  fit_step) relative to p = 0, against the label corruption p, for
+  Inception, Alexnet and MLP 1x512 (flags/figure1/<model>_corrupt_<p>.cfg),
+  beside the paper's range; (c) test error at the end of those runs against
+  p, with Table 1's values at p = 0 and 1 as marks.
 * Figure 2: (a) test accuracy during training of small Inception with and
   without BatchNorm (flags/figure2/inception_bn.cfg, inception_nobn.cfg), the
-  shading up to the best-so-far accuracy being what early stopping could gain;
-  (b) final against best-during-training test accuracy for the Figure 2 runs
-  (including flags/figure2/inception_early_stopping.cfg) and any finished
-  Table 2 (ImageNet) run.
+  shading up to the best-so-far accuracy, the paper's final accuracies as
+  dashed lines; (b) final against best-during-training test accuracy for the
+  Figure 2 runs (including flags/figure2/inception_early_stopping.cfg) and
+  any finished Table 2 (ImageNet) run, the paper's values as black marks.
 
+Titles and captions say what is plotted and at what scale (training
+examples, epochs asked and run, steps), never what should be seen; step
+axes are in thousands beyond 5,000 steps; legends sit under the panels.
 Missing, running, interrupted, failed and diverged runs are listed under each
-panel, never drawn as numbers. When no run under DIR matches any condition
-of the figures asked for, the tool says so on stderr and exits 1, writing
-nothing. Needs matplotlib (Agg, imported only to draw), not TensorFlow.
+panel, never drawn as numbers; a panel with nothing to draw says "no runs".
+When no run under DIR matches any condition of the figures asked for, the
+tool says so on stderr and exits 1, writing nothing. Needs matplotlib (Agg,
+imported only to draw), not TensorFlow.
 """
 
 from __future__ import annotations

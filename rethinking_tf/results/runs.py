@@ -30,6 +30,9 @@ STATUSES = ('finished', 'running', 'incomplete', 'diverged', 'failed', 'missing'
 CONFIG, RESULTS, METRICS, FAILED = (rundir_lib.CONFIG, rundir_lib.RESULTS, rundir_lib.METRICS,
                                     rundir_lib.FAILED)
 REUSED = 'reused_from.txt'  # written by the sweep runner for a copied run
+# Window means of the training loss and accuracy every --log_every_steps steps
+# (columns step, epoch, train_loss, train_accuracy), when the run logged them.
+STEPS = 'steps.csv'
 # The flagfiles of the rows and conditions: flags/ of the checkout holding this package.
 FLAGS_DIR = os.path.join(
     os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), 'flags')
@@ -46,7 +49,7 @@ DEFINING = ('model', 'labels', 'corrupt_prob', 'inputs', 'random_crop', 'augment
 TUNING = ('learning_rate', 'lr_decay', 'momentum', 'batch_size', 'bn_momentum', 'fit_threshold')
 SCALE = ('dataset', 'data_dir', 'train_size', 'test_size', 'epochs', 'lr_decay_steps', 'precision',
          'seed', 'steps_per_execution', 'image_cache', 'quiet', 'verbose', 'logdir', 'overwrite',
-         'strategy', 'num_cpu_devices')
+         'strategy', 'num_cpu_devices', 'log_every_steps')
 
 
 def paper_learning_rate(model: str) -> float:
@@ -114,6 +117,7 @@ class Run:
   metrics: list[dict] = dataclasses.field(default_factory=list)
   failure: str = ''
   copy: bool = False  # outputs copied from an identical run (reused_from.txt)
+  steps: list[dict] = dataclasses.field(default_factory=list)  # steps.csv rows, if any
 
   @property
   def epochs_done(self) -> int:
@@ -168,6 +172,36 @@ class Run:
             f'{self.epochs_done}/{target if target is not None else "?"} ep'
             f'{precision_text}{tuning_text}')
 
+  def loss_curve(self) -> tuple[list[tuple[float, float]], str]:
+    """Training loss against steps (Figure 1a) and its resolution.
+
+    From steps.csv when the run has it (resolution e.g. '50-step window
+    (steps.csv)'), else from metrics.csv ('epoch (metrics.csv)': each epoch's
+    running mean).
+    """
+    for rows, source in ((self.steps, 'steps'), (self.metrics, 'epochs')):
+      points = [(r['step'], r['train_loss'])
+                for r in rows
+                if isinstance(r.get('step'), float) and isinstance(r.get('train_loss'), float)]
+      if points and source == 'steps':
+        return points, f'{self.log_every_steps(points):,}-step window (steps.csv)'
+      if points:
+        return points, 'epoch (metrics.csv)'
+    return [], 'no data'
+
+  def log_every_steps(self, points: Sequence[tuple[float, float]] = ()) -> int:
+    """The steps.csv window: --log_every_steps, else the first row's step."""
+    return self.int_setting('log_every_steps') or (int(points[0][0]) if points else 0)
+
+  def steps_to_loss(self, loss: float) -> tuple[int | None, str]:
+    """(first step whose training loss is <= `loss`, the resolution it was read at).
+
+    Figure 1a's convergence measure: read from steps.csv when the run has
+    it, else from the per-epoch means of metrics.csv; None if never reached.
+    """
+    points, resolution = self.loss_curve()
+    return next((int(s) for s, l in points if l <= loss), None), resolution
+
   def label(self) -> str:
     """What to print instead of a number when the run is not finished."""
     if self.status in ('running', 'incomplete'):
@@ -208,6 +242,7 @@ def read_run(rundir: str, name: str | None = None) -> Run | None:
     return run
   run.copy = os.path.exists(os.path.join(rundir, REUSED))
   run.metrics = rundir_lib.read_metrics(os.path.join(rundir, METRICS))
+  run.steps = rundir_lib.read_metrics(os.path.join(rundir, STEPS))
   results_path = os.path.join(rundir, RESULTS)
   failed_path = os.path.join(rundir, FAILED)
   if os.path.exists(results_path):
