@@ -237,6 +237,8 @@ class Peer:
         'version': torch.__version__,
         'threads': self.threads,
         'interop_threads': torch.get_num_interop_threads(),
+        # OpenMP's threads spin at barriers by default; PASSIVE sleeps (for shared machines).
+        'omp_wait_policy': os.environ.get('OMP_WAIT_POLICY', 'default'),
         'layout': 'channels_last' if self.layout == torch.channels_last else 'contiguous',
         'trainable_params': trainable_params(self.model),
         'cpu_capability': torch.backends.cpu.get_cpu_capability(),
