@@ -10,7 +10,7 @@
 
 Prints a table (models, input pipeline per randomization, targets with
 PASS/FAIL), then one JSON object on the last line. What each number includes
-is documented in `rethinking_tf/benchmark.py`; results in docs/performance.md.
+is documented in `rethinking_tf/benchmark/__init__.py`; results in docs/performance.md.
 """
 
 from __future__ import annotations
