@@ -34,6 +34,11 @@ def test_benchmark_last_line_json():
   for key in ('matmul_flops_per_second', 'pipeline_images_per_second'):
     assert result[key] > 0, key
   assert isinstance(result['randomization_overhead'], float)
+  c = r['epoch_costs']  # the per-epoch work outside the step, each part alone
+  assert min(c['train_eval_seconds'], c['test_seconds'], c['checkpoint_seconds']) > 0
+  assert 'peer_ratio' not in r  # no --peer
+  assert not any('matmul peak' in t for t in result['checks_failed'])  # not a target
+  assert any(line.split()[:2] == ['model', 'precision'] and 'train-eval' in line for line in lines)
   b = result['breakdown']['mlp_1x64']
   assert set(b['phases_seconds']) == {'forward', 'forward_and_gradients', 'update', 'step'}
   assert set(b['seconds_by_type']) == {'Flatten', 'Dense'}

@@ -6,14 +6,16 @@
     python tools/benchmark.py --precision=float32,mixed_bfloat16 --accuracy_epochs=10
     python tools/benchmark.py --dataset=image_folder --data_dir=/path/cifar10-jpeg
     python tools/benchmark.py --models=alexnet --breakdown   # where a step goes
+    python tools/benchmark.py --quick --peer=pytorch   # beside PyTorch (a python with torch)
 
 Prints a table (models, input pipeline per randomization, targets with
 PASS/FAIL), then one JSON object on the last line. What each number includes
-is documented in `rethinking_tf/benchmark.py`; results in docs/performance.md.
+is documented in `rethinking_tf/benchmark/__init__.py`; results in docs/performance.md.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
@@ -84,6 +86,10 @@ flags.DEFINE_bool(
     'layer timed alone (forward, forward+backward) and the step\'s phases '
     '(forward, gradients, optimizer update). Adds about 30 s for small '
     'Alexnet, minutes for small Inception.')
+flags.DEFINE_enum(
+    'peer', None, ['pytorch'], 'Also train each model in this library, in the same run, '
+    'alternating epoch by epoch with ours, and report ours / theirs (needs torch importable; '
+    'never a dependency of the package).')
 flags.DEFINE_string('json_out', None, 'Also write the full results here.')
 flags.DEFINE_list(
     'conv_shapes', None, 'Instead of the models: training GFLOP/s of a '
@@ -109,6 +115,15 @@ def _shapes(flag: str, spelling: str) -> list[tuple[int, ...]]:
     except (ValueError, AssertionError):
       _fail(f'--{flag}: {text}; allowed: {spelling} with positive integers')
   return out
+
+
+def _importable(module: str) -> bool:
+  """Whether `module` imports (a missing or broken install is not importable)."""
+  try:
+    importlib.import_module(module)
+  except (ImportError, OSError):
+    return False
+  return True
 
 
 def _epochs_and_size(name: str, available: int) -> tuple[int | None, int, int]:
@@ -151,6 +166,11 @@ def main(argv):
     _fail('--dataset=image_folder needs --data_dir; allowed: the root of a '
           '<data_dir>/{train,test}/<class>/<image> tree')
 
+  if FLAGS.peer == 'pytorch' and not _importable('torch'):
+    _fail('--peer=pytorch: torch is not importable by this python; allowed: a python that '
+          'imports torch (not a dependency of the package; e.g. python3 -m venv '
+          '--system-site-packages /tmp/venv_torch && /tmp/venv_torch/bin/pip install torch, '
+          'then /tmp/venv_torch/bin/python tools/benchmark.py --peer=pytorch)')
   shapes = _shapes('gemm_shapes', 'MxKxN')
   convs = _shapes('conv_shapes', 'HxCINxCOUTxK')
   if FLAGS.json_out:
@@ -196,8 +216,8 @@ def main(argv):
             f'  {r["flops_per_second"] / 1e9:8.1f}')
     print(json.dumps({'gemm_flops_per_second': rates}))
     return
-  from rethinking_tf.training import distribute  # pylint: disable=g-import-not-at-top
-  strategy = distribute.make_strategy(FLAGS.strategy, FLAGS.num_cpu_devices)
+  from rethinking_tf.benchmark import suite  # pylint: disable=g-import-not-at-top
+  strategy = suite.make_strategy(FLAGS.strategy, FLAGS.num_cpu_devices)
   if replicas is None:  # GPUs: counted by TensorFlow.
     cli.check_batch_split(FLAGS.batch_size, strategy.num_replicas_in_sync)
 
@@ -221,6 +241,11 @@ def main(argv):
                                 random_crop=crop,
                                 dataset=FLAGS.dataset,
                                 data_dir=FLAGS.data_dir))
+  peer = None
+  if FLAGS.peer == 'pytorch':
+    from rethinking_tf.benchmark import peer_pytorch  # pylint: disable=g-import-not-at-top
+    threads = FLAGS.intra_op_threads or peer_pytorch.default_threads()  # as TensorFlow's
+    peer = lambda *args, **kwargs: peer_pytorch.Peer(*args, threads=threads, **kwargs)
   batches = FLAGS.pipeline_batches or (100 if FLAGS.quick else 200)
   results = benchmark.run(cases,
                           strategy,
@@ -228,7 +253,8 @@ def main(argv):
                           pipeline_train_size=FLAGS.train_size or None,
                           accuracy_epochs=FLAGS.accuracy_epochs,
                           pipeline_modes=FLAGS.pipeline_modes,
-                          breakdown=FLAGS.breakdown)
+                          breakdown=FLAGS.breakdown,
+                          peer=peer)
   results['command'] = ' '.join(sys.argv)
   if FLAGS.json_out:
     with open(FLAGS.json_out, 'w') as f:
