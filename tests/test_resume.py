@@ -219,3 +219,20 @@ def test_stop_between_checkpoint_and_metrics_recomputes_the_row(tmp_path):
   assert _metrics(tmp_path / 'resumed') == _metrics(tmp_path / 'straight')
   assert _csv(tmp_path / 'resumed' / 'steps.csv') == _csv(tmp_path / 'straight' / 'steps.csv')
   assert (tmp_path / 'resumed' / 'initial.weights.h5').stat().st_mtime_ns == first
+
+
+def test_a_run_started_before_a_setting_existed_resumes(tmp_path):
+  """config.json without `log_every_steps` matches its default, not another value."""
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  import json  # pylint: disable=g-import-not-at-top
+  from rethinking_tf.training import config as config_lib  # pylint: disable=g-import-not-at-top
+  from rethinking_tf.training import rundir  # pylint: disable=g-import-not-at-top
+  config = config_lib.TrainConfig(logdir=str(tmp_path), dataset='digits')
+  rundir.prepare_logdir(config, None)
+  settings = json.loads((tmp_path / 'config.json').read_text())
+  del settings['log_every_steps']
+  (tmp_path / 'config.json').write_text(json.dumps(settings))
+  rundir.prepare_logdir(config, None)
+  (tmp_path / 'config.json').write_text(json.dumps(settings))
+  with pytest.raises(rundir.RunExists, match='log_every_steps'):
+    rundir.prepare_logdir(dataclasses.replace(config, log_every_steps=5), None)

@@ -441,3 +441,37 @@ def test_initial_weights_steps_csv_and_event_directories(tmp_path):
   gap = results['train_accuracy'] - results['test_accuracy']
   assert root['gap'] == [(2, pytest.approx(gap))]
   assert not any('global_step' in tags for tags in (root, train, train_eval, test))
+
+
+@pytest.mark.slow
+def test_tensorboard_overlays_train_and_test_accuracy(tmp_path):
+  """TensorBoard itself, over its HTTP API (127.0.0.1, stopped by the test):
+  the run's splits are runs with the same `accuracy` tag, so one chart."""
+  import urllib.request  # pylint: disable=g-import-not-at-top
+  logdir = tmp_path / 'runs' / 'one'
+  proc = run_module(TRAIN, *TINY, '--epochs=1', '--log_every_steps=2', f'--logdir={logdir}')
+  assert proc.returncode == 0, proc.stderr
+  (port,) = _free_ports(1)
+  board = subprocess.Popen([
+      sys.executable, '-m', 'tensorboard.main', f'--logdir={tmp_path / "runs"}', '--host=127.0.0.1',
+      f'--port={port}', '--load_fast=false'
+  ],
+                           stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+  try:
+    deadline, tags = time.time() + 90, {}
+    while time.time() < deadline and not tags.get('one/test'):
+      try:
+        with urllib.request.urlopen(f'http://127.0.0.1:{port}/data/plugin/scalars/tags',
+                                    timeout=5) as r:
+          tags = json.load(r)
+      except OSError:
+        time.sleep(1)
+  finally:
+    board.kill()
+    board.wait()
+  assert {'one/train', 'one/train_eval', 'one/test'} <= set(tags), tags
+  for run in ('one/train', 'one/train_eval', 'one/test'):
+    assert {'loss', 'accuracy'} <= set(tags[run]), run
+  assert {'batch_loss', 'batch_accuracy', 'learning_rate'} <= set(tags['one/train'])
+  assert not any('global_step' in t for run in tags.values() for t in run)

@@ -14,6 +14,7 @@ settings.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import shutil
@@ -143,6 +144,14 @@ def prepare_logdir(config: TrainConfig, flagfile: str | None) -> None:
     with open(settings_path) as f:
       previous = json.load(f)
     current = json.loads(json.dumps(settings))  # As config.json stores it.
+    # A setting added since the run started counts as its default.
+    defaults = {f.name: f.default for f in dataclasses.fields(config)}
+    previous = {
+        **{
+            k: v for k, v in defaults.items() if k in current and k not in previous
+        },
+        **previous
+    }
     diff = sorted(k for k in set(previous) | set(current)
                   if k not in ignore and previous.get(k) != current.get(k))
     if diff:
