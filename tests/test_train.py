@@ -80,7 +80,7 @@ def test_mirrored_on_two_logical_cpus_matches_default(tmp_path):
   # train-eval pass's last batch hold 1 example, fewer than the 2 replicas.
   args = [
       '--dataset=digits', '--train_size=1001', '--model=mlp_1x64', '--batch_size=50', '--quiet',
-      '--epochs=2', '--labels=random', '--steps_per_execution=8'
+      '--epochs=2', '--labels=random', '--steps_per_execution=8', '--log_every_steps=5'
   ]
   one = run_module(TRAIN, *args, f'--logdir={tmp_path}/one')
   two = run_module(TRAIN, *args, '--strategy=mirrored', '--num_cpu_devices=2',
@@ -100,6 +100,14 @@ def test_mirrored_on_two_logical_cpus_matches_default(tmp_path):
     for k in a:
       if k not in ('epoch', 'step', 'seconds'):
         assert float(b[k]) == pytest.approx(float(a[k]), rel=1e-4, abs=1e-6), k
+  # steps.csv: windows of 5 steps (one spans the epochs' end), summed over replicas.
+  steps1 = list(csv.DictReader(open(f'{tmp_path}/one/steps.csv')))
+  steps2 = list(csv.DictReader(open(f'{tmp_path}/two/steps.csv')))
+  assert [r['step'] for r in steps2] == [str(5 * i) for i in range(1, 9)]
+  for a, b in zip(steps1, steps2, strict=True):
+    assert a['epoch'] == b['epoch']
+    for k in ('train_loss', 'train_accuracy'):
+      assert float(b[k]) == pytest.approx(float(a[k]), rel=1e-4, abs=1e-6), k
 
 
 @pytest.mark.slow

@@ -26,9 +26,9 @@ Resume is exact: the epoch and step come from the checkpoint's step counter
 beyond it are dropped, and an epoch whose checkpoint was saved but whose
 metrics row was not gets the row recomputed by evaluation from the restored
 state. An epoch's end writes its summaries, then the checkpoint, then
-metrics.csv (atomically), so any kill leaves a consistent pair (a kill
-between the summaries and the checkpoint repeats that epoch's points, with
-the same values, in TensorBoard).
+metrics.csv (atomically), so any kill leaves a consistent pair (TensorBoard
+points written after the last checkpoint are written again on resume, with
+the same values).
 
 SGD with momentum 0.9; the learning rate is multiplied by `lr_decay` every
 epoch (appendix A), or every `lr_decay_steps` steps when that is set, so
