@@ -475,9 +475,24 @@ def test_tensorboard_overlays_train_and_test_accuracy(tmp_path):
           tags = json.load(r)
       except OSError:
         time.sleep(1)
+    # The hparams tab: the run's final accuracies and gap as metrics.
+    request = urllib.request.Request(f'http://127.0.0.1:{port}/data/plugin/hparams/experiment',
+                                     data=json.dumps({
+                                         'experimentName': ''
+                                     }).encode(),
+                                     headers={
+                                         'Content-Type': 'application/json',
+                                         'X-XSRF-Protected': '1'
+                                     })
+    with urllib.request.urlopen(request, timeout=10) as r:
+      experiment = json.load(r)
   finally:
     board.kill()
     board.wait()
+  metrics = {(m['name'].get('group', ''), m['name']['tag']) for m in experiment['metricInfos']}
+  assert {('', 'test_accuracy'), ('', 'train_accuracy'), ('', 'gap'),
+          ('test', 'accuracy')} <= metrics
+  assert {h['name'] for h in experiment['hparamInfos']} >= {'model', 'corrupt_prob', 'seed'}
   assert {'one/train', 'one/train_eval', 'one/test'} <= set(tags), tags
   for run in ('one/train', 'one/train_eval', 'one/test'):
     assert {'loss', 'accuracy'} <= set(tags[run]), run
