@@ -139,6 +139,12 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
                        'runs the steps left). 0 = min(32, steps per epoch).',
                        lower_bound=0,
                        flag_values=flag_values)
+  flags.DEFINE_integer('log_every_steps',
+                       0, 'Every this many steps, write the training loss and accuracy '
+                       'over those steps (training mode) to <logdir>/steps.csv and '
+                       'TensorBoard (train/batch_loss, train/batch_accuracy); 0 = off.',
+                       lower_bound=0,
+                       flag_values=flag_values)
   flags.DEFINE_enum('precision',
                     'float32',
                     list(registry.PRECISIONS),
@@ -228,6 +234,7 @@ def main(argv: list[str]) -> None:
                                   fit_threshold=FLAGS.fit_threshold,
                                   stop_on_fit=FLAGS.stop_on_fit,
                                   steps_per_execution=FLAGS.steps_per_execution,
+                                  log_every_steps=FLAGS.log_every_steps,
                                   precision=FLAGS.precision,
                                   overwrite=FLAGS.overwrite,
                                   test_size=FLAGS.test_size or None,

@@ -42,17 +42,12 @@ def test_default_strategy_writes_everything(tmp_path):
   assert [r['epoch'] for r in rows] == ['1', '2'] and [r['step'] for r in rows] == ['4', '8']
   assert float(rows[1]['learning_rate']) == pytest.approx(0.01 * 0.95)
   assert os.listdir(os.path.join(logdir, 'checkpoints'))
-  events = [f for f in os.listdir(logdir) if f.startswith('events.out.tfevents')]
-  assert events
-  # The event file holds the split-prefixed scalars and an hparams record.
-  from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top
-  acc = event_accumulator.EventAccumulator(logdir, size_guidance={'tensors': 0})
-  acc.Reload()
-  tags = set(acc.Tags()['tensors'])
-  assert {
-      'train/loss', 'train/accuracy', 'test/loss', 'test/accuracy', 'train_eval/accuracy',
-      'learning_rate', '_hparams_/session_start_info'
-  } <= tags
+  # One event directory per split, the same tags in each, and an hparams record.
+  assert {'train', 'train_eval', 'test'} <= set(os.listdir(logdir))
+  assert {'loss', 'accuracy', 'learning_rate'} <= set(_events(os.path.join(logdir, 'train')))
+  for split in ('train_eval', 'test'):
+    assert {'loss', 'accuracy', 'top5_accuracy'} <= set(_events(os.path.join(logdir, split)))
+  assert '_hparams_/session_start_info' in _events(logdir)
   # The stored flagfile repeats the run.
   flagfile = open(os.path.join(logdir, 'flags.cfg')).read()
   assert '--corrupt_prob=0.5' in flagfile and '--model=mlp_1x64' in flagfile
@@ -85,7 +80,7 @@ def test_mirrored_on_two_logical_cpus_matches_default(tmp_path):
   # train-eval pass's last batch hold 1 example, fewer than the 2 replicas.
   args = [
       '--dataset=digits', '--train_size=1001', '--model=mlp_1x64', '--batch_size=50', '--quiet',
-      '--epochs=2', '--labels=random', '--steps_per_execution=8'
+      '--epochs=2', '--labels=random', '--steps_per_execution=8', '--log_every_steps=5'
   ]
   one = run_module(TRAIN, *args, f'--logdir={tmp_path}/one')
   two = run_module(TRAIN, *args, '--strategy=mirrored', '--num_cpu_devices=2',
@@ -105,6 +100,14 @@ def test_mirrored_on_two_logical_cpus_matches_default(tmp_path):
     for k in a:
       if k not in ('epoch', 'step', 'seconds'):
         assert float(b[k]) == pytest.approx(float(a[k]), rel=1e-4, abs=1e-6), k
+  # steps.csv: windows of 5 steps (one spans the epochs' end), summed over replicas.
+  steps1 = list(csv.DictReader(open(f'{tmp_path}/one/steps.csv')))
+  steps2 = list(csv.DictReader(open(f'{tmp_path}/two/steps.csv')))
+  assert [r['step'] for r in steps2] == [str(5 * i) for i in range(1, 9)]
+  for a, b in zip(steps1, steps2, strict=True):
+    assert a['epoch'] == b['epoch']
+    for k in ('train_loss', 'train_accuracy'):
+      assert float(b[k]) == pytest.approx(float(a[k]), rel=1e-4, abs=1e-6), k
 
 
 @pytest.mark.slow
@@ -370,3 +373,128 @@ def test_multi_worker_two_local_processes(tmp_path):
   single = json.load(open(os.path.join(one, 'results.json')))
   assert abs(chief['test_accuracy'] - single['test_accuracy']) <= 0.02
   assert chief['train_loss'] == pytest.approx(single['train_loss'], rel=1e-3)
+
+
+def _events(directory):
+  """{tag: [(step, value)]} of one event directory (value None when not a scalar)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top
+  acc = event_accumulator.EventAccumulator(str(directory), size_guidance={'tensors': 0})
+  acc.Reload()
+  value = lambda a: float(a) if a.shape == () and a.dtype.kind == 'f' else None
+  return {
+      tag: [(e.step, value(tf.make_ndarray(e.tensor_proto))) for e in acc.Tensors(tag)]
+      for tag in acc.Tags()['tensors']
+  }
+
+
+def test_initial_weights_steps_csv_and_event_directories(tmp_path):
+  """One in-process run (digits, 4 steps an epoch, a row every 2 steps): the
+  initial weights, steps.csv's windows and the per-split event directories."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from rethinking_tf import models  # pylint: disable=g-import-not-at-top
+  from rethinking_tf.training import config as config_lib  # pylint: disable=g-import-not-at-top
+  from rethinking_tf.training import trainer  # pylint: disable=g-import-not-at-top
+  config = config_lib.TrainConfig(logdir=str(tmp_path),
+                                  dataset='digits',
+                                  train_size=200,
+                                  batch_size=50,
+                                  model='mlp_1x64',
+                                  epochs=2,
+                                  log_every_steps=2,
+                                  verbose=False)
+  results = trainer.run(config)
+  # initial.weights.h5: the weights before the first step, not the final ones.
+  fresh = models.build('mlp_1x64', (28, 28, 3), 10, seed=0)
+  initial = models.build('mlp_1x64', (28, 28, 3), 10, seed=7)
+  initial.load_weights(str(tmp_path / 'initial.weights.h5'))
+  for a, b in zip(fresh.get_weights(), initial.get_weights()):
+    np.testing.assert_array_equal(a, b)
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  reader = tf.train.load_checkpoint(str(tmp_path / 'checkpoints'))
+  trained = [
+      reader.get_tensor(k)
+      for k, shape in reader.get_variable_to_shape_map().items()
+      if len(shape) == 2  # the kernels (and their momenta)
+  ]
+  assert len(trained) >= 2 and not any(
+      np.array_equal(t, w) for t in trained for w in initial.get_weights())
+  # steps.csv: exactly these columns; two windows of 2 steps per epoch, whose
+  # example-weighted mean is the epoch's running training loss.
+  with open(tmp_path / 'steps.csv') as f:
+    assert f.readline().strip() == 'step,epoch,train_loss,train_accuracy'
+  steps = list(csv.DictReader(open(tmp_path / 'steps.csv')))
+  assert [(r['step'], r['epoch']) for r in steps] == [('2', '1'), ('4', '1'), ('6', '2'),
+                                                      ('8', '2')]
+  rows = _rows(tmp_path)
+  for epoch, row in enumerate(rows):
+    pair = steps[2 * epoch:2 * epoch + 2]
+    for key in ('train_loss', 'train_accuracy'):
+      mean = (float(pair[0][key]) + float(pair[1][key])) / 2  # 100 examples each
+      assert mean == pytest.approx(float(row[key]), rel=1e-5), key
+  # TensorBoard, as Keras' callback lays it out: one directory per split.
+  root = _events(tmp_path)
+  train, train_eval, test = (_events(tmp_path / d) for d in ('train', 'train_eval', 'test'))
+  assert set(train) == {'loss', 'accuracy', 'learning_rate', 'batch_loss', 'batch_accuracy'}
+  assert set(train_eval) == set(test) == {'loss', 'accuracy', 'top5_accuracy'}
+  assert [s for s, _ in test['accuracy']] == [1, 2]
+  assert test['accuracy'][-1][1] == pytest.approx(results['test_accuracy'])
+  assert train_eval['loss'][0][1] == pytest.approx(float(rows[0]['train_eval_loss']))
+  assert [s for s, _ in train['batch_loss']] == [2, 4, 6, 8]
+  assert [v for _, v in train['batch_loss']
+         ] == pytest.approx([float(r['train_loss']) for r in steps])
+  assert train['learning_rate'][1][1] == pytest.approx(0.01 * 0.95)
+  assert '_hparams_/session_start_info' in root
+  assert {'test_accuracy', 'train_accuracy', 'gap'} <= set(root)
+  gap = results['train_accuracy'] - results['test_accuracy']
+  assert root['gap'] == [(2, pytest.approx(gap))]
+  assert not any('global_step' in tags for tags in (root, train, train_eval, test))
+
+
+@pytest.mark.slow
+def test_tensorboard_overlays_train_and_test_accuracy(tmp_path):
+  """TensorBoard itself, over its HTTP API (127.0.0.1, stopped by the test):
+  the run's splits are runs with the same `accuracy` tag, so one chart."""
+  import urllib.request  # pylint: disable=g-import-not-at-top
+  logdir = tmp_path / 'runs' / 'one'
+  proc = run_module(TRAIN, *TINY, '--epochs=1', '--log_every_steps=2', f'--logdir={logdir}')
+  assert proc.returncode == 0, proc.stderr
+  (port,) = _free_ports(1)
+  board = subprocess.Popen([
+      sys.executable, '-m', 'tensorboard.main', f'--logdir={tmp_path / "runs"}', '--host=127.0.0.1',
+      f'--port={port}', '--load_fast=false'
+  ],
+                           stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+  try:
+    deadline, tags = time.time() + 90, {}
+    while time.time() < deadline and not tags.get('one/test'):
+      try:
+        with urllib.request.urlopen(f'http://127.0.0.1:{port}/data/plugin/scalars/tags',
+                                    timeout=5) as r:
+          tags = json.load(r)
+      except OSError:
+        time.sleep(1)
+    # The hparams tab: the run's final accuracies and gap as metrics.
+    request = urllib.request.Request(f'http://127.0.0.1:{port}/data/plugin/hparams/experiment',
+                                     data=json.dumps({
+                                         'experimentName': ''
+                                     }).encode(),
+                                     headers={
+                                         'Content-Type': 'application/json',
+                                         'X-XSRF-Protected': '1'
+                                     })
+    with urllib.request.urlopen(request, timeout=10) as r:
+      experiment = json.load(r)
+  finally:
+    board.kill()
+    board.wait()
+  metrics = {(m['name'].get('group', ''), m['name']['tag']) for m in experiment['metricInfos']}
+  assert {('', 'test_accuracy'), ('', 'train_accuracy'), ('', 'gap'),
+          ('test', 'accuracy')} <= metrics
+  assert {h['name'] for h in experiment['hparamInfos']} >= {'model', 'corrupt_prob', 'seed'}
+  assert {'one/train', 'one/train_eval', 'one/test'} <= set(tags), tags
+  for run in ('one/train', 'one/train_eval', 'one/test'):
+    assert {'loss', 'accuracy'} <= set(tags[run]), run
+  assert {'batch_loss', 'batch_accuracy', 'learning_rate'} <= set(tags['one/train'])
+  assert not any('global_step' in t for run in tags.values() for t in run)

@@ -46,6 +46,7 @@ class TrainConfig:
   fit_threshold: float = 1.0
   stop_on_fit: bool = False
   steps_per_execution: int = 0  # 0 = auto_steps_per_execution
+  log_every_steps: int = 0  # steps.csv every N steps; 0 = off
   precision: str = 'float32'
   image_cache: bool = True  # Cache an image_folder's decoded arrays.
   overwrite: bool = False

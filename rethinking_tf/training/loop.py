@@ -22,8 +22,9 @@ One `Loop` holds a model, its optimizer (SGD with momentum, appendix A) and a
 
 The running training sums (loss, correct, count) live in sync-on-read
 variables: `train_metrics()` reads them summed over replicas and workers,
-`reset_train_metrics()` zeroes them. The step counter is the optimizer's
-`iterations`, which the trainer's checkpoint holds.
+`reset_train_metrics()` zeroes them; `train_variables` gives them to the
+trainer's checkpoint, so that an epoch's training averages survive a restart.
+The step counter is the optimizer's `iterations`, which the checkpoint holds.
 """
 
 from __future__ import annotations
@@ -61,6 +62,23 @@ def replica_slices(ds: tf.data.Dataset, context: tf.distribute.InputContext) -> 
   return ds.flat_map(split)
 
 
+def seed_states(model: keras.Model) -> dict[str, keras.Variable]:
+  """The state of every layer's `keras.random.SeedGenerator` (dropout's masks),
+  keyed by the layer's position (names vary within a process): a
+  `tf.train.Checkpoint` of the model does not track them."""
+  states = {}
+
+  def visit(layers, prefix):
+    for i, layer in enumerate(layers):
+      for name, value in sorted(vars(layer).items()):
+        if isinstance(value, keras.random.SeedGenerator):
+          states[f'{prefix}{i}_{type(layer).__name__}_{name}'] = value.state
+      visit(getattr(layer, 'layers', []), f'{prefix}{i}_')
+
+  visit(model.layers, '')
+  return states
+
+
 class _Sums:
   """Sync-on-read sums of loss, top-1 and top-5 hits and examples."""
 
@@ -77,6 +95,11 @@ class _Sums:
   def reset(self) -> None:
     for v in self.variables:
       v.assign(0.0)  # cross-replica: every replica's copy becomes 0
+
+  def totals(self) -> tuple[float, float, float]:
+    """(loss sum, top-1 hits, examples), summed over replicas."""
+    return float(self.loss.read_value()), float(self.correct.read_value()), float(
+        self.count.read_value())
 
   def read(self) -> dict[str, float]:
     loss, correct, top5, count = (float(v.read_value()) for v in self.variables)
@@ -157,6 +180,16 @@ class Loop:
   def train_metrics(self) -> dict[str, float]:
     """Running training loss and accuracy since the last reset (training mode)."""
     return self._train_sums.read()
+
+  def train_totals(self) -> tuple[float, float, float]:
+    """The running training sums since the last reset: (loss sum, hits, examples)."""
+    return self._train_sums.totals()
+
+  @property
+  def train_variables(self) -> dict[str, tf.Variable]:
+    """The running training sums' variables by name, for a checkpoint."""
+    s = self._train_sums
+    return {'loss_sum': s.loss, 'correct': s.correct, 'top5_correct': s.top5, 'count': s.count}
 
   def _eval_step(self, x, y, n) -> None:
     del n

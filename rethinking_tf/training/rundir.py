@@ -1,9 +1,12 @@
 """A run's directory, written by the trainer and read by the tools (section 2).
 
 One module for its files: `config.json` (the settings; a logdir holding one
-is a run), `metrics.csv` (one row per epoch), `results.json` (the final
-numbers, only for a finished run), `failed.txt` (the error of a failed run),
-`flags.cfg` (the resolved flagfile) and `checkpoints/`. `prepare_logdir`
+is a run), `metrics.csv` (one row per epoch), `steps.csv` (one row per
+`log_every_steps` steps), `initial.weights.h5` (the weights before the first
+step), `results.json` (the final numbers, only for a finished run),
+`failed.txt` (the error of a failed run), `flags.cfg` (the resolved
+flagfile), `checkpoints/` and the event directories `train/`, `train_eval/`,
+`test/`. `prepare_logdir`
 claims a directory for a run, resuming an unfinished one with the same
 settings.
 """
@@ -11,6 +14,7 @@ settings.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import shutil
@@ -23,6 +27,9 @@ if TYPE_CHECKING:
 CONFIG, METRICS, RESULTS, FAILED, FLAGS_CFG, CHECKPOINTS = ('config.json', 'metrics.csv',
                                                             'results.json', 'failed.txt',
                                                             'flags.cfg', 'checkpoints')
+STEPS, INITIAL_WEIGHTS = 'steps.csv', 'initial.weights.h5'
+STEPS_FIELDS = ('step', 'epoch', 'train_loss', 'train_accuracy')
+_EVENT_DIRS = ('train', 'train_eval', 'test')
 CSV_FIELDS = ('epoch', 'step', 'learning_rate', 'train_loss', 'train_accuracy', 'train_eval_loss',
               'train_eval_accuracy', 'test_loss', 'test_accuracy', 'seconds',
               'train_eval_top5_accuracy', 'test_top5_accuracy')
@@ -76,6 +83,35 @@ def write_metrics(path: str, rows: list[dict[str, float]]) -> None:
   os.replace(tmp, path)
 
 
+def append_steps(path: str, row: dict[str, float]) -> None:
+  """Appends one steps.csv row (the header first, for a new file), in one write."""
+  line = ','.join(str(row[k]) for k in STEPS_FIELDS) + '\n'
+  if not os.path.exists(path):
+    line = ','.join(STEPS_FIELDS) + '\n' + line
+  with open(path, 'a') as f:
+    f.write(line)
+
+
+def read_steps(path: str) -> list[dict[str, float]]:
+  """steps.csv rows with step and epoch as ints ([] when the file is missing)."""
+  return [{
+      k: int(r[k]) if k in ('step', 'epoch') else r[k] for k in STEPS_FIELDS
+  } for r in read_metrics(path) if all(isinstance(r.get(k), float) for k in STEPS_FIELDS)]
+
+
+def truncate_steps(path: str, last_step: int) -> None:
+  """Drops the steps.csv rows after `last_step` (atomically; a run resuming from it)."""
+  if not os.path.exists(path):
+    return
+  rows = [r for r in read_steps(path) if r['step'] <= last_step]
+  tmp = path + '.tmp'
+  with open(tmp, 'w', newline='') as f:
+    writer = csv.DictWriter(f, STEPS_FIELDS, lineterminator='\n')
+    writer.writeheader()
+    writer.writerows(rows)
+  os.replace(tmp, path)
+
+
 def write_json(path: str, obj: Any) -> None:
   """Writes a JSON file (results.json, config.json) atomically."""
   tmp = path + '.tmp'
@@ -98,8 +134,8 @@ def prepare_logdir(config: TrainConfig, flagfile: str | None) -> None:
   if config.overwrite:
     for name in os.listdir(config.logdir):
       path = os.path.join(config.logdir, name)
-      if name in ('results.json', 'metrics.csv', 'config.json', 'failed.txt', 'flags.cfg',
-                  'checkpoints') or name.startswith('events.out.tfevents'):
+      if name in (RESULTS, METRICS, CONFIG, FAILED, FLAGS_CFG, CHECKPOINTS, STEPS, INITIAL_WEIGHTS,
+                  *_EVENT_DIRS) or name.startswith('events.out.tfevents'):
         shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
   elif os.path.exists(results):
     raise RunExists(f'--logdir={config.logdir} holds a finished run (results.json); '
@@ -108,6 +144,14 @@ def prepare_logdir(config: TrainConfig, flagfile: str | None) -> None:
     with open(settings_path) as f:
       previous = json.load(f)
     current = json.loads(json.dumps(settings))  # As config.json stores it.
+    # A setting added since the run started counts as its default.
+    defaults = {f.name: f.default for f in dataclasses.fields(config)}
+    previous = {
+        **{
+            k: v for k, v in defaults.items() if k in current and k not in previous
+        },
+        **previous
+    }
     diff = sorted(k for k in set(previous) | set(current)
                   if k not in ignore and previous.get(k) != current.get(k))
     if diff:

@@ -3,16 +3,32 @@
 `run(config)` trains one model on one (randomized) data set and writes to
 `config.logdir`:
 
-* `events.out.tfevents.*`: `train/loss`, `train/accuracy` (training-mode
-  running averages over the epoch), `train_eval/loss`, `train_eval/accuracy`
-  (an inference-mode pass over the whole randomized training set),
-  `test/loss`, `test/accuracy`, `learning_rate`; step = epoch. Plus an
-  hparams-plugin record.
-* `metrics.csv`: the same per epoch, with the global step and wall time.
-* `checkpoints/`: the model and optimizer after each epoch (the last two).
+* `train/`, `train_eval/`, `test/`: TensorBoard events, one directory per
+  split with the tags `loss`, `accuracy` (top-5 too for the evaluated
+  splits), step = epoch; `learning_rate` and, with `log_every_steps`, the
+  step-resolution `batch_loss` and `batch_accuracy` in `train/` (see
+  `summaries`); the hparams record in the logdir, written at the end.
+* `metrics.csv`: one row per epoch: the training-mode running averages over
+  the epoch, an inference-mode pass over the whole randomized training set
+  (`train_eval_*`) and over the test set, the global step and wall time.
+* `steps.csv` (with `log_every_steps` = N > 0): every N steps the training
+  loss and accuracy over the examples of those N steps (training mode).
+* `initial.weights.h5`: the weights before the first training step.
+* `checkpoints/`: the model, optimizer (its step counter), the dropout
+  layers' seed states and the epoch's running training sums, after each
+  epoch (the last two).
 * `results.json`: the final numbers, written only when the run finished.
 * `failed.txt`: the error of a run that failed; its first line is
   `diverged at epoch E, step S` for a run that diverged (below).
+
+Resume is exact: the epoch and step come from the checkpoint's step counter
+(checkpoints are written at epoch ends), rows of metrics.csv and steps.csv
+beyond it are dropped, and an epoch whose checkpoint was saved but whose
+metrics row was not gets the row recomputed by evaluation from the restored
+state. An epoch's end writes its summaries, then the checkpoint, then
+metrics.csv (atomically), so any kill leaves a consistent pair (TensorBoard
+points written after the last checkpoint are written again on resume, with
+the same values).
 
 SGD with momentum 0.9; the learning rate is multiplied by `lr_decay` every
 epoch (appendix A), or every `lr_decay_steps` steps when that is set, so
@@ -33,8 +49,6 @@ value), no checkpoint is saved for it and no results.json is written;
 
 from __future__ import annotations
 
-from __future__ import annotations
-
 import dataclasses
 import os
 import time
@@ -50,6 +64,8 @@ from rethinking_tf.data import pipeline as pipeline_lib
 from rethinking_tf import models
 from rethinking_tf.training import loop as loop_lib
 from rethinking_tf.training import rundir
+from rethinking_tf.training import steplog as steplog_lib
+from rethinking_tf.training import summaries as summaries_lib
 from rethinking_tf.training.config import TrainConfig, auto_steps_per_execution, versions
 from rethinking_tf.training.distribute import worker_dir
 from rethinking_tf.training.optimizer import MomentumSGD
@@ -65,15 +81,24 @@ class Diverged(RuntimeError):
 
 
 class EpochHooks:
-  """Called by `Trainer.train` around each epoch's end; a no-op by default.
+  """Called by `Trainer.train` during each epoch; a no-op by default.
 
-  `training_done(epoch, step)` runs right after the epoch's last training
-  step, before evaluation; `epoch_done(epoch, step, eval_seconds)` after the
-  epoch-end work (evaluation, summaries, checkpoint, metrics.csv), with the
-  seconds its two evaluation passes took. The benchmark times through these.
+  `steps_done(epoch, step)` runs after each training call (several steps),
+  `training_done(epoch, step)` right after the epoch's last training step,
+  before evaluation; `checkpoint_saved(epoch, step)` right after the epoch's
+  checkpoint, before metrics.csv; `epoch_done(epoch, step, eval_seconds)`
+  after the epoch-end work (evaluation, summaries, checkpoint, metrics.csv),
+  with the seconds its two evaluation passes took. The benchmark times
+  through these; the resume test kills a run in them.
   """
 
+  def steps_done(self, epoch: int, step: int) -> None:
+    del epoch, step
+
   def training_done(self, epoch: int, step: int) -> None:
+    del epoch, step
+
+  def checkpoint_saved(self, epoch: int, step: int) -> None:
     del epoch, step
 
   def epoch_done(self, epoch: int, step: int, eval_seconds: float) -> None:
@@ -85,8 +110,9 @@ class Trainer:
 
   def __init__(self, config: TrainConfig, strategy: tf.distribute.Strategy):
     self.config, self.strategy = config, strategy
-    self.csv_path = os.path.join(config.logdir, 'metrics.csv')
-    self.ckpt_dir = os.path.join(config.logdir, 'checkpoints')
+    self.csv_path = os.path.join(config.logdir, rundir.METRICS)
+    self.steps_path = os.path.join(config.logdir, rundir.STEPS)
+    self.ckpt_dir = os.path.join(config.logdir, rundir.CHECKPOINTS)
     self.start = time.time()
 
   def build(self, pipelines: pipeline_lib.Pipelines) -> None:
@@ -108,8 +134,16 @@ class Trainer:
     self.loop = loop_lib.Loop(self.strategy, self.model, self.optimizer)
     self.train_eval = self.loop.distribute(lambda: pipelines.train_eval)
     self.test = self.loop.distribute(lambda: pipelines.test)
+    self.summaries = summaries_lib.Summaries(c.logdir)
+    self.steplog = steplog_lib.StepLog(self.loop, self.summaries, self.steps_path,
+                                       c.log_every_steps)
+    # The optimizer's `iterations` is the step counter: the checkpoint holds it.
+    self.checkpoint = tf.train.Checkpoint(model=self.model,
+                                          optimizer=self.optimizer,
+                                          seeds=loop_lib.seed_states(self.model),
+                                          train_sums=self.loop.train_variables,
+                                          window=self.steplog.variables)
     self.manager = tf.train.CheckpointManager(self.checkpoint, self.ckpt_dir, 2)
-    self.writer = tf.summary.create_file_writer(c.logdir)
 
   def _build_model(self, pipelines: pipeline_lib.Pipelines, decay_steps: int) -> None:
     c = self.config
@@ -131,70 +165,85 @@ class Trainer:
       if c.precision == 'mixed_float16':  # float16 gradients need loss scaling
         self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
       self.optimizer.build(self.model.trainable_variables)
-      # The optimizer's `iterations` is the step counter: the checkpoint holds it.
-      self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer)
 
   def restore(self) -> int:
-    """Restores the last checkpoint; returns its epoch (0 for a new run)."""
+    """Restores the last checkpoint; returns its epoch (0 for a new run).
+
+    The epoch is the checkpoint's step counter over the steps per epoch; rows
+    after it are dropped, and its own row, when missing (a kill between the
+    checkpoint and metrics.csv), is recomputed by evaluation.
+    """
     rows = rundir.trainer_rows(self.csv_path)
     latest = self.manager.latest_checkpoint
-    if not latest:
-      self.rows = []
+    self.rows = []
+    if latest:
+      self.checkpoint.restore(latest).assert_existing_objects_matched()
+    step = self.loop.step
+    epoch, rest = divmod(step, self.p.steps_per_epoch)
+    if rest:
+      raise RuntimeError(f'{latest} holds step {step}, not the end of an epoch of '
+                         f'{self.p.steps_per_epoch} steps')
+    if not epoch:
+      rundir.truncate_steps(self.steps_path, 0)
       return 0
-    self.checkpoint.restore(latest).expect_partial()
-    steps = self.loop.step
-    self.rows = [r for r in rows if r['step'] <= steps]
+    self.rows = [r for r in rows if r['epoch'] <= epoch]
+    if [r['epoch'] for r in self.rows] == list(range(1, epoch)):
+      self.rows.append(self.epoch_row(epoch, self.loop.train_metrics()))
+      rundir.write_metrics(self.csv_path, self.rows)
+    elif [r['epoch'] for r in self.rows] != list(range(1, epoch + 1)):
+      raise RuntimeError(f'{self.csv_path} lacks rows before epoch {epoch} of {latest}')
+    rundir.truncate_steps(self.steps_path, step)
     self.start -= self.rows[-1]['seconds'] if self.rows else 0.0
-    return len(self.rows)
+    return epoch
 
   def evaluate(self, ds) -> tuple[float, float, float]:
     """(loss, top-1 accuracy, top-5 accuracy) in inference mode."""
     out = self.loop.evaluate(ds)
     return out['loss'], out['accuracy'], out['top5']
 
-  def end_epoch(self, epoch: int, train: dict[str, float]) -> tuple[bool, float]:
-    """Evaluates, logs and checkpoints; returns (stop, evaluation seconds)."""
-    c = self.config
+  def epoch_row(self, epoch: int, train: dict[str, float]) -> dict[str, float]:
+    """metrics.csv's row of an epoch: `train` (its running averages) and the
+    two evaluation passes of the current weights; `eval_seconds` is their time."""
     eval_start = time.perf_counter()
     train_eval = self.evaluate(self.train_eval)
     test = self.evaluate(self.test)
-    eval_seconds = time.perf_counter() - eval_start
+    self.eval_seconds = time.perf_counter() - eval_start
     step = self.loop.step
-    lr = float(self.schedule(max(step - 1, 0)))
-    row = dict(epoch=epoch,
-               step=step,
-               learning_rate=lr,
-               train_loss=train['loss'],
-               train_accuracy=train['accuracy'],
-               train_eval_loss=train_eval[0],
-               train_eval_accuracy=train_eval[1],
-               test_loss=test[0],
-               test_accuracy=test[1],
-               seconds=time.time() - self.start,
-               train_eval_top5_accuracy=train_eval[2],
-               test_top5_accuracy=test[2])
+    return dict(epoch=epoch,
+                step=step,
+                learning_rate=float(self.schedule(max(step - 1, 0))),
+                train_loss=train['loss'],
+                train_accuracy=train['accuracy'],
+                train_eval_loss=train_eval[0],
+                train_eval_accuracy=train_eval[1],
+                test_loss=test[0],
+                test_accuracy=test[1],
+                seconds=time.time() - self.start,
+                train_eval_top5_accuracy=train_eval[2],
+                test_top5_accuracy=test[2])
+
+  def end_epoch(self, epoch: int, train: dict[str, float], hooks: EpochHooks) -> tuple[bool, float]:
+    """Evaluates, then writes the summaries, the checkpoint and metrics.csv, in
+    that order; returns (stop, evaluation seconds)."""
+    c = self.config
+    row = self.epoch_row(epoch, train)
     self.rows.append(row)
-    with self.writer.as_default(step=epoch):
-      for split in ('train', 'train_eval', 'test'):
-        tf.summary.scalar(f'{split}/loss', row[f'{split}_loss'])
-        tf.summary.scalar(f'{split}/accuracy', row[f'{split}_accuracy'])
-      tf.summary.scalar('learning_rate', lr)
-      tf.summary.scalar('global_step', step)
-    self.writer.flush()
+    self.summaries.epoch(row)
     diverged = not all(np.isfinite(row[k]) for k in ('train_loss', 'train_eval_loss', 'test_loss'))
     if not diverged:  # A diverged epoch's weights are not worth resuming from.
       self.manager.save(checkpoint_number=epoch)
+      hooks.checkpoint_saved(epoch, row['step'])
     rundir.write_metrics(self.csv_path, self.rows)
     if c.verbose:
       print(
-          f'epoch {epoch:4d}/{c.epochs}  step {step:7d}  lr {lr:.5f}  '
+          f'epoch {epoch:4d}/{c.epochs}  step {row["step"]:7d}  lr {row["learning_rate"]:.5f}  '
           f'loss {row["train_loss"]:.4f}  train acc {row["train_accuracy"]:.4f}  '
           f'eval train acc {row["train_eval_accuracy"]:.4f}  '
           f'test acc {row["test_accuracy"]:.4f}  {row["seconds"]:.0f}s',
           flush=True)
     if diverged:
-      raise Diverged(epoch, step, self.csv_path)
-    return self.should_stop(), eval_seconds
+      raise Diverged(epoch, row['step'], self.csv_path)
+    return self.should_stop(), self.eval_seconds
 
   def fit_epoch(self) -> dict[str, int] | None:
     """The first epoch whose evaluated training accuracy reached the threshold."""
@@ -213,6 +262,13 @@ class Trainer:
       return len(self.rows) - 1 - best >= c.early_stopping_patience
     return False
 
+  def _save_initial_weights(self) -> None:
+    path = os.path.join(self.config.logdir, rundir.INITIAL_WEIGHTS)
+    if not os.path.exists(path):
+      tmp = path[:-len('.weights.h5')] + '.tmp.weights.h5'
+      self.model.save_weights(tmp)
+      os.replace(tmp, path)
+
   def train(self, hooks: EpochHooks | None = None) -> dict[str, Any]:
     """Trains the remaining epochs (resuming from the last checkpoint); the results."""
     c = self.config
@@ -221,30 +277,31 @@ class Trainer:
     if initial_epoch and c.verbose:
       print(f'resuming from epoch {initial_epoch} in {c.logdir}', flush=True)
     if initial_epoch == 0:
-      with self.writer.as_default():
-        from tensorboard.plugins.hparams import api as hp  # pylint: disable=g-import-not-at-top
-        hp.hparams(
-            {
-                k: v if isinstance(v, (bool, int, float, str)) else str(v)
-                for k, v in c.as_dict().items()
-            },
-            trial_id=os.path.basename(c.logdir))
+      self._save_initial_weights()
     fit_start, fit_steps = time.time(), 0
     if initial_epoch < c.epochs and not (initial_epoch and self.should_stop()):
-      steps_before = self.loop.step
+      step = steps_before = self.loop.step
       iterator = iter(self.loop.distribute(lambda: self.p.train(initial_epoch)))
       for epoch in range(initial_epoch + 1, c.epochs + 1):
         self.loop.reset_train_metrics()
-        for size in loop_lib.call_sizes(self.p.steps_per_epoch, self.steps_per_execution):
+        self.steplog.start_epoch()
+        for size in loop_lib.call_sizes(self.p.steps_per_epoch, self.steps_per_execution, step,
+                                        c.log_every_steps):
           self.loop.train(iterator, size)
+          step += size
+          self.steplog.after_call(epoch, step)
+          hooks.steps_done(epoch, step)
+        self.steplog.end_epoch(step)
         train = self.loop.train_metrics()  # also waits for the last step
         hooks.training_done(epoch, self.loop.step)
-        stop, eval_seconds = self.end_epoch(epoch, train)
+        stop, eval_seconds = self.end_epoch(epoch, train, hooks)
         hooks.epoch_done(epoch, self.loop.step, eval_seconds)
         if stop:
           break
       fit_steps = self.loop.step - steps_before
-    return self.results(fit_steps, time.time() - fit_start)
+    results = self.results(fit_steps, time.time() - fit_start)
+    self.summaries.hparams(c.as_dict(), results, trial_id=os.path.basename(c.logdir))
+    return results
 
   def results(self, fit_steps: int, fit_seconds: float) -> dict[str, Any]:
     """results.json's dict for the epochs in metrics.csv."""
@@ -299,13 +356,15 @@ def make_pipelines(config: TrainConfig) -> pipeline_lib.Pipelines:
 
 def run(config: TrainConfig,
         strategy: tf.distribute.Strategy | None = None,
-        flagfile: str | None = None) -> dict[str, Any]:
+        flagfile: str | None = None,
+        hooks: EpochHooks | None = None) -> dict[str, Any]:
   """Trains one run (resuming it if interrupted) and returns results.json's dict.
 
   Args:
     config: the run.
     strategy: a tf.distribute strategy (default: the default strategy).
     flagfile: text of the resolved flagfile to store as `flags.cfg`.
+    hooks: called during each epoch (`EpochHooks`).
   Raises:
     RunExists: the logdir holds a finished run or different settings.
     Diverged: a loss became non-finite (failed.txt's first line says where).
@@ -319,7 +378,7 @@ def run(config: TrainConfig,
   try:
     trainer = Trainer(config, strategy)
     trainer.build(make_pipelines(config))
-    results = trainer.train()
+    results = trainer.train(hooks)
   except BaseException as e:  # Recorded for the sweep runner, then re-raised.
     first = str(e) if isinstance(e, Diverged) else f'{type(e).__name__}: {e}'
     rundir.write_failed(config.logdir, first)
