@@ -42,6 +42,9 @@ def test_quickstart_writes_where_its_first_line_says(tmp_path):
   assert lines[0] == quickstart.first_line(str(logdir), True)
   assert ('--- MLP 1x512 on digits, true labels, until 100% train accuracy (evaluated after '
           'each epoch), at most 1 epochs ---') in lines
+  epoch_lines = [l for l in lines if l.startswith('epoch ')]
+  assert epoch_lines and all(
+      l.startswith('epoch    1/1 (or until 100% eval train acc)') for l in epoch_lines), epoch_lines
   for labels in ('true', 'random'):
     with open(logdir / f'{labels}_labels' / 'results.json') as f:
       assert json.load(f)['epochs_completed'] == 1

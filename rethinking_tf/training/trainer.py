@@ -235,8 +235,10 @@ class Trainer:
       hooks.checkpoint_saved(epoch, row['step'])
     rundir.write_metrics(self.csv_path, self.rows)
     if c.verbose:
+      until = f' (or until {c.fit_threshold:.0%} eval train acc)' if c.stop_on_fit else ''
       print(
-          f'epoch {epoch:4d}/{c.epochs}  step {row["step"]:7d}  lr {row["learning_rate"]:.5f}  '
+          f'epoch {epoch:4d}/{c.epochs}{until}  step {row["step"]:7d}  '
+          f'lr {row["learning_rate"]:.5f}  '
           f'loss {row["train_loss"]:.4f}  train acc {row["train_accuracy"]:.4f}  '
           f'eval train acc {row["train_eval_accuracy"]:.4f}  '
           f'test acc {row["test_accuracy"]:.4f}  {row["seconds"]:.0f}s',
