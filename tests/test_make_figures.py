@@ -303,6 +303,10 @@ def test_figure1a_from_steps_csv(tmp_path):
   logdir = str(tmp_path)
   true = fabricate(logdir, 'figure1/inception_true', epochs=2, results={})
   write_steps(true, [(s, 1 + (s - 1) // 40, 2.0 / s, min(1.0, s / 60)) for s in range(10, 81, 10)])
+  with open(os.path.join(true, 'config.json')) as f:
+    config = json.load(f)
+  with open(os.path.join(true, 'config.json'), 'w') as f:  # the flagfile's 50, as --set would
+    json.dump(config | {'log_every_steps': 10}, f)
   fabricate(logdir, 'figure1/inception_gaussian', epochs=5, results={})  # metrics.csv only
   index = runs_lib.RunIndex(logdir)
   run = index.get('figure1/inception_true')
