@@ -36,10 +36,12 @@ def _write_run(root, name, gap, values, predictions=None, **config):
               logdir=path)
   base.update(config)
   json.dump(base, open(os.path.join(path, 'config.json'), 'w'))
-  json.dump({
-      'train_accuracy': 1.0,
-      'test_accuracy': 1.0 - gap
-  }, open(os.path.join(path, 'results.json'), 'w'))
+  json.dump(
+      {
+          'train_accuracy': 1.0,
+          'test_accuracy': 1.0 - gap,
+          'fit_epoch': 3 if gap < 0.5 else None
+      }, open(os.path.join(path, 'results.json'), 'w'))
   measures = {
       k: {
           'value': v
@@ -143,6 +145,7 @@ def test_tool_writes_table_csv_and_figure(tmp_path):
   assert '| margin | margin | 6 | -0.800 |' in table  # 12 of 15 pairs discordant, 3 tied
   assert '| norm | sum_fro | 6 | +0.800 |' in table
   assert '| norm | path_norm | 0 | missing: too hard |' in table
+  assert 'did not reach their fit threshold (2): p1.0_s0, p1.0_s1.' in table
   rows = list(csv_rows(os.path.join(out, 'study.csv')))
   assert rows[0][:5] == ['measure', 'family', 'runs', 'tau', 'psi']
   assert os.path.getsize(os.path.join(out, 'study.png')) > 10_000

@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
     fail(f'--out_dir={out_dir} cannot be created ({e.strerror}); allowed: a writable directory')
   rows, hparams = study.study(runs)
   with open(os.path.join(out_dir, 'study.md'), 'w') as f:
-    f.write(study.to_markdown(rows, hparams, len(runs)))
+    f.write(study.to_markdown(rows, hparams, len(runs), [r.name for r in runs if not r.fitted]))
   with open(os.path.join(out_dir, 'study.csv'), 'w') as f:
     f.write(study.to_csv(rows, hparams))
   if not args.no_figure:

@@ -64,6 +64,7 @@ class StudyRun:
   missing: dict[str, str]
   settings: tuple  # every setting but the seed (for the seed pairs)
   predictions: np.ndarray | None
+  fitted: bool = True  # reached its fit threshold (results.json fit_epoch)
 
 
 def hyperparameters(config: dict) -> dict:
@@ -121,7 +122,8 @@ def read_runs(root: str) -> list[StudyRun]:
                  settings=tuple(
                      sorted(
                          (k, json.dumps(v)) for k, v in config.items() if k not in _NOT_SETTINGS)),
-                 predictions=np.load(preds) if os.path.exists(preds) else None))
+                 predictions=np.load(preds) if os.path.exists(preds) else None,
+                 fitted=results.get('fit_epoch') is not None))
   add_disagreement(runs)
   return runs
 
@@ -268,8 +270,12 @@ def to_csv(rows: Sequence[Row], hparams: Sequence[str]) -> str:
   return '\n'.join(lines) + '\n'
 
 
-def to_markdown(rows: Sequence[Row], hparams: Sequence[str], num_runs: int) -> str:
-  """The scores as a Markdown table; a measure with no value says why."""
+def to_markdown(rows: Sequence[Row],
+                hparams: Sequence[str],
+                num_runs: int,
+                unfitted: Sequence[str] = ()) -> str:
+  """The scores as a Markdown table; a measure with no value says why; the
+  runs that did not reach their fit threshold are listed."""
   head = ['family', 'measure', 'runs', 'tau', 'Psi'] + [f'psi({h})' for h in hparams] + ['K']
   out = [
       f'{num_runs} runs; varied: {", ".join(hparams) or "nothing"}. tau: Kendall with the gap '
@@ -283,6 +289,11 @@ def to_markdown(rows: Sequence[Row], hparams: Sequence[str], num_runs: int) -> s
       cells = [r.family, r.measure, str(r.runs), _fmt(r.tau), _fmt(r.psi)]
       cells += [_fmt(r.psi_by_h.get(h)) for h in hparams] + [_fmt(r.k)]
     out.append('| ' + ' | '.join(cells) + ' |')
+  if unfitted:
+    out += [
+        '', f'Runs that did not reach their fit threshold ({len(unfitted)}): ' +
+        ', '.join(unfitted) + '.'
+    ]
   return '\n'.join(out) + '\n'
 
 
