@@ -245,3 +245,26 @@ def test_disagreement():
   assert agreement.disagreement(np.array([0, 1, 2, 3]), np.array([0, 1, 0, 0])) == 0.5
   with pytest.raises(ValueError, match='same length'):
     agreement.disagreement(np.zeros(3), np.zeros(4))
+
+
+def _check_layers_found_and_restored(name, count):
+  from rethinking_tf import models  # pylint: disable=g-import-not-at-top
+  x = np.random.default_rng(0).normal(size=(2, 28, 28, 3)).astype(np.float32)
+  model = models.build(name, (28, 28, 3), 10, seed=0)
+  before = np.asarray(model(x, training=False))
+  assert len(layers_lib.linear_layers(model)) == count
+  assert np.isfinite(norms.path_norm(model)) and norms.path_norm(model) > 0
+  np.testing.assert_allclose(model(x, training=False), before, rtol=1e-6)
+  return model
+
+
+def test_alexnet_measures():
+  model = _check_layers_found_and_restored('alexnet', 5)
+  from rethinking_tf import models  # pylint: disable=g-import-not-at-top
+  out = norms.norm_measures(model, models.build('alexnet', (28, 28, 3), 10, seed=1), 1.0)
+  assert all(np.isfinite(v) for v in out.values())
+
+
+@pytest.mark.slow
+def test_inception_layers_with_batchnorm_folded():
+  _check_layers_found_and_restored('inception', 20)

@@ -14,14 +14,17 @@ margin (`margins.margin`), d the number of layers:
   convolution on the layer's input size, by the FFT method of Sedghi,
   Gupta and Long 2019 (the singular values of a circular convolution are
   those of the c_in x c_out matrices of the kernel's 2-D DFT at each of the
-  h*w frequencies). For the 'same' zero-padded convolutions of the models
+  h*w frequencies; the largest from the eigenvalues of their Gram
+  matrices). For the 'same' zero-padded convolutions of the models
   this is the standard stand-in, and stride is ignored (a strided
   convolution is a subsampled stride-1 one, so its norm is at most this);
 * path-l2 norm (eq. 44): the sum of the outputs of the network whose every
   (folded) kernel and bias is squared, on an all-ones input, in inference
   mode; for a ReLU network of Dense layers it is exactly the sum over all
   input-to-output paths (a bias: a path from a unit that is always 1) of
-  the product of the squared weights along the path;
+  the product of the squared weights along the path (with max-pooling or
+  local response normalization, as in Alexnet, it is that forward pass,
+  as Jiang et al. compute it, not a sum over paths);
 * distance from initialization: sum_i ||W_i - W_i^0||_F^2 (eq. 40) and
   sum_i ||W_i - W_i^0||_2^2 (eq. 41);
 * each also over the squared margin (eqs. 31, 36, 43 for the log forms:
@@ -69,8 +72,12 @@ def conv_spectral_norm(kernel: np.ndarray, input_hw: tuple[int, int]) -> float:
       for b in range(kw):
         folded[a % h, b % w] += kernel[a, b]
     kernel = folded
-  transforms = np.fft.fft2(np.asarray(kernel, np.float64), (h, w), axes=(0, 1))
-  return float(np.linalg.svd(transforms, compute_uv=False).max())
+  # A real kernel's transform at -k is the conjugate of that at k (same singular values):
+  # the half-spectrum of rfft2 holds every distinct one.
+  t = np.fft.rfft2(np.asarray(kernel, np.float64), (h, w), axes=(0, 1))
+  th = np.conj(np.swapaxes(t, -1, -2))
+  gram = th @ t if t.shape[-2] >= t.shape[-1] else t @ th  # the smaller Gram matrix
+  return float(np.sqrt(max(np.linalg.eigvalsh(gram)[..., -1].max(), 0.0)))
 
 
 def spectral_norm(layer: layers_lib.Linear, kernel: np.ndarray | None = None) -> float:
