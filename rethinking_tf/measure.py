@@ -13,6 +13,7 @@ A thin binary over `rethinking_tf.measures.compute`.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -21,6 +22,7 @@ from absl import logging
 
 from rethinking_tf import cli
 from rethinking_tf import measures
+from rethinking_tf import sources
 
 FLAGS = flags.FLAGS
 
@@ -51,6 +53,9 @@ flags.DEFINE_integer('rademacher_epochs',
                      'Epochs of training on the random signs.',
                      lower_bound=1)
 flags.DEFINE_bool('image_cache', True, 'Use the decoded-image cache of an image_folder data set.')
+flags.DEFINE_string(
+    'data_dir', None, "The run's data set, when it is no longer where the run "
+    "read it (config.json's data_dir).")
 
 
 def main(argv):
@@ -69,12 +74,23 @@ def main(argv):
     cli.fail(f'--families={",".join(FLAGS.families)}: unknown {", ".join(unknown) or "(empty)"}; '
              f'allowed: a comma-separated subset of {", ".join(allowed)}')
   logdir = cli.check_logdir(logdir)  # writable: measures.json goes there
+  with open(os.path.join(logdir, 'config.json')) as f:
+    try:
+      config = json.load(f)
+    except ValueError as e:
+      cli.fail(f'--logdir={logdir}: config.json is not JSON ({e}); allowed: a finished run')
+  data_dir = os.path.expanduser(FLAGS.data_dir) if FLAGS.data_dir else config.get('data_dir')
+  try:
+    sources.check_available(config.get('dataset'), data_dir)
+  except (sources.DataError, KeyError) as e:
+    cli.fail(f'the run\'s data set --dataset={config.get("dataset")} is not available ({e}); '
+             'allowed: --data_dir=<where it is now>')
   cli.import_tensorflow()
   from rethinking_tf.measures import compute  # pylint: disable=g-import-not-at-top
   from rethinking_tf.measures import run as run_lib  # pylint: disable=g-import-not-at-top
   from rethinking_tf.measures import sharpness  # pylint: disable=g-import-not-at-top
   try:
-    run = run_lib.load_run(logdir, FLAGS.image_cache)
+    run = run_lib.load_run(logdir, FLAGS.image_cache, data_dir)
   except ValueError as e:
     cli.fail(f'--logdir={logdir} cannot be loaded: {e}')
   budget = sharpness.Budget(examples=FLAGS.sharpness_examples,

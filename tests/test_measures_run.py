@@ -160,8 +160,10 @@ def test_compute_writes_every_measure_and_caches(tmp_path):
 
 def _fake_run(path):
   os.makedirs(os.path.join(path, 'checkpoints'))
-  for name in ('config.json', 'results.json', 'metrics.csv', 'checkpoints/checkpoint'):
+  for name in ('results.json', 'metrics.csv', 'checkpoints/checkpoint'):
     open(os.path.join(path, name), 'w').close()
+  with open(os.path.join(path, 'config.json'), 'w') as f:
+    json.dump({'dataset': 'image_folder', 'data_dir': path + '/moved'}, f)
 
 
 @pytest.mark.parametrize('args,message', [
@@ -170,6 +172,8 @@ def _fake_run(path):
     (['--logdir={tmp}'], 'has no config.json'),
     (['--logdir={run}', '--families=norm,bogus'], 'unknown bogus'),
     (['--logdir={run}', '--search_depth=0'], '--search_depth=0'),
+    (['--logdir={run}'], 'is not available'),
+    (['--logdir={run}', '--data_dir={tmp}'], 'is not available'),
 ])
 def test_binary_refuses_bad_input(tmp_path, args, message):
   run = str(tmp_path / 'run')

@@ -85,13 +85,16 @@ def _initial(build: Callable[[], keras.Model], logdir: str) -> tuple[keras.Model
                 'function of the seed alone (its factory is not seeded)')
 
 
-def load_run(logdir: str, image_cache: bool = True) -> LoadedRun:
+def load_run(logdir: str, image_cache: bool = True, data_dir: str | None = None) -> LoadedRun:
   """Loads a finished run (see the module docstring); raises ValueError if it
-  cannot be read (`rethinking_tf.measures.run_problem` says why first)."""
+  cannot be read (`rethinking_tf.measures.run_problem` says why first).
+  `data_dir` replaces the run's own when given (the data moved)."""
   with open(os.path.join(logdir, 'config.json')) as f:
     config = json.load(f)
   with open(os.path.join(logdir, 'results.json')) as f:
     results = json.load(f)
+  if data_dir:
+    config = dict(config, data_dir=data_dir)
   rand = registry.Randomization(labels=config['labels'],
                                 corrupt_prob=config['corrupt_prob'],
                                 inputs=config['inputs'],
