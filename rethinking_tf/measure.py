@@ -6,8 +6,9 @@ What does and does not measure generalization (section 2.2; docs PAPER.md
 sections 6 and 7): norms, margins, sharpness and PAC-Bayes terms,
 optimization speed, and, opt-in because it trains a model, the paper's
 empirical Rademacher complexity (--families=...,rademacher). Cached: a
-measure already in measures.json is kept unless --recompute. The budget
-flags bound the sharpness searches; each measure's seconds are recorded.
+measure already in measures.json is kept; --recompute computes the asked-for
+families again. The budget flags bound the sharpness searches; each
+measure's seconds are recorded.
 A thin binary over `rethinking_tf.measures.compute`.
 """
 
@@ -32,8 +33,9 @@ flags.DEFINE_list(
     'families', ','.join(measures.DEFAULT_FAMILIES), 'Families of measures to compute: '
     f'{", ".join(f for f in measures.FAMILIES if f != "agreement")}. rademacher trains a model '
     '(opt-in).')
-flags.DEFINE_bool('recompute', False, 'Recompute the asked-for measures even if measures.json '
-                  'has them.')
+flags.DEFINE_bool(
+    'recompute', False, 'Recompute the asked-for families even if measures.json '
+    'has them (the others are kept).')
 flags.DEFINE_integer('sharpness_examples',
                      5000,
                      'Training examples in each accuracy estimate of the sharpness searches.',

@@ -6,8 +6,9 @@ why missing), "train_accuracy" / "test_accuracy" (results.json) and
 a check that the run was reloaded faithfully), "budget" (of the sharpness
 searches), "measures": {name: {"value", "seconds"} or {"missing": reason,
 "seconds"}}}. Every measure of `rethinking_tf.measures.MEASURES` appears,
-computed or missing. Cached: a measure already in the file is kept unless
-`recompute`; one not in it is computed if its family is asked for. The
+computed or missing. Cached: a measure already in the file is kept, and one not in it is
+computed if its family is asked for; `recompute` computes the asked-for
+families again (the others are kept). The
 test-set predictions go to test_predictions.npy (uint16 class indices) for
 the seed-disagreement measure, which the study computes (it needs two runs).
 """
@@ -64,10 +65,14 @@ def compute(run: run_lib.LoadedRun,
             rademacher_examples: int = 5000,
             recompute: bool = False) -> dict[str, Any]:
   """Computes the asked-for families' measures of `run` and writes measures.json."""
-  cached = None if recompute else read_cached(run.logdir)
+  cached = read_cached(run.logdir)
   old = dict(cached['measures']) if cached else {}
-  todo = lambda *names: any(n not in old or 'value' not in old[n] and old[n]['missing'].startswith(
-      'not computed') for n in names)
+
+  def todo(*names: str) -> bool:
+    return recompute or any(
+        n not in old or 'value' not in old[n] and old[n]['missing'].startswith('not computed')
+        for n in names)
+
   new: dict[str, dict[str, Any]] = {}
   put = lambda name, value, seconds: new.__setitem__(name, _entry(value, seconds))
 
