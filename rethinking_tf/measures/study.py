@@ -12,8 +12,9 @@ measure (measures.json):
   hyperparameter (groups of >= 2 runs) of tau within the group; Psi = the
   mean of psi_h over the h that have a group.
 * The conditional-independence score K (their eq. 5 and PGDL's scoring
-  program): over ordered pairs of distinct runs, V_mu = sign(mu_a - mu_b),
-  V_g = sign(g_a - g_b) (pairs tied in either are left out), U_S the pair's
+  program): over ordered pairs of distinct runs, V_mu = 1[mu_a > mu_b],
+  V_g = 1[g_a > g_b] (as PGDL: a tie counts as 'not greater' in both
+  orders of the pair, so a tied measure carries no information), U_S the pair's
   values of the hyperparameters in S; for every S of at most two varied
   hyperparameters (the empty set included), I(V_mu; V_g | U_S) / H(V_g |
   U_S), both averaged over U_S with its frequency; K is the minimum over S
@@ -201,11 +202,8 @@ def conditional_mi_score(runs: Sequence[StudyRun], measure: str,
                          hparams: Sequence[str]) -> tuple[float | None, tuple[str, ...] | None]:
   """(K, the S attaining it) of `measure` (see the module docstring)."""
   runs = _present(runs, measure)
-  pairs = []
-  for a, b in itertools.permutations(runs, 2):
-    vg, vm = np.sign(a.gap - b.gap), np.sign(a.values[measure] - b.values[measure])
-    if vg and vm:
-      pairs.append((a, b, int(vg > 0), int(vm > 0)))
+  pairs = [(a, b, int(a.gap > b.gap), int(a.values[measure] > b.values[measure]))
+           for a, b in itertools.permutations(runs, 2)]
   if not pairs:
     return None, None
   best, best_s = None, None
