@@ -91,6 +91,8 @@ def test_conditional_mi_score_by_hand():
   assert k == pytest.approx(expect) and s == ()
   same = _runs([(g, g) for g in (0.1, 0.2, 0.3, 0.5)])
   assert study.conditional_mi_score(same, 'm', [])[0] == pytest.approx(1.0)
+  flat = _runs([(g, 1.0) for g in (0.1, 0.2, 0.3, 0.5)])  # a tie carries no information
+  assert study.conditional_mi_score(flat, 'm', [])[0] == pytest.approx(0.0)
 
 
 def test_conditional_mi_score_sees_through_a_confounder():
@@ -165,3 +167,18 @@ def test_tool_errors(tmp_path):
   proc = run(f'--logdir={tmp_path}')
   assert proc.returncode == 1 and 'no finished run' in proc.stderr
   assert os.listdir(tmp_path) == []
+
+
+def test_committed_study_regenerates(tmp_path):
+  """docs/results/study/study.{md,csv} come from the committed runs' measures."""
+  committed = os.path.join(REPO, 'docs', 'results', 'study')
+  proc = subprocess.run(
+      [sys.executable, TOOL, f'--logdir={committed}/runs', f'--out_dir={tmp_path}', '--no_figure'],
+      capture_output=True,
+      text=True,
+      cwd=REPO,
+      timeout=120)
+  assert proc.returncode == 0, proc.stderr
+  for name in ('study.md', 'study.csv'):
+    with open(os.path.join(committed, name)) as a, open(os.path.join(tmp_path, name)) as b:
+      assert a.read() == b.read(), name

@@ -37,6 +37,7 @@ import itertools
 import json
 import math
 import os
+from collections import Counter
 from collections import defaultdict
 from collections.abc import Sequence
 
@@ -233,7 +234,7 @@ class Row:
   psi_by_h: dict[str, float | None]
   k: float | None
   k_set: tuple[str, ...] | None
-  missing: str | None  # why it is missing where it is (the most common reason)
+  missing: str | None  # why it is missing where it is (the most common reason, else the first)
 
 
 def study(runs: Sequence[StudyRun]) -> tuple[list[Row], list[str]]:
@@ -246,7 +247,8 @@ def study(runs: Sequence[StudyRun]) -> tuple[list[Row], list[str]]:
     psi, per_h = granulated_psi(runs, name, hparams)
     k, k_set = conditional_mi_score(runs, name, hparams)
     reasons = [r.missing[name] for r in runs if name in r.missing]
-    missing = max(set(reasons), key=reasons.count) if reasons else None
+    # the most common reason; among equally common ones, the first run's (runs are sorted)
+    missing = Counter(reasons).most_common(1)[0][0] if reasons else None
     rows.append(Row(name, family, len(present), tau, psi, per_h, k, k_set, missing))
   return rows, hparams
 
