@@ -1,6 +1,7 @@
 """The repository as a user meets it: the CI command, and a manual, not a diary."""
 
 import ast
+import importlib.util
 import os
 import re
 import subprocess
@@ -120,9 +121,16 @@ def test_no_import_cycles():
   assert 'rethinking_tf.data.pipeline' in graph and not cycles, cycles
 
 
+# Modules of an optional dependency, imported only when asked for (--peer=pytorch).
+_OPTIONAL = {'rethinking_tf.benchmark.peer_pytorch': 'torch'}
+
+
 @pytest.mark.slow
 def test_every_module_imports_in_a_fresh_interpreter():
-  modules = _package_modules()
+  modules = [
+      m for m in _package_modules()
+      if m not in _OPTIONAL or importlib.util.find_spec(_OPTIONAL[m]) is not None
+  ]
   proc = _python('import importlib\n'
                  f'for name in {modules!r}:\n'
                  '  importlib.import_module(name)\n')
