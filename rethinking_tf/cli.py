@@ -22,6 +22,7 @@ import os
 import re
 import sys
 import tempfile
+import types
 from typing import Any
 from collections.abc import Callable
 
@@ -161,7 +162,7 @@ def run(main: Callable[[list[str]], Any], module: Any = None) -> None:
 # Checks that touch no data and create nothing.
 
 
-def data_args(FLAGS) -> dict:  # noqa: N803  # pylint: disable=invalid-name
+def data_args(FLAGS: flags.FlagValues) -> dict[str, Any]:  # noqa: N803  # pylint: disable=invalid-name
   """Validates the data flags (without reading data) and returns plain values."""
   if not 0.0 <= FLAGS.corrupt_prob <= 1.0:
     fail(f'--corrupt_prob={FLAGS.corrupt_prob} is outside [0, 1]; allowed: a '
@@ -278,7 +279,7 @@ def filter_startup_lines(text: str, min_level: int) -> str:
   return ''.join(kept)
 
 
-def import_tensorflow():
+def import_tensorflow() -> types.ModuleType:
   """Imports TensorFlow and finds its devices, without its CPU-only probe lines.
 
   On a machine without a GPU, the `tensorflow` wheel prints, at import,

@@ -147,7 +147,7 @@ def _variable(array: np.ndarray | tf.Tensor) -> tf.Variable:
     return tf.Variable(array, trainable=False)
 
 
-def chunks(tensors, size: int) -> tf.data.Dataset:
+def chunks(tensors: tf.Tensor | tuple[tf.Tensor, ...], size: int) -> tf.data.Dataset:
   """Consecutive chunks of `size` rows of `tensors` (a tensor or a tuple of
   tensors sharing their first dimension); the last chunk may be short.
 

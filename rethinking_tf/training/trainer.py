@@ -196,7 +196,7 @@ class Trainer:
     self.start -= self.rows[-1]['seconds'] if self.rows else 0.0
     return epoch
 
-  def evaluate(self, ds) -> tuple[float, float, float]:
+  def evaluate(self, ds: tf.distribute.DistributedDataset) -> tuple[float, float, float]:
     """(loss, top-1 accuracy, top-5 accuracy) in inference mode."""
     out = self.loop.evaluate(ds)
     return out['loss'], out['accuracy'], out['top5']
