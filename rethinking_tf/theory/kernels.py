@@ -341,12 +341,13 @@ def load_features(
       x_test = test.images.astype(np.float32) / 255.0
     else:
       mean, std = randomize.channel_stats(train.images)
-      xs = []
-      for arrays, is_train in ((train, True), (test, False)):
-        # apply_inputs gives batches already (of 1024 images).
-        ds = pipeline.apply_inputs(arrays, randomization, mean, std, is_train)
-        xs.append(np.concatenate([x.numpy() for x, _ in ds]))
-      x_train, x_test = xs
+      x_train, x_test = (pipeline.materialize(arrays,
+                                              randomization,
+                                              mean,
+                                              std,
+                                              is_train,
+                                              centre=False)[0].numpy()
+                         for arrays, is_train in ((train, True), (test, False)))
     y_train, y_test = train.labels, test.labels
   else:
     x_train, y_train, x_test, y_test, noise = pipeline.numpy_arrays(dataset, data_dir,
