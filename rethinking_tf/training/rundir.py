@@ -46,7 +46,8 @@ class RunExists(RuntimeError):
 
 
 def read_metrics(path: str) -> list[dict[str, Any]]:
-  """metrics.csv rows with numeric values as floats (non-numbers kept as text).
+  """metrics.csv rows with numeric values as floats (non-numbers kept as text:
+  the empty cells of an epoch not evaluated are '', so readers keep floats).
 
   [] when the file is missing or unreadable. The tools read any metrics.csv
   so; the trainer resumes from `trainer_rows`.
