@@ -123,8 +123,8 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
                     'Stop once the training set is fitted.',
                     flag_values=flag_values)
   flags.DEFINE_integer('eval_every_epochs',
-                       1, 'Run the inference pass over the training set and the test '
-                       'pass every this many epochs and at the last; 1 = every epoch (the '
+                       1, 'K: run the inference pass over the training set and the test '
+                       'pass every K epochs and at the last; 1 = every epoch (the '
                        "paper's). With K > 1, fit_epoch, --stop_on_fit and early stopping "
                        'are read at every K-th epoch, and the other epochs\' metrics.csv '
                        'rows leave the evaluated columns empty.',
