@@ -122,6 +122,14 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
                     False,
                     'Stop once the training set is fitted.',
                     flag_values=flag_values)
+  flags.DEFINE_integer('eval_every_epochs',
+                       1, 'K: run the inference pass over the training set and the test '
+                       'pass every K epochs and at the last; 1 = every epoch (the '
+                       "paper's). With K > 1, fit_epoch, --stop_on_fit and early stopping "
+                       'are read at every K-th epoch, and the other epochs\' metrics.csv '
+                       'rows leave the evaluated columns empty.',
+                       lower_bound=1,
+                       flag_values=flag_values)
   flags.DEFINE_enum('strategy',
                     'default', ['default', 'mirrored', 'multi_worker'],
                     'default: one device; mirrored: MirroredStrategy over local GPUs '
@@ -235,6 +243,7 @@ def main(argv: list[str]) -> None:
                                   stop_on_fit=FLAGS.stop_on_fit,
                                   steps_per_execution=FLAGS.steps_per_execution,
                                   log_every_steps=FLAGS.log_every_steps,
+                                  eval_every_epochs=FLAGS.eval_every_epochs,
                                   precision=FLAGS.precision,
                                   overwrite=FLAGS.overwrite,
                                   test_size=FLAGS.test_size or None,

@@ -158,6 +158,19 @@ def test_kill_at_any_moment_gives_the_uninterrupted_run(tmp_path, straight_runs,
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize('epoch', [2, 3])
+def test_kill_with_an_evaluation_interval(tmp_path, straight_runs, epoch):
+  """--eval_every_epochs=3 over 4 epochs (epochs 3 and 4 evaluated), killed after
+  epoch 2's checkpoint (its row rebuilt without evaluation) or epoch 3's (with
+  it): the uninterrupted run's rows, empty cells included."""
+  settings = dict(MLP, epochs=4, eval_every_epochs=3)
+  logdir, killed = _killed_then_finished(tmp_path, settings, 'checkpoint', epoch)
+  assert len(killed) == epoch - 1
+  _check_equal(logdir, straight_runs('mlp_every3', settings))
+  assert [r['test_accuracy'] != '' for r in _metrics(logdir)] == [False, False, True, True]
+
+
+@pytest.mark.slow
 def test_kill_with_batch_norm_and_dropout(tmp_path, straight_runs):
   logdir, _ = _killed_then_finished(tmp_path, INCEPTION, 'mid_epoch', 1)
   _check_equal(logdir, straight_runs('inception', INCEPTION))

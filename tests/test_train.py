@@ -197,6 +197,8 @@ def test_resume_with_the_other_image_cache_value(tmp_path):
     ('--logdir=/proc/forbidden', '--logdir=/proc/forbidden is not writable'),
     ('--strategy=mirrored --num_cpu_devices=2 --batch_size=5',
      '--batch_size=5 is not divisible by the 2 replicas'),
+    ('--eval_every_epochs=0', '--eval_every_epochs=0: 0 is not a positive integer'),
+    ('--eval_every_epochs=-3', '--eval_every_epochs=-3: -3 is not a positive integer'),
 ])
 def test_bad_flags_fail_fast_with_one_line(tmp_path, flag, message):
   args = ['--dataset=digits', f'--logdir={tmp_path}/run', '--model=mlp_1x64']

@@ -27,8 +27,12 @@ figure1.png/.pdf and figure2.png/.pdf:
   Figure 2 runs (including flags/figure2/inception_early_stopping.cfg) and
   any finished Table 2 (ImageNet) run, the paper's values as black marks.
 
-Titles and captions say what is plotted and at what scale (training
-examples, epochs asked and run, steps), never what should be seen; step
+A run evaluated every K > 1 epochs (--eval_every_epochs) has test-accuracy
+points and best epochs only at those epochs (the empty cells of metrics.csv
+are skipped, never drawn) and its fit_step at that resolution; the scale
+captions then say "evaluated every K". Titles and captions say what is
+plotted and at what scale (training examples, epochs asked and run, steps),
+never what should be seen; step
 axes are in thousands beyond 5,000 steps; legends sit under the panels.
 Missing, running, interrupted, failed and diverged runs are listed under each
 panel, never drawn as numbers; a panel with nothing to draw says "no runs".

@@ -11,7 +11,9 @@ once finished). Each table row is defined by its flagfile under flags/
 flagfile's settings, the training defaults filling what the flagfile leaves
 out; scale settings (data set, subset sizes, epochs, precision, seed, ...)
 do not decide the row, they are shown in its scale column (see DEFINING,
-TUNING and SCALE). Where several runs match a row one is chosen
+TUNING and SCALE; a run evaluated every K > 1 epochs, --eval_every_epochs,
+says "evaluated every K ep" there: its best test accuracy is over those
+epochs). Where several runs match a row one is chosen
 (`RunIndex.candidates`) and a table note says so. Each row gives the
 paper's accuracy, ours and the difference (ours minus paper, in percentage
 points). A run that is missing, still running, interrupted, failed or

@@ -27,8 +27,8 @@ def steps_to_loss(rows: list[dict[str, float]],
   """(first step with rows[key] <= target, or None; the smallest loss seen)."""
   best = math.inf
   for row in rows:
-    loss = row[key]
-    if math.isfinite(loss):
+    loss = row[key]  # An empty cell (an epoch not evaluated) is not a float.
+    if isinstance(loss, float) and math.isfinite(loss):
       best = min(best, loss)
       if loss <= target:
         return int(row['step']), best

@@ -233,11 +233,11 @@ def final_and_best(run: Run) -> tuple[float | None, float | None, int | None]:
   final = run.value('test_accuracy')
   best = run.value('best_test_accuracy')
   epoch = run.value('best_test_epoch')
-  if best is None:
-    accs = [r['test_accuracy'] for r in run.metrics if isinstance(r.get('test_accuracy'), float)]
-    if accs:
-      best = max(accs)
-      epoch = accs.index(best) + 1
+  if best is None:  # The evaluated epochs of metrics.csv (all, at --eval_every_epochs=1).
+    rows = [r for r in run.metrics if isinstance(r.get('test_accuracy'), float)]
+    if rows:
+      row = max(rows, key=lambda r: r['test_accuracy'])
+      best, epoch = row['test_accuracy'], row.get('epoch')
   return final, best, int(epoch) if epoch is not None else None
 
 
@@ -262,7 +262,8 @@ def _fig2a(ax: Axes, runs: list[Run]) -> list[str]:
   ax.plot([], [], '--', color='0.3', label='paper: final test accuracy (Table 1), same colour')
   ax.fill_between([], [], color='0.6', alpha=0.25, label='shaded: up to the best so far')
   ax.set_xlabel(xlabel)
-  ax.set_ylabel('test accuracy after each epoch (%)')
+  evaluated = 'evaluated epoch' if any(r.eval_every > 1 for r in runs[:2]) else 'epoch'
+  ax.set_ylabel(f'test accuracy after each {evaluated} (%)')
   ax.set_title(
       '(a) Small Inception with and without BatchNorm, no crop, no weight decay:\n'
       f'test accuracy against steps; {scale_line(runs[:2])}',

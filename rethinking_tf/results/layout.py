@@ -66,16 +66,24 @@ def _present(runs: Sequence[Run]) -> list[Run]:
   return [r for r in runs if r.status != 'missing' and r.config is not None]
 
 
+def _evaluated_every(runs: Sequence[Run], unit: str) -> str:
+  """', evaluated every 5 ep' when a run evaluated every K > 1 epochs (else '')."""
+  every = [r.eval_every for r in runs if r.eval_every > 1]
+  return f', evaluated every {_span(every)} {unit}' if every else ''
+
+
 def run_scale(runs: Sequence[Run]) -> str:
-  """Short scale of one model's runs, e.g. '1,000 ex, 60 ep asked'."""
+  """Short scale of one model's runs, e.g. '1,000 ex, 60 ep asked' (then
+  ', evaluated every 5 ep' for runs with --eval_every_epochs=5)."""
   runs = _present(runs)
   sizes = ', '.join(sorted({examples(r) for r in runs}))
   asked = _span([r.epochs_target for r in runs if r.epochs_target is not None])
-  return f'{sizes} ex, {asked} ep asked'
+  return f'{sizes} ex, {asked} ep asked{_evaluated_every(runs, "ep")}'
 
 
 def scale_line(runs: Sequence[Run]) -> str:
-  """A panel's scale: training examples, epochs asked and epochs and steps run."""
+  """A panel's scale: training examples, epochs asked and epochs and steps run
+  (then the evaluation interval of runs that did not evaluate every epoch)."""
   runs = _present(runs)
   if not runs:
     return 'no runs found'
@@ -87,7 +95,8 @@ def scale_line(runs: Sequence[Run]) -> str:
       for r in runs
       if r.metrics and isinstance(r.metrics[-1].get('step'), float)
   ])
-  return f'{sizes} training examples; {asked} epochs asked; {done} epochs, {steps} steps run'
+  return (f'{sizes} training examples; {asked} epochs asked; {done} epochs, {steps} steps run'
+          f'{_evaluated_every(runs, "epochs")}')
 
 
 def panels(n: int, size: tuple[float, float]) -> tuple[plt.Figure, list[Axes], list[Axes]]:

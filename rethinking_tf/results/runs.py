@@ -49,7 +49,7 @@ DEFINING = ('model', 'labels', 'corrupt_prob', 'inputs', 'random_crop', 'augment
 TUNING = ('learning_rate', 'lr_decay', 'momentum', 'batch_size', 'bn_momentum', 'fit_threshold')
 SCALE = ('dataset', 'data_dir', 'train_size', 'test_size', 'epochs', 'lr_decay_steps', 'precision',
          'seed', 'steps_per_execution', 'image_cache', 'quiet', 'verbose', 'logdir', 'overwrite',
-         'strategy', 'num_cpu_devices', 'log_every_steps')
+         'strategy', 'num_cpu_devices', 'log_every_steps', 'eval_every_epochs')
 
 
 def paper_learning_rate(model: str) -> float:
@@ -140,6 +140,11 @@ class Run:
     return self.int_setting('epochs')
 
   @property
+  def eval_every(self) -> int:
+    """The run's --eval_every_epochs (1, the paper's every epoch, when unset)."""
+    return self.int_setting('eval_every_epochs') or 1
+
+  @property
   def train_size(self) -> int | None:
     """Training examples asked for; 0 = all, None = unknown."""
     if self.config is None or 'train_size' not in self.config:
@@ -148,9 +153,11 @@ class Run:
 
   def scale(self, dataset: str | None = None, tuning: dict | None = None) -> str:
     """E.g. '5,000 ex, 37/100 ep' ('all' = the full training set), with
-    ', test 1,000' when the run evaluated a test subset (--test_size), and
-    the precision policy when it is not float32 (the paper's), then the
-    `tuning` settings that differ from the row's flagfile.
+    ', test 1,000' when the run evaluated a test subset (--test_size),
+    ', evaluated every 5 ep' when it evaluated every K > 1 epochs
+    (--eval_every_epochs: fit_epoch at that resolution), the precision
+    policy when it is not float32 (the paper's), then the `tuning` settings
+    that differ from the row's flagfile.
 
     Prefixed by the run's data set when it is not `dataset` (the paper's).
     """
@@ -164,13 +171,14 @@ class Run:
     target = self.epochs_target
     test = self.int_setting('test_size')
     test_text = f', test {test:,}' if test else ''
+    every_text = f', evaluated every {self.eval_every} ep' if self.eval_every > 1 else ''
     precision = config.get('precision') or 'float32'
     precision_text = f', {precision}' if precision != 'float32' else ''
     tuning_text = ''.join(
         f', {k} {v:g}' if isinstance(v, float) else f', {k} {v}' for k, v in (tuning or {}).items())
     return (f'{prefix}{size_text} ex{test_text}, '
             f'{self.epochs_done}/{target if target is not None else "?"} ep'
-            f'{precision_text}{tuning_text}')
+            f'{every_text}{precision_text}{tuning_text}')
 
   def loss_curve(self) -> tuple[list[tuple[float, float]], str]:
     """Training loss against steps (Figure 1a) and its resolution.

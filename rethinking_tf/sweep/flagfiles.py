@@ -23,7 +23,8 @@ _EXTRA_NAMES = ('bn_momentum', 'momentum', 'num_cpu_devices', 'steps_per_executi
 # (e.g. an earlier --set train_size=5000) from a match.
 _DEFAULT_NAMES = ('train_size', 'labels', 'corrupt_prob', 'inputs', 'seed', 'batch_norm',
                   'weight_decay', 'dropout', 'early_stopping_patience', 'lr_decay',
-                  'lr_decay_steps', 'batch_size', 'fit_threshold', 'stop_on_fit', 'test_size')
+                  'lr_decay_steps', 'batch_size', 'fit_threshold', 'stop_on_fit', 'test_size',
+                  'eval_every_epochs')
 # Flags that do not change what a run computes (steps_per_execution: a test
 # checks equal metrics; image_cache: tests check equal arrays and metrics).
 COSMETIC_FLAGS = ('quiet', 'steps_per_execution', 'image_cache')

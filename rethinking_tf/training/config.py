@@ -47,6 +47,9 @@ class TrainConfig:
   stop_on_fit: bool = False
   steps_per_execution: int = 0  # 0 = auto_steps_per_execution
   log_every_steps: int = 0  # steps.csv every N steps; 0 = off
+  # The two evaluation passes every K epochs and at the last (1 = every epoch,
+  # the paper's); fit_epoch and early stopping are then at K-epoch resolution.
+  eval_every_epochs: int = 1
   precision: str = 'float32'
   image_cache: bool = True  # Cache an image_folder's decoded arrays.
   overwrite: bool = False

@@ -1,7 +1,9 @@
 """A run's directory, written by the trainer and read by the tools (section 2).
 
 One module for its files: `config.json` (the settings; a logdir holding one
-is a run), `metrics.csv` (one row per epoch), `steps.csv` (one row per
+is a run), `metrics.csv` (one row per epoch; with `eval_every_epochs` > 1 the
+evaluated columns, EVAL_FIELDS, are empty in the rows of epochs without
+evaluation: `evaluated` tells), `steps.csv` (one row per
 `log_every_steps` steps), `initial.weights.h5` (the weights before the first
 step), `results.json` (the final numbers, only for a finished run),
 `failed.txt` (the error of a failed run), `flags.cfg` (the resolved
@@ -33,6 +35,10 @@ _EVENT_DIRS = ('train', 'train_eval', 'test')
 CSV_FIELDS = ('epoch', 'step', 'learning_rate', 'train_loss', 'train_accuracy', 'train_eval_loss',
               'train_eval_accuracy', 'test_loss', 'test_accuracy', 'seconds',
               'train_eval_top5_accuracy', 'test_top5_accuracy')
+# The columns of the two evaluation passes (inference mode over the training
+# set, the test set): empty in a row of an epoch that was not evaluated.
+EVAL_FIELDS = ('train_eval_loss', 'train_eval_accuracy', 'test_loss', 'test_accuracy',
+               'train_eval_top5_accuracy', 'test_top5_accuracy')
 
 
 class RunExists(RuntimeError):
@@ -40,7 +46,8 @@ class RunExists(RuntimeError):
 
 
 def read_metrics(path: str) -> list[dict[str, Any]]:
-  """metrics.csv rows with numeric values as floats (non-numbers kept as text).
+  """metrics.csv rows with numeric values as floats (non-numbers kept as text:
+  the empty cells of an epoch not evaluated are '', so readers keep floats).
 
   [] when the file is missing or unreadable. The tools read any metrics.csv
   so; the trainer resumes from `trainer_rows`.
@@ -61,20 +68,30 @@ def read_metrics(path: str) -> list[dict[str, Any]]:
   return rows
 
 
-def trainer_rows(path: str) -> list[dict[str, float]]:
-  """`read_metrics` as the trainer resumes from it: the CSV_FIELDS columns,
-  epoch and step as ints, a missing or empty value as NaN."""
+def evaluated(row: dict[str, Any]) -> bool:
+  """Whether a metrics.csv row (from `read_metrics` or `trainer_rows`) holds the
+  evaluation passes: its `test_accuracy` is a number."""
+  return isinstance(row.get('test_accuracy'), float)
 
-  def number(key: str, value: Any) -> float:
+
+def trainer_rows(path: str) -> list[dict[str, float | None]]:
+  """`read_metrics` as the trainer resumes from it: the CSV_FIELDS columns,
+  epoch and step as ints, an empty cell (an epoch not evaluated) as None, a
+  column the file lacks as NaN."""
+
+  def number(key: str, value: Any) -> float | None:
     if key in ('epoch', 'step'):
       return int(value)
+    if value == '':
+      return None
     return value if isinstance(value, float) else float(value or 'nan')
 
   return [{k: number(k, row.get(k)) for k in CSV_FIELDS} for row in read_metrics(path)]
 
 
-def write_metrics(path: str, rows: list[dict[str, float]]) -> None:
-  """Writes metrics.csv atomically (a temporary file, then a rename)."""
+def write_metrics(path: str, rows: list[dict[str, float | None]]) -> None:
+  """Writes metrics.csv atomically (a temporary file, then a rename); None as an
+  empty cell."""
   tmp = path + '.tmp'
   with open(tmp, 'w', newline='') as f:
     writer = csv.DictWriter(f, CSV_FIELDS)

@@ -8,7 +8,8 @@ names, so that TensorBoard draws a run's training and test curves in one chart
   `learning_rate`, step = epoch; with `log_every_steps`, `batch_loss` and
   `batch_accuracy` (means over each window of steps), step = global step.
 * `train_eval/`, `test/`: `loss`, `accuracy`, `top5_accuracy` (inference
-  mode over the whole randomized training set / the test set), step = epoch.
+  mode over the whole randomized training set / the test set), step = epoch,
+  at the evaluated epochs only (every `eval_every_epochs`-th and the last).
 * the logdir itself: the hparams-plugin record of the run's settings with its
   final `test_accuracy`, `train_accuracy` and `gap` (their difference),
   written when the run ends.
@@ -37,10 +38,13 @@ class Summaries:
       self._writers[split] = tf.summary.create_file_writer(path)
     return self._writers[split]
 
-  def epoch(self, row: dict[str, float]) -> None:
-    """One metrics.csv row's scalars, step = its epoch."""
+  def epoch(self, row: dict[str, float | None]) -> None:
+    """One metrics.csv row's scalars, step = its epoch; an evaluated split only
+    when the row holds it (its loss is not None)."""
     epoch = int(row['epoch'])
     for split in SPLITS:
+      if row[f'{split}_loss'] is None:
+        continue
       with self._writer(split).as_default(step=epoch):
         tf.summary.scalar('loss', row[f'{split}_loss'])
         tf.summary.scalar('accuracy', row[f'{split}_accuracy'])

@@ -11,6 +11,10 @@
 * `metrics.csv`: one row per epoch: the training-mode running averages over
   the epoch, an inference-mode pass over the whole randomized training set
   (`train_eval_*`) and over the test set, the global step and wall time.
+  The two passes run every epoch by default (the paper's), else every
+  `eval_every_epochs`-th epoch and at the last (see `progress`); a row
+  without them has those columns empty, and `train_eval/`, `test/` get no
+  point for that epoch.
 * `steps.csv` (with `log_every_steps` = N > 0): every N steps the training
   loss and accuracy over the examples of those N steps (training mode).
 * `initial.weights.h5`: the weights before the first training step.
@@ -24,11 +28,11 @@
 Resume is exact: the epoch and step come from the checkpoint's step counter
 (checkpoints are written at epoch ends), rows of metrics.csv and steps.csv
 beyond it are dropped, and an epoch whose checkpoint was saved but whose
-metrics row was not gets the row recomputed by evaluation from the restored
-state. An epoch's end writes its summaries, then the checkpoint, then
-metrics.csv (atomically), so any kill leaves a consistent pair (TensorBoard
-points written after the last checkpoint are written again on resume, with
-the same values).
+metrics row was not gets the row recomputed from the restored state (by
+evaluation if the epoch is evaluated). An epoch's end writes its summaries,
+then the checkpoint, then metrics.csv (atomically), so any kill leaves a
+consistent pair (TensorBoard points written after the last checkpoint are
+written again on resume, with the same values).
 
 SGD with momentum 0.9; the learning rate is multiplied by `lr_decay` every
 epoch (appendix A), or every `lr_decay_steps` steps when that is set, so
@@ -39,11 +43,13 @@ subset run anneals within the same number of epochs as a full run.
 
 Early stopping (section 3.2) watches test accuracy, as the paper reports it:
 training stops after `early_stopping_patience` epochs without a new best, and
-`best_test_accuracy` is the paper's parenthesised number.
+`best_test_accuracy` is the paper's parenthesised number (both over the
+evaluated epochs).
 
-Divergence: an epoch whose training, evaluated-training or test loss is NaN
-or infinite ends the run. Its metrics.csv row is kept (with the non-finite
-value), no checkpoint is saved for it and no results.json is written;
+Divergence: an epoch whose training loss (checked every epoch) or evaluated
+training or test loss (at evaluated epochs; an epoch with a non-finite
+training loss is evaluated) is NaN or infinite ends the run. Its metrics.csv
+row is kept, no checkpoint is saved for it and no results.json is written;
 `run` raises `Diverged`.
 """
 
@@ -63,6 +69,7 @@ from rethinking_tf import cpu
 from rethinking_tf.data import pipeline as pipeline_lib
 from rethinking_tf import models
 from rethinking_tf.training import loop as loop_lib
+from rethinking_tf.training import progress
 from rethinking_tf.training import rundir
 from rethinking_tf.training import steplog as steplog_lib
 from rethinking_tf.training import summaries as summaries_lib
@@ -88,8 +95,9 @@ class EpochHooks:
   before evaluation; `checkpoint_saved(epoch, step)` right after the epoch's
   checkpoint, before metrics.csv; `epoch_done(epoch, step, eval_seconds)`
   after the epoch-end work (evaluation, summaries, checkpoint, metrics.csv),
-  with the seconds its two evaluation passes took. The benchmark times
-  through these; the resume test kills a run in them.
+  with the seconds its two evaluation passes took (0 for an epoch without
+  them). The benchmark times through these; the resume test kills a run in
+  them.
   """
 
   def steps_done(self, epoch: int, step: int) -> None:
@@ -171,7 +179,10 @@ class Trainer:
 
     The epoch is the checkpoint's step counter over the steps per epoch; rows
     after it are dropped, and its own row, when missing (a kill between the
-    checkpoint and metrics.csv), is recomputed by evaluation.
+    checkpoint and metrics.csv), is recomputed: the training averages from the
+    checkpoint's running sums, the evaluation passes if the epoch is evaluated.
+    So is a row without evaluation at an epoch now evaluated (a run resumed
+    with fewer --epochs than it had done: its last epoch).
     """
     rows = rundir.trainer_rows(self.csv_path)
     latest = self.manager.latest_checkpoint
@@ -187,11 +198,17 @@ class Trainer:
       rundir.truncate_steps(self.steps_path, 0)
       return 0
     self.rows = [r for r in rows if r['epoch'] <= epoch]
+    evaluate = self.evaluates(epoch)
     if [r['epoch'] for r in self.rows] == list(range(1, epoch)):
-      self.rows.append(self.epoch_row(epoch, self.loop.train_metrics()))
+      self.rows.append(self.epoch_row(epoch, self.loop.train_metrics(), evaluate))
       rundir.write_metrics(self.csv_path, self.rows)
     elif [r['epoch'] for r in self.rows] != list(range(1, epoch + 1)):
       raise RuntimeError(f'{self.csv_path} lacks rows before epoch {epoch} of {latest}')
+    elif evaluate and not rundir.evaluated(self.rows[-1]):
+      row = self.epoch_row(epoch, self.loop.train_metrics(), evaluate)
+      self.rows[-1].update({k: row[k] for k in rundir.EVAL_FIELDS})
+      self.summaries.epoch(self.rows[-1])
+      rundir.write_metrics(self.csv_path, self.rows)
     rundir.truncate_steps(self.steps_path, step)
     self.start -= self.rows[-1]['seconds'] if self.rows else 0.0
     return epoch
@@ -201,68 +218,66 @@ class Trainer:
     out = self.loop.evaluate(ds)
     return out['loss'], out['accuracy'], out['top5']
 
-  def epoch_row(self, epoch: int, train: dict[str, float]) -> dict[str, float]:
-    """metrics.csv's row of an epoch: `train` (its running averages) and the
-    two evaluation passes of the current weights; `eval_seconds` is their time."""
-    eval_start = time.perf_counter()
-    train_eval = self.evaluate(self.train_eval)
-    test = self.evaluate(self.test)
-    self.eval_seconds = time.perf_counter() - eval_start
+  def evaluates(self, epoch: int) -> bool:
+    """Whether `epoch` runs the two evaluation passes (`progress.evaluates`)."""
+    return progress.evaluates(epoch, self.config.eval_every_epochs, self.config.epochs)
+
+  def epoch_row(self, epoch: int, train: dict[str, float], evaluate: bool) -> dict[str, Any]:
+    """metrics.csv's row of an epoch: `train` (its running averages) and, if
+    `evaluate`, the two evaluation passes of the current weights (else None);
+    `eval_seconds` is their time."""
+    eval_start, passes = time.perf_counter(), {}
+    if evaluate:
+      passes = {'train_eval': self.evaluate(self.train_eval), 'test': self.evaluate(self.test)}
+    self.eval_seconds = time.perf_counter() - eval_start if evaluate else 0.0
     step = self.loop.step
-    return dict(epoch=epoch,
-                step=step,
-                learning_rate=float(self.schedule(max(step - 1, 0))),
-                train_loss=train['loss'],
-                train_accuracy=train['accuracy'],
-                train_eval_loss=train_eval[0],
-                train_eval_accuracy=train_eval[1],
-                test_loss=test[0],
-                test_accuracy=test[1],
-                seconds=time.time() - self.start,
-                train_eval_top5_accuracy=train_eval[2],
-                test_top5_accuracy=test[2])
+    row = dict(epoch=epoch,
+               step=step,
+               learning_rate=float(self.schedule(max(step - 1, 0))),
+               train_loss=train['loss'],
+               train_accuracy=train['accuracy'],
+               seconds=time.time() - self.start)
+    for split in ('train_eval', 'test'):
+      values = passes.get(split, (None, None, None))
+      for name, value in zip(('loss', 'accuracy', 'top5_accuracy'), values):
+        row[f'{split}_{name}'] = value
+    return row
 
   def end_epoch(self, epoch: int, train: dict[str, float], hooks: EpochHooks) -> tuple[bool, float]:
     """Evaluates, then writes the summaries, the checkpoint and metrics.csv, in
     that order; returns (stop, evaluation seconds)."""
     c = self.config
-    row = self.epoch_row(epoch, train)
+    evaluate = self.evaluates(epoch) or not np.isfinite(train['loss'])
+    row = self.epoch_row(epoch, train, evaluate)
     self.rows.append(row)
     self.summaries.epoch(row)
-    diverged = not all(np.isfinite(row[k]) for k in ('train_loss', 'train_eval_loss', 'test_loss'))
+    losses = [row[k] for k in ('train_loss', 'train_eval_loss', 'test_loss') if row[k] is not None]
+    diverged = not all(np.isfinite(v) for v in losses)
     if not diverged:  # A diverged epoch's weights are not worth resuming from.
       self.manager.save(checkpoint_number=epoch)
       hooks.checkpoint_saved(epoch, row['step'])
     rundir.write_metrics(self.csv_path, self.rows)
     if c.verbose:
       until = f' (or until {c.fit_threshold:.0%} eval train acc)' if c.stop_on_fit else ''
+      evaluated = (f'eval train acc {row["train_eval_accuracy"]:.4f}  '
+                   f'test acc {row["test_accuracy"]:.4f}  ') if evaluate else ''
       print(
           f'epoch {epoch:4d}/{c.epochs}{until}  step {row["step"]:7d}  '
           f'lr {row["learning_rate"]:.5f}  '
           f'loss {row["train_loss"]:.4f}  train acc {row["train_accuracy"]:.4f}  '
-          f'eval train acc {row["train_eval_accuracy"]:.4f}  '
-          f'test acc {row["test_accuracy"]:.4f}  {row["seconds"]:.0f}s',
+          f'{evaluated}{row["seconds"]:.0f}s',
           flush=True)
     if diverged:
       raise Diverged(epoch, row['step'], self.csv_path)
-    return self.should_stop(), self.eval_seconds
-
-  def fit_epoch(self) -> dict[str, int] | None:
-    """The first epoch whose evaluated training accuracy reached the threshold."""
-    for r in self.rows:
-      if r['train_eval_accuracy'] >= self.config.fit_threshold:
-        return {'epoch': int(r['epoch']), 'step': int(r['step'])}
-    return None
+    return evaluate and self.should_stop(), self.eval_seconds
 
   def should_stop(self) -> bool:
-    """Stop on fit (if asked) or after `early_stopping_patience` epochs without a best."""
+    """Stop on fit (if asked) or after `early_stopping_patience` epochs without a
+    best (both read at evaluated epochs: `progress`)."""
     c = self.config
-    if c.stop_on_fit and self.fit_epoch():
+    if c.stop_on_fit and progress.fit_epoch(self.rows, c.fit_threshold):
       return True
-    if c.early_stopping_patience:
-      best = int(np.argmax([r['test_accuracy'] for r in self.rows]))
-      return len(self.rows) - 1 - best >= c.early_stopping_patience
-    return False
+    return progress.early_stop(self.rows, c.early_stopping_patience)
 
   def _save_initial_weights(self) -> None:
     path = os.path.join(self.config.logdir, rundir.INITIAL_WEIGHTS)
@@ -308,39 +323,21 @@ class Trainer:
   def results(self, fit_steps: int, fit_seconds: float) -> dict[str, Any]:
     """results.json's dict for the epochs in metrics.csv."""
     c = self.config
-    last = self.rows[-1]
-    best = max(self.rows, key=lambda r: r['test_accuracy'])
-    fit = self.fit_epoch()
-    steps = int(last['step'])
-    return {
-        'train_accuracy': last['train_eval_accuracy'],
-        'train_loss': last['train_eval_loss'],
-        'train_running_accuracy': last['train_accuracy'],
-        'test_accuracy': last['test_accuracy'],
-        'test_loss': last['test_loss'],
-        'best_test_accuracy': best['test_accuracy'],
-        'train_top5_accuracy': last['train_eval_top5_accuracy'],
-        'test_top5_accuracy': last['test_top5_accuracy'],
-        'best_test_top5_accuracy': max(r['test_top5_accuracy'] for r in self.rows),
-        'best_test_epoch': int(best['epoch']),
-        'epochs_completed': int(last['epoch']),
-        'steps_completed': steps,
-        'fit_epoch': fit['epoch'] if fit else None,
-        'fit_step': fit['step'] if fit else None,
-        'fit_threshold': c.fit_threshold,
+    out = progress.numbers(self.rows, c.fit_threshold, c.eval_every_epochs)
+    out.update({
         'trainable_params': models.trainable_params(self.model),
         'label_noise_fraction': self.p.label_noise_fraction,
         'num_train': self.p.num_train,
         'num_test': self.p.num_test,
         'num_replicas': self.strategy.num_replicas_in_sync,
         'steps_per_execution': self.steps_per_execution,
-        'wall_seconds': last['seconds'],
         'examples_per_second': (fit_steps * c.batch_size / fit_seconds if fit_steps else None),
         'examples_per_second_note': 'training images per second over this '
                                     "process's training epochs, evaluation passes included",
         'versions': versions(),
         'config': c.as_dict(),
-    }
+    })
+    return out
 
 
 def make_pipelines(config: TrainConfig) -> pipeline_lib.Pipelines:
