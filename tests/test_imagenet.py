@@ -14,6 +14,7 @@ from rethinking_tf import registry
 from rethinking_tf.data import imagenet
 from rethinking_tf.data import imagenet_miniature as mini
 from rethinking_tf.data import imagenet_prepare
+from rethinking_tf.data import sharding
 from rethinking_tf.data import sources
 from tests.conftest import run_module
 
@@ -197,3 +198,49 @@ def test_pixel_randomizations_act_before_augmentation(miniature):
   # The same permutation of pixel positions on the test set: same pixels, other places.
   np.testing.assert_allclose(np.sort(shuffled.reshape(3, -1)), np.sort(plain.reshape(3, -1)))
   assert not np.allclose(shuffled, plain)
+
+
+def _worker(dataset, worker, replicas):
+  """Worker `worker` of 2's elements of a dataset marked per worker."""
+  context = tf.distribute.InputContext(num_input_pipelines=2,
+                                       input_pipeline_id=worker,
+                                       num_replicas_in_sync=replicas)
+  return sharding.per_worker(dataset)(context)
+
+
+@pytest.mark.parametrize('replicas', [2, 4])
+def test_two_workers_hold_the_global_batches_between_them(miniature, replicas):
+  rand = registry.Randomization(labels='random', seed=3)
+  p = imagenet.make_pipelines(miniature, rand, 6, None, augment=True, image_size=SIZE)
+  steps = 2 * p.steps_per_epoch  # epochs 1 and 2: batches of 6, 6, 4, 6, 6, 4
+  local = replicas // 2
+  slices = [list(_worker(p.train(1), k, replicas).take(steps * local)) for k in range(2)]
+  for step, (x, y) in enumerate(_epoch(p, 1, steps)):
+    # Step s: each worker's `local` slices, worker 0's replicas first.
+    mine = [slices[k][step * local + j] for k in range(2) for j in range(local)]
+    assert all(int(n) == len(y) for _, _, n in mine)
+    np.testing.assert_array_equal(np.concatenate([s[1] for s in mine]), y)
+    np.testing.assert_allclose(np.concatenate([s[0] for s in mine]), x, atol=1e-6)
+  if replicas == 4:  # ceil(6 / 4) = 2: replica 3 gets an empty slice of a batch of 6
+    assert [len(s[1]) for s in slices[1][:2]] == [2, 0]
+
+
+def test_each_worker_decodes_only_its_own_examples(miniature, monkeypatch):
+  decoded = []
+  original = imagenet.eval_image
+
+  def counted(encoded, size=imagenet.IMAGE_SIZE):
+    tick = tf.py_function(lambda: decoded.append(1) or 0, [], tf.int32)
+    with tf.control_dependencies([tick]):
+      return tf.identity(original(encoded, size))
+
+  monkeypatch.setattr(imagenet, 'eval_image', counted)
+  p = imagenet.make_pipelines(miniature, registry.Randomization(), 6, None, False, image_size=SIZE)
+  counts = []
+  for k in range(2):
+    del decoded[:]
+    sizes = [len(y) for _, y, _ in _worker(p.train_eval, k, 2)]
+    assert len(decoded) == sum(sizes)
+    counts.append(sizes)
+  # Batches of 6, 6, 4 cut in halves: each worker decodes 8 of the 16 images.
+  assert counts == [[3, 3, 2], [3, 3, 2]]

@@ -24,6 +24,15 @@ uninterrupted run sees from epoch k on, and a resumed run matches it.
 Gaussian inputs use ImageNet's per-channel statistics (mean 0.485, 0.456,
 0.406; std 0.229, 0.224, 0.225 in [0, 1] units).
 
+Under several workers (`sharding`, `training.loop.Loop.distribute`) each
+worker still forms every global batch from the encoded examples (reading all
+JPEG bytes, in the same order as a one-worker run) but decodes and augments
+only the examples of its own replicas: the decoding, the costly part, is
+divided by the number of workers, the reading is not, and the batches are
+those of a one-worker run for any number of workers (tfds' per-worker file
+sharding would divide the reading too, but change the order with the
+number of workers). The same holds for the train-eval and test passes.
+
 `train_size`: a class-balanced subset of the classes present in the
 prepared split, the examples of smallest id in each class, chosen from a
 pass over (file_name, label) with the images left encoded, and filtered
@@ -41,6 +50,7 @@ from rethinking_tf import registry
 from rethinking_tf.data import imagenet_prepare
 from rethinking_tf.data import loaders
 from rethinking_tf.data import randomize
+from rethinking_tf.data import sharding
 from rethinking_tf.data import sources
 
 IMAGE_SIZE = 299
@@ -164,6 +174,36 @@ def _is_member(sorted_ids: tf.Tensor, ex_id: tf.Tensor) -> tf.Tensor:
   return tf.equal(sorted_ids[at], ex_id)
 
 
+def _global_batches(encoded: tf.data.Dataset, image_fn, batch_size: int) -> tf.data.Dataset:
+  """(images, labels) batches of (id, label, JPEG) examples, each decoded by image_fn(id, JPEG)."""
+  return encoded.map(lambda i, y, x: (image_fn(i, x), y),
+                     num_parallel_calls=tf.data.AUTOTUNE,
+                     deterministic=True).batch(batch_size)
+
+
+def _worker_batches(encoded: tf.data.Dataset, image_fn, batch_size: int,
+                    context: tf.distribute.InputContext, image_size: int) -> tf.data.Dataset:
+  """This worker's replica slices of `_global_batches`, decoding only its own examples.
+
+  The global batch is formed from the encoded examples (every worker reads
+  all of them); only this worker's range of it (`sharding.worker_range`) is
+  decoded, then cut into its replicas' slices.
+  """
+  image = tf.TensorSpec([image_size, image_size, 3], tf.float32)
+
+  def decode(i, y, x):
+    n = tf.shape(i)[0]
+    start, end = sharding.worker_range(n, context)
+    images = tf.map_fn(lambda e: image_fn(*e), (i[start:end], x[start:end]),
+                       fn_output_signature=image,
+                       parallel_iterations=16)
+    return images, y[start:end], n, start
+
+  return encoded.batch(batch_size).map(
+      decode, num_parallel_calls=tf.data.AUTOTUNE,
+      deterministic=True).flat_map(lambda x, y, n, start: sharding.split(x, y, n, start, context))
+
+
 def _builder(data_dir: str | None):
   builder = loaders.tfds_builder('imagenet2012', data_dir)
   if not loaders.is_prepared(builder):
@@ -205,19 +245,23 @@ def make_pipelines(data_dir: str | None,
   train = train.map(lambda i, y, x: (i, randomize_label(y, i, rand), x),
                     num_parallel_calls=tf.data.AUTOTUNE)
 
-  def fixed_image(i, x):
+  def fixed_pixels(i, x):
     """The evaluation-style image with its fixed pixel randomization (section 2.1)."""
     return randomize.randomize_image(eval_image(x, image_size), i, rand, mean, std)
 
-  def prepare_train(e):
-    """The map of epoch e: each example's augmentation keyed by (seed, id, e)."""
+  def fixed_image(i, x):
+    return _scale(fixed_pixels(i, x))
 
-    def fn(i, y, x):
+  def train_image_of(e):
+    """Example (id, JPEG) -> image in epoch e: its augmentation keyed by (seed, id, e)."""
+
+    def fn(i, x):
       if not augment:
-        return _scale(fixed_image(i, x)), y
+        return fixed_image(i, x)
       key = _key(rand.seed, _SALT_AUGMENT, i, e)
-      image = augment_decoded(fixed_image(i, x), key) if pixels else train_image(x, key, image_size)
-      return _scale(image), y
+      if pixels:
+        return _scale(augment_decoded(fixed_pixels(i, x), key))
+      return _scale(train_image(x, key, image_size))
 
     return fn
 
@@ -227,26 +271,36 @@ def make_pipelines(data_dir: str | None,
                                                      _key(rand.seed, _SALT_ORDER, e, w))
     return tf.gather(i, order), tf.gather(y, order), tf.gather(x, order)
 
-  def one_epoch(e):
-    windows = train.batch(SHUFFLE_BUFFER).enumerate().map(lambda w, b: permute(e, w, *b))
-    return windows.unbatch().map(prepare_train(e),
-                                 num_parallel_calls=tf.data.AUTOTUNE,
-                                 deterministic=True).batch(batch_size)
+  def epoch_order(e):
+    """(id, label, JPEG) of epoch e in its order: cheap, no image decoded."""
+    return train.batch(SHUFFLE_BUFFER).enumerate().map(lambda w, b: permute(e, w, *b)).unbatch()
 
   def train_ds(initial_epoch: int) -> tf.data.Dataset:
-    return tf.data.Dataset.counter(initial_epoch).flat_map(one_epoch).prefetch(tf.data.AUTOTUNE)
+    epochs = tf.data.Dataset.counter(initial_epoch)
 
-  eval_batch_size = eval_batch_size or batch_size
-  train_eval = train.map(lambda i, y, x: (_scale(fixed_image(i, x)), y),
-                         num_parallel_calls=tf.data.AUTOTUNE).batch(eval_batch_size)
+    def per_worker(context):
+      return epochs.flat_map(lambda e: _worker_batches(epoch_order(e), train_image_of(
+          e), batch_size, context, image_size)).prefetch(tf.data.AUTOTUNE)
+
+    batches = epochs.flat_map(
+        lambda e: _global_batches(epoch_order(e), train_image_of(e), batch_size))
+    return sharding.set_per_worker(batches.prefetch(tf.data.AUTOTUNE), per_worker)
+
   test_rand = rand if rand.inputs == 'shuffled_pixels' else registry.Randomization(seed=rand.seed)
-  test = _encoded(builder, 'validation').map(
-      lambda i, y, x:
-      (_scale(randomize.randomize_image(eval_image(x, image_size), i, test_rand, mean, std)), y),
-      num_parallel_calls=tf.data.AUTOTUNE).batch(eval_batch_size)
+
+  def test_image(i, x):
+    return _scale(randomize.randomize_image(eval_image(x, image_size), i, test_rand, mean, std))
+
+  def in_order(encoded, image_fn):
+    """Batches in the split's order, also buildable per worker."""
+    size = eval_batch_size or batch_size
+    return sharding.set_per_worker(
+        _global_batches(encoded, image_fn, size).prefetch(tf.data.AUTOTUNE), lambda context:
+        _worker_batches(encoded, image_fn, size, context, image_size).prefetch(tf.data.AUTOTUNE))
+
   return loaders.Pipelines(train=train_ds,
-                           train_eval=train_eval.prefetch(tf.data.AUTOTUNE),
-                           test=test.prefetch(tf.data.AUTOTUNE),
+                           train_eval=in_order(train, fixed_image),
+                           test=in_order(_encoded(builder, 'validation'), test_image),
                            num_train=num_train,
                            num_test=builder.info.splits['validation'].num_examples,
                            num_classes=NUM_CLASSES,
