@@ -1,7 +1,9 @@
 """The ImageNet pipeline (Table 2) on a miniature in the real archive format, and Inception V3."""
 
+import glob
 import io
 import os
+import re
 import time
 
 import numpy as np
@@ -16,6 +18,8 @@ from rethinking_tf.data import imagenet_miniature as mini
 from rethinking_tf.data import imagenet_prepare
 from rethinking_tf.data import sharding
 from rethinking_tf.data import sources
+from tests.conftest import REPO
+from tests.conftest import flagfile_config
 from tests.conftest import run_module
 
 SIZE = 75  # Inception V3's smallest input: cheap pipeline tests.
@@ -244,3 +248,59 @@ def test_each_worker_decodes_only_its_own_examples(miniature, monkeypatch):
     counts.append(sizes)
   # Batches of 6, 6, 4 cut in halves: each worker decodes 8 of the 16 images.
   assert counts == [[3, 3, 2], [3, 3, 2]]
+
+
+_SOURCES = ('appendix A', "TF-slim's", 'Szegedy et al. 2016', "the suite's choice")
+_HYPERPARAMETERS = ('learning rate', 'batch', 'dropout', 'weight decay', 'augmentation', 'epochs')
+
+
+def _stated(path):
+  """{hyperparameter: its comment text} of a Table 2 flagfile's '# - name: ...' items."""
+  items, name = {}, None
+  with open(path) as f:
+    for line in f:
+      item = re.match(r'# - ([a-z ]+): (.*)', line)
+      if item:
+        name = item.group(1)
+        items[name] = item.group(2)
+      elif name and line.startswith('#   '):
+        items[name] += ' ' + line[4:].strip()
+      else:
+        name = None
+  return items
+
+
+def test_table2_flagfiles_state_every_hyperparameter_with_its_source():
+  paths = sorted(glob.glob(os.path.join(REPO, 'flags', 'table2', '*.cfg')))
+  assert len(paths) == 7
+  rate = registry.default_learning_rate('inception_v3')
+  for path in paths:
+    stated = _stated(path)
+    assert sorted(stated) == sorted(_HYPERPARAMETERS), path
+    for name, text in stated.items():
+      assert any(s in text for s in _SOURCES), (path, name)
+    config = flagfile_config(os.path.relpath(path, os.path.join(REPO, 'flags'))[:-4])
+    assert stated['learning rate'].startswith(f'{rate}, ') and 'learning_rate' not in config
+    assert stated['epochs'].startswith(f'{config["epochs"]}, ')
+    # The row's own values, as its flags set them.
+    for name, flag, value in (('dropout', 'dropout', '0.2'), ('weight decay', 'weight_decay',
+                                                              '4e-5')):
+      assert stated[name].startswith(f'{value} ')
+      expected = value if config[flag] else 'none'
+      assert stated[name].endswith(f'this row: {expected}.'), (path, name)
+      assert config[flag] in (0, float(value))
+    assert ('this row: on.' in stated['augmentation']) == config['augment']
+
+
+def test_docs_give_the_table2_learning_rate_of_the_flagfiles_and_the_binary():
+  rate = registry.default_learning_rate('inception_v3')
+  with open(os.path.join(REPO, 'docs', 'reproducing.md')) as f:
+    reproducing = f.read()
+  table2 = reproducing[reproducing.index('**Table 2 (ImageNet)**'):]
+  table2 = table2[:table2.index('\n\n', table2.index('Learning rate, momentum'))]
+  assert f'learning rate {rate}, SGD with momentum 0.9, x0.95' in table2
+  assert re.findall(r'learning rate (0\.\d+)', table2) == [str(rate)]
+  with open(os.path.join(REPO, 'BUILD.md')) as f:
+    build = f.read()
+  assert f'the learning rate ({rate}, x0.95 every epoch)' in build
+  assert not re.search(r'ImageNet[^.]*learning rate 0\.01', reproducing + build)
