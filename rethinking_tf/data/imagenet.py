@@ -174,21 +174,23 @@ def _is_member(sorted_ids: tf.Tensor, ex_id: tf.Tensor) -> tf.Tensor:
   return tf.equal(sorted_ids[at], ex_id)
 
 
-def _global_batches(encoded: tf.data.Dataset, image_fn, batch_size: int) -> tf.data.Dataset:
-  """(images, labels) batches of (id, label, JPEG) examples, each decoded by image_fn(id, JPEG)."""
-  return encoded.map(lambda i, y, x: (image_fn(i, x), y),
-                     num_parallel_calls=tf.data.AUTOTUNE,
-                     deterministic=True).batch(batch_size)
+def _batches(encoded: tf.data.Dataset,
+             image_fn,
+             batch_size: int,
+             image_size: int,
+             context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
+  """Batches of (id, label, JPEG) examples, each image decoded by image_fn(id, JPEG).
 
-
-def _worker_batches(encoded: tf.data.Dataset, image_fn, batch_size: int,
-                    context: tf.distribute.InputContext, image_size: int) -> tf.data.Dataset:
-  """This worker's replica slices of `_global_batches`, decoding only its own examples.
-
-  The global batch is formed from the encoded examples (every worker reads
-  all of them); only this worker's range of it (`sharding.worker_range`) is
-  decoded, then cut into its replicas' slices.
+  Without `context`: the global (images, labels) batches. With it: this
+  worker's replica slices of them, (images, labels, n) as `sharding.split`
+  cuts them; the global batch is formed from the encoded examples (every
+  worker reads all of them) and only this worker's range of it
+  (`sharding.worker_range`) is decoded.
   """
+  if context is None:
+    return encoded.map(lambda i, y, x: (image_fn(i, x), y),
+                       num_parallel_calls=tf.data.AUTOTUNE,
+                       deterministic=True).batch(batch_size)
   image = tf.TensorSpec([image_size, image_size, 3], tf.float32)
 
   def decode(i, y, x):
@@ -199,9 +201,10 @@ def _worker_batches(encoded: tf.data.Dataset, image_fn, batch_size: int,
                        parallel_iterations=16)
     return images, y[start:end], n, start
 
-  return encoded.batch(batch_size).map(
-      decode, num_parallel_calls=tf.data.AUTOTUNE,
-      deterministic=True).flat_map(lambda x, y, n, start: sharding.split(x, y, n, start, context))
+  decoded = encoded.batch(batch_size).map(decode,
+                                          num_parallel_calls=tf.data.AUTOTUNE,
+                                          deterministic=True)
+  return decoded.flat_map(lambda x, y, n, start: sharding.split(x, y, n, start, context))
 
 
 def _builder(data_dir: str | None):
@@ -278,13 +281,11 @@ def make_pipelines(data_dir: str | None,
   def train_ds(initial_epoch: int) -> tf.data.Dataset:
     epochs = tf.data.Dataset.counter(initial_epoch)
 
-    def per_worker(context):
-      return epochs.flat_map(lambda e: _worker_batches(epoch_order(e), train_image_of(
-          e), batch_size, context, image_size)).prefetch(tf.data.AUTOTUNE)
+    def stream(context=None):
+      return epochs.flat_map(lambda e: _batches(epoch_order(e), train_image_of(e), batch_size,
+                                                image_size, context)).prefetch(tf.data.AUTOTUNE)
 
-    batches = epochs.flat_map(
-        lambda e: _global_batches(epoch_order(e), train_image_of(e), batch_size))
-    return sharding.set_per_worker(batches.prefetch(tf.data.AUTOTUNE), per_worker)
+    return sharding.set_per_worker(stream(), stream)
 
   test_rand = rand if rand.inputs == 'shuffled_pixels' else registry.Randomization(seed=rand.seed)
 
@@ -293,10 +294,12 @@ def make_pipelines(data_dir: str | None,
 
   def in_order(encoded, image_fn):
     """Batches in the split's order, also buildable per worker."""
-    size = eval_batch_size or batch_size
-    return sharding.set_per_worker(
-        _global_batches(encoded, image_fn, size).prefetch(tf.data.AUTOTUNE), lambda context:
-        _worker_batches(encoded, image_fn, size, context, image_size).prefetch(tf.data.AUTOTUNE))
+
+    def batches(context=None):
+      return _batches(encoded, image_fn, eval_batch_size or batch_size, image_size,
+                      context).prefetch(tf.data.AUTOTUNE)
+
+    return sharding.set_per_worker(batches(), batches)
 
   return loaders.Pipelines(train=train_ds,
                            train_eval=in_order(train, fixed_image),

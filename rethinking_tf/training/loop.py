@@ -119,16 +119,18 @@ class Loop:
   def distribute(self, make_dataset: Callable[[],
                                               tf.data.Dataset]) -> tf.distribute.DistributedDataset:
     """A distributed dataset of per-replica slices of `make_dataset()`'s batches."""
+    made = []
 
     def worker_dataset(context):
-      ds = make_dataset()
-      build = sharding.per_worker(ds)
+      made.append(make_dataset())
+      build = sharding.per_worker(made[-1])
       if build is not None and context.num_input_pipelines > 1:
         return build(context)
-      return replica_slices(ds, context)
+      return replica_slices(made[-1], context)
 
     dataset = self.strategy.distribute_datasets_from_function(worker_dataset)
-    batches = int(make_dataset().cardinality())
+    # The strategies call worker_dataset here: no second build to count batches.
+    batches = int((made[0] if made else make_dataset()).cardinality())
     if batches >= 0:  # finite and known: every replica gets one slice per batch
       self._batches[id(dataset)] = batches
     return dataset
