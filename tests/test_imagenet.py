@@ -212,11 +212,13 @@ def _worker(dataset, worker, replicas):
   return sharding.per_worker(dataset)(context)
 
 
-@pytest.mark.parametrize('replicas', [2, 4])
-def test_two_workers_hold_the_global_batches_between_them(miniature, replicas):
+# 2 replicas, batches of 6, 6, 4; 4 replicas (two per worker) on a 6-example
+# subset, batches of 4 and 2: worker 1 has no example of the last batch.
+@pytest.mark.parametrize('replicas, batch, train_size', [(2, 6, None), (4, 4, 6)])
+def test_two_workers_hold_the_global_batches_between_them(miniature, replicas, batch, train_size):
   rand = registry.Randomization(labels='random', seed=3)
-  p = imagenet.make_pipelines(miniature, rand, 6, None, augment=True, image_size=SIZE)
-  steps = 2 * p.steps_per_epoch  # epochs 1 and 2: batches of 6, 6, 4, 6, 6, 4
+  p = imagenet.make_pipelines(miniature, rand, batch, train_size, augment=True, image_size=SIZE)
+  steps = 2 * p.steps_per_epoch  # epochs 1 and 2
   local = replicas // 2
   slices = [list(_worker(p.train(1), k, replicas).take(steps * local)) for k in range(2)]
   for step, (x, y) in enumerate(_epoch(p, 1, steps)):
@@ -225,8 +227,11 @@ def test_two_workers_hold_the_global_batches_between_them(miniature, replicas):
     assert all(int(n) == len(y) for _, _, n in mine)
     np.testing.assert_array_equal(np.concatenate([s[1] for s in mine]), y)
     np.testing.assert_allclose(np.concatenate([s[0] for s in mine]), x, atol=1e-6)
-  if replicas == 4:  # ceil(6 / 4) = 2: replica 3 gets an empty slice of a batch of 6
-    assert [len(s[1]) for s in slices[1][:2]] == [2, 0]
+  if replicas == 4:  # ceil(2 / 4) = 1: replicas 2 and 3 get empty slices of the last batch
+    assert [len(s[1]) for s in slices[1][:4]] == [1, 1, 0, 0]
+    assert slices[1][2][0].shape == (0, SIZE, SIZE, 3)
+    with pytest.raises(ValueError, match='does not split evenly over 4 replicas'):
+      _worker(imagenet.make_pipelines(miniature, rand, 6, None, False).train(0), 0, 4)
 
 
 def test_each_worker_decodes_only_its_own_examples(miniature, monkeypatch):

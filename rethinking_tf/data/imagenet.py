@@ -183,28 +183,43 @@ def _batches(encoded: tf.data.Dataset,
 
   Without `context`: the global (images, labels) batches. With it: this
   worker's replica slices of them, (images, labels, n) as `sharding.split`
-  cuts them; the global batch is formed from the encoded examples (every
-  worker reads all of them) and only this worker's range of it
-  (`sharding.worker_range`) is decoded.
+  cuts them. The global batches are formed from the encoded examples (every
+  worker reads all of them); only this worker's range of each
+  (`sharding.worker_range`) is decoded, then batched again: all its ranges
+  have `sharding.worker_size` examples but the last, which has fewer (an
+  empty one stands in as one placeholder, decoded and dropped).
   """
   if context is None:
     return encoded.map(lambda i, y, x: (image_fn(i, x), y),
                        num_parallel_calls=tf.data.AUTOTUNE,
                        deterministic=True).batch(batch_size)
-  image = tf.TensorSpec([image_size, image_size, 3], tf.float32)
+  size = sharding.worker_size(batch_size, context)
 
-  def decode(i, y, x):
+  def mine(i, y, x):
+    """This worker's range of a global batch, or a placeholder for an empty one."""
     n = tf.shape(i)[0]
     start, end = sharding.worker_range(n, context)
-    images = tf.map_fn(lambda e: image_fn(*e), (i[start:end], x[start:end]),
-                       fn_output_signature=image,
-                       parallel_iterations=16)
-    return images, y[start:end], n, start
+    take = tf.maximum(end - start, 1)
+    first = tf.minimum(start, n - 1)
+    keep = tf.range(take) < end - start
+    return (i[first:first + take], y[first:first + take], x[first:first + take], keep,
+            tf.fill([take], n), tf.fill([take], start))
 
-  decoded = encoded.batch(batch_size).map(decode,
-                                          num_parallel_calls=tf.data.AUTOTUNE,
-                                          deterministic=True)
-  return decoded.flat_map(lambda x, y, n, start: sharding.split(x, y, n, start, context))
+  def decode(i, y, x, keep, n, start):
+    # A placeholder is decoded too (once a pass at most) and dropped: a
+    # tf.cond here would slow every decode down.
+    k = tf.cast(keep, tf.int32)
+    return image_fn(i, x)[None][:k], tf.reshape(y, [1])[:k], n, start
+
+  def regroup(images, labels, n, start):
+    shape = [-1, image_size, image_size, 3]
+    return tf.reshape(images, shape), tf.reshape(labels, [-1]), n[0], start[0]
+
+  decoded = encoded.batch(batch_size).map(mine).unbatch().map(decode,
+                                                              num_parallel_calls=tf.data.AUTOTUNE,
+                                                              deterministic=True)
+  return decoded.batch(size).map(regroup).flat_map(
+      lambda x, y, n, start: sharding.split(x, y, n, start, context))
 
 
 def _builder(data_dir: str | None):

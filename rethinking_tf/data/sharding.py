@@ -40,6 +40,18 @@ def worker_range(n: tf.Tensor, context: tf.distribute.InputContext) -> tuple[tf.
   return start, end
 
 
+def worker_size(batch_size: int, context: tf.distribute.InputContext) -> int:
+  """How many examples of a full global batch this worker gets (its replicas' share).
+
+  A smaller last batch gives every worker at most as many. Raises ValueError
+  unless the replicas divide the batch (the binary checks it first).
+  """
+  if batch_size % context.num_replicas_in_sync:
+    raise ValueError(f'a batch of {batch_size} does not split evenly over '
+                     f'{context.num_replicas_in_sync} replicas')
+  return local_replicas(context)[1] * batch_size // context.num_replicas_in_sync
+
+
 def split(x: tf.Tensor, y: tf.Tensor, n: tf.Tensor, offset: tf.Tensor,
           context: tf.distribute.InputContext) -> tf.data.Dataset:
   """This worker's replica slices, each (images, labels, n), of the examples
