@@ -207,7 +207,7 @@ def _batches(encoded: tf.data.Dataset,
 
   def decode(i, y, x, keep, n, start):
     # A placeholder is decoded too (once a pass at most) and dropped: a
-    # tf.cond here would slow every decode down.
+    # tf.cond here made every decode slower.
     k = tf.cast(keep, tf.int32)
     return image_fn(i, x)[None][:k], tf.reshape(y, [1])[:k], n, start
 
