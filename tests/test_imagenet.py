@@ -1,7 +1,9 @@
 """The ImageNet pipeline (Table 2) on a miniature in the real archive format, and Inception V3."""
 
+import glob
 import io
 import os
+import re
 import time
 
 import numpy as np
@@ -14,7 +16,10 @@ from rethinking_tf import registry
 from rethinking_tf.data import imagenet
 from rethinking_tf.data import imagenet_miniature as mini
 from rethinking_tf.data import imagenet_prepare
+from rethinking_tf.data import sharding
 from rethinking_tf.data import sources
+from tests.conftest import REPO
+from tests.conftest import flagfile_config
 from tests.conftest import run_module
 
 SIZE = 75  # Inception V3's smallest input: cheap pipeline tests.
@@ -197,3 +202,110 @@ def test_pixel_randomizations_act_before_augmentation(miniature):
   # The same permutation of pixel positions on the test set: same pixels, other places.
   np.testing.assert_allclose(np.sort(shuffled.reshape(3, -1)), np.sort(plain.reshape(3, -1)))
   assert not np.allclose(shuffled, plain)
+
+
+def _worker(dataset, worker, replicas):
+  """Worker `worker` of 2's elements of a dataset marked per worker."""
+  context = tf.distribute.InputContext(num_input_pipelines=2,
+                                       input_pipeline_id=worker,
+                                       num_replicas_in_sync=replicas)
+  return sharding.per_worker(dataset)(context)
+
+
+# 2 replicas, batches of 6, 6, 4; 4 replicas (two per worker) on a 6-example
+# subset, batches of 4 and 2: worker 1 has no example of the last batch.
+@pytest.mark.parametrize('replicas, batch, train_size', [(2, 6, None), (4, 4, 6)])
+def test_two_workers_hold_the_global_batches_between_them(miniature, replicas, batch, train_size):
+  rand = registry.Randomization(labels='random', seed=3)
+  p = imagenet.make_pipelines(miniature, rand, batch, train_size, augment=True, image_size=SIZE)
+  steps = p.steps_per_epoch + 1  # across the end of epoch 1
+  local = replicas // 2
+  slices = [list(_worker(p.train(1), k, replicas).take(steps * local)) for k in range(2)]
+  for step, (x, y) in enumerate(_epoch(p, 1, steps)):
+    # Step s: each worker's `local` slices, worker 0's replicas first.
+    mine = [slices[k][step * local + j] for k in range(2) for j in range(local)]
+    assert all(int(n) == len(y) for _, _, n in mine)
+    np.testing.assert_array_equal(np.concatenate([s[1] for s in mine]), y)
+    np.testing.assert_allclose(np.concatenate([s[0] for s in mine]), x, atol=1e-6)
+  if replicas == 4:  # ceil(2 / 4) = 1: replicas 2 and 3 get empty slices of the last batch
+    assert [len(s[1]) for s in slices[1][:4]] == [1, 1, 0, 0]
+    assert slices[1][2][0].shape == (0, SIZE, SIZE, 3)
+    with pytest.raises(ValueError, match='does not split evenly over 4 replicas'):
+      _worker(imagenet.make_pipelines(miniature, rand, 6, None, False).train(0), 0, 4)
+
+
+def test_each_worker_decodes_only_its_own_examples(miniature, monkeypatch):
+  decoded = []
+  original = imagenet.eval_image
+
+  def counted(encoded, size=imagenet.IMAGE_SIZE):
+    tick = tf.py_function(lambda: decoded.append(1) or 0, [], tf.int32)
+    with tf.control_dependencies([tick]):
+      return tf.identity(original(encoded, size))
+
+  monkeypatch.setattr(imagenet, 'eval_image', counted)
+  p = imagenet.make_pipelines(miniature, registry.Randomization(), 6, None, False, image_size=SIZE)
+  counts = []
+  for k in range(2):
+    del decoded[:]
+    sizes = [len(y) for _, y, _ in _worker(p.train_eval, k, 2)]
+    assert len(decoded) == sum(sizes)
+    counts.append(sizes)
+  # Batches of 6, 6, 4 cut in halves: each worker decodes 8 of the 16 images.
+  assert counts == [[3, 3, 2], [3, 3, 2]]
+
+
+_SOURCES = ('appendix A', "TF-slim's", 'Szegedy et al. 2016', "the suite's choice")
+_HYPERPARAMETERS = ('learning rate', 'batch', 'dropout', 'weight decay', 'augmentation', 'epochs')
+
+
+def _stated(path):
+  """{hyperparameter: its comment text} of a Table 2 flagfile's '# - name: ...' items."""
+  items, name = {}, None
+  with open(path) as f:
+    for line in f:
+      item = re.match(r'# - ([a-z ]+): (.*)', line)
+      if item:
+        name = item.group(1)
+        items[name] = item.group(2)
+      elif name and line.startswith('#   '):
+        items[name] += ' ' + line[4:].strip()
+      else:
+        name = None
+  return items
+
+
+def test_table2_flagfiles_state_every_hyperparameter_with_its_source():
+  paths = sorted(glob.glob(os.path.join(REPO, 'flags', 'table2', '*.cfg')))
+  assert len(paths) == 7
+  rate = registry.default_learning_rate('inception_v3')
+  for path in paths:
+    stated = _stated(path)
+    assert sorted(stated) == sorted(_HYPERPARAMETERS), path
+    for name, text in stated.items():
+      assert any(s in text for s in _SOURCES), (path, name)
+    config = flagfile_config(os.path.relpath(path, os.path.join(REPO, 'flags'))[:-4])
+    assert stated['learning rate'].startswith(f'{rate}, ') and 'learning_rate' not in config
+    assert stated['epochs'].startswith(f'{config["epochs"]}, ')
+    # The row's own values, as its flags set them.
+    for name, flag, value in (('dropout', 'dropout', '0.2'), ('weight decay', 'weight_decay',
+                                                              '4e-5')):
+      assert stated[name].startswith(f'{value} ')
+      expected = value if config[flag] else 'none'
+      assert stated[name].endswith(f'this row: {expected}.'), (path, name)
+      assert config[flag] in (0, float(value))
+    assert ('this row: on.' in stated['augmentation']) == config['augment']
+
+
+def test_docs_give_the_table2_learning_rate_of_the_flagfiles_and_the_binary():
+  rate = registry.default_learning_rate('inception_v3')
+  with open(os.path.join(REPO, 'docs', 'reproducing.md')) as f:
+    reproducing = f.read()
+  table2 = reproducing[reproducing.index('**Table 2 (ImageNet)**'):]
+  table2 = table2[:table2.index('\n\n', table2.index('Learning rate, momentum'))]
+  assert f'learning rate {rate}, SGD with momentum 0.9, x0.95' in table2
+  assert re.findall(r'learning rate (0\.\d+)', table2) == [str(rate)]
+  with open(os.path.join(REPO, 'BUILD.md')) as f:
+    build = f.read()
+  assert f'the learning rate ({rate}, x0.95 every epoch)' in build
+  assert not re.search(r'ImageNet[^.]*learning rate 0\.01', reproducing + build)

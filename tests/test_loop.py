@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 from rethinking_tf.data import pipeline
+from rethinking_tf.data import sharding
 from rethinking_tf import models
 from rethinking_tf.training import config as config_lib
 from rethinking_tf.training import loop
@@ -84,6 +85,42 @@ def test_replica_slices_give_each_replica_its_part_of_the_global_batch():
   # Replica order within each global batch: 0, 1 (worker 0), 2, 3 (worker 1).
   assert every[:2] + every[4:6] == [[0, 1], [2, 3], [4], []]
   assert sorted(sum(every, [])) == list(range(7))  # every example exactly once
+
+
+class _Worker:
+  """A strategy's dataset distribution as worker `index` of 2 (one replica each) sees it."""
+  num_replicas_in_sync = 2
+
+  def __init__(self, index):
+    self.index = index
+
+  def scope(self):
+    return tf.distribute.get_strategy().scope()
+
+  def distribute_datasets_from_function(self, fn):
+    return fn(tf.distribute.InputContext(2, self.index, 2))
+
+
+def test_distribute_builds_a_marked_dataset_per_worker():
+  # Global batches [2i, 2i + 1]: worker k's replica gets [2i + k].
+  ds = tf.data.Dataset.range(5).map(lambda i: (tf.zeros([2, 1]), tf.stack([2 * i, 2 * i + 1])))
+  built = []
+
+  def per_worker(context):
+    k = context.input_pipeline_id
+    built.append(k)
+    return ds.map(lambda x, y: (x[k:k + 1], y[k:k + 1], 2))
+
+  marked = sharding.set_per_worker(ds.map(lambda x, y: (x, y)), per_worker)
+  for k in range(2):
+    worker = loop.Loop(_Worker(k), None, None)
+    plain = [y.numpy().tolist() for _, y, _ in worker.distribute(lambda: ds)]
+    assert plain == [[2 * i + k] for i in range(5)]
+    assert [y.numpy().tolist() for _, y, _ in worker.distribute(lambda: marked)] == plain
+  assert built == [0, 1]
+  # One worker: the global batches, sliced as usual.
+  one = loop.Loop(tf.distribute.get_strategy(), None, None)
+  assert [len(y) for _, y, _ in one.distribute(lambda: marked)] == [2] * 5 and built == [0, 1]
 
 
 def test_call_sizes():

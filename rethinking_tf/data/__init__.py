@@ -9,5 +9,6 @@ One idea per module:
 * `randomize`: the section 2.1 randomizations of labels and inputs;
 * `crop`: the lookup tables that make the random crop one gather;
 * `pipeline`: the train, train-eval and test tf.data pipelines of a run;
+* `sharding`: which examples of a global batch each replica and worker gets;
 * `imagenet`: ImageNet streamed from tensorflow-datasets (Table 2).
 """

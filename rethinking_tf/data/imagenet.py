@@ -24,6 +24,15 @@ uninterrupted run sees from epoch k on, and a resumed run matches it.
 Gaussian inputs use ImageNet's per-channel statistics (mean 0.485, 0.456,
 0.406; std 0.229, 0.224, 0.225 in [0, 1] units).
 
+Under several workers (`sharding`, `training.loop.Loop.distribute`) each
+worker still forms every global batch from the encoded examples (reading all
+JPEG bytes, in the same order as a one-worker run) but decodes and augments
+only the examples of its own replicas: the decoding, the costly part, is
+divided by the number of workers, the reading is not, and the batches are
+those of a one-worker run for any number of workers (tfds' per-worker file
+sharding would divide the reading too, but change the order with the
+number of workers). The same holds for the train-eval and test passes.
+
 `train_size`: a class-balanced subset of the classes present in the
 prepared split, the examples of smallest id in each class, chosen from a
 pass over (file_name, label) with the images left encoded, and filtered
@@ -41,6 +50,7 @@ from rethinking_tf import registry
 from rethinking_tf.data import imagenet_prepare
 from rethinking_tf.data import loaders
 from rethinking_tf.data import randomize
+from rethinking_tf.data import sharding
 from rethinking_tf.data import sources
 
 IMAGE_SIZE = 299
@@ -164,6 +174,54 @@ def _is_member(sorted_ids: tf.Tensor, ex_id: tf.Tensor) -> tf.Tensor:
   return tf.equal(sorted_ids[at], ex_id)
 
 
+def _batches(encoded: tf.data.Dataset,
+             image_fn,
+             batch_size: int,
+             image_size: int,
+             context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
+  """Batches of (id, label, JPEG) examples, each image decoded by image_fn(id, JPEG).
+
+  Without `context`: the global (images, labels) batches. With it: this
+  worker's replica slices of them, (images, labels, n) as `sharding.split`
+  cuts them. The global batches are formed from the encoded examples (every
+  worker reads all of them); only this worker's range of each
+  (`sharding.worker_range`) is decoded, then batched again: all its ranges
+  have `sharding.worker_size` examples but the last, which has fewer (an
+  empty one stands in as one placeholder, decoded and dropped).
+  """
+  if context is None:
+    return encoded.map(lambda i, y, x: (image_fn(i, x), y),
+                       num_parallel_calls=tf.data.AUTOTUNE,
+                       deterministic=True).batch(batch_size)
+  size = sharding.worker_size(batch_size, context)
+
+  def mine(i, y, x):
+    """This worker's range of a global batch, or a placeholder for an empty one."""
+    n = tf.shape(i)[0]
+    start, end = sharding.worker_range(n, context)
+    take = tf.maximum(end - start, 1)
+    first = tf.minimum(start, n - 1)
+    keep = tf.range(take) < end - start
+    return (i[first:first + take], y[first:first + take], x[first:first + take], keep,
+            tf.fill([take], n), tf.fill([take], start))
+
+  def decode(i, y, x, keep, n, start):
+    # A placeholder is decoded too (once a pass at most) and dropped: a
+    # tf.cond here made every decode slower.
+    k = tf.cast(keep, tf.int32)
+    return image_fn(i, x)[None][:k], tf.reshape(y, [1])[:k], n, start
+
+  def regroup(images, labels, n, start):
+    shape = [-1, image_size, image_size, 3]
+    return tf.reshape(images, shape), tf.reshape(labels, [-1]), n[0], start[0]
+
+  decoded = encoded.batch(batch_size).map(mine).unbatch().map(decode,
+                                                              num_parallel_calls=tf.data.AUTOTUNE,
+                                                              deterministic=True)
+  return decoded.batch(size).map(regroup).flat_map(
+      lambda x, y, n, start: sharding.split(x, y, n, start, context))
+
+
 def _builder(data_dir: str | None):
   builder = loaders.tfds_builder('imagenet2012', data_dir)
   if not loaders.is_prepared(builder):
@@ -205,19 +263,23 @@ def make_pipelines(data_dir: str | None,
   train = train.map(lambda i, y, x: (i, randomize_label(y, i, rand), x),
                     num_parallel_calls=tf.data.AUTOTUNE)
 
-  def fixed_image(i, x):
+  def fixed_pixels(i, x):
     """The evaluation-style image with its fixed pixel randomization (section 2.1)."""
     return randomize.randomize_image(eval_image(x, image_size), i, rand, mean, std)
 
-  def prepare_train(e):
-    """The map of epoch e: each example's augmentation keyed by (seed, id, e)."""
+  def fixed_image(i, x):
+    return _scale(fixed_pixels(i, x))
 
-    def fn(i, y, x):
+  def train_image_of(e):
+    """Example (id, JPEG) -> image in epoch e: its augmentation keyed by (seed, id, e)."""
+
+    def fn(i, x):
       if not augment:
-        return _scale(fixed_image(i, x)), y
+        return fixed_image(i, x)
       key = _key(rand.seed, _SALT_AUGMENT, i, e)
-      image = augment_decoded(fixed_image(i, x), key) if pixels else train_image(x, key, image_size)
-      return _scale(image), y
+      if pixels:
+        return _scale(augment_decoded(fixed_pixels(i, x), key))
+      return _scale(train_image(x, key, image_size))
 
     return fn
 
@@ -227,26 +289,36 @@ def make_pipelines(data_dir: str | None,
                                                      _key(rand.seed, _SALT_ORDER, e, w))
     return tf.gather(i, order), tf.gather(y, order), tf.gather(x, order)
 
-  def one_epoch(e):
-    windows = train.batch(SHUFFLE_BUFFER).enumerate().map(lambda w, b: permute(e, w, *b))
-    return windows.unbatch().map(prepare_train(e),
-                                 num_parallel_calls=tf.data.AUTOTUNE,
-                                 deterministic=True).batch(batch_size)
+  def epoch_order(e):
+    """(id, label, JPEG) of epoch e in its order: cheap, no image decoded."""
+    return train.batch(SHUFFLE_BUFFER).enumerate().map(lambda w, b: permute(e, w, *b)).unbatch()
 
   def train_ds(initial_epoch: int) -> tf.data.Dataset:
-    return tf.data.Dataset.counter(initial_epoch).flat_map(one_epoch).prefetch(tf.data.AUTOTUNE)
+    epochs = tf.data.Dataset.counter(initial_epoch)
 
-  eval_batch_size = eval_batch_size or batch_size
-  train_eval = train.map(lambda i, y, x: (_scale(fixed_image(i, x)), y),
-                         num_parallel_calls=tf.data.AUTOTUNE).batch(eval_batch_size)
+    def stream(context=None):
+      return epochs.flat_map(lambda e: _batches(epoch_order(e), train_image_of(e), batch_size,
+                                                image_size, context)).prefetch(tf.data.AUTOTUNE)
+
+    return sharding.set_per_worker(stream(), stream)
+
   test_rand = rand if rand.inputs == 'shuffled_pixels' else registry.Randomization(seed=rand.seed)
-  test = _encoded(builder, 'validation').map(
-      lambda i, y, x:
-      (_scale(randomize.randomize_image(eval_image(x, image_size), i, test_rand, mean, std)), y),
-      num_parallel_calls=tf.data.AUTOTUNE).batch(eval_batch_size)
+
+  def test_image(i, x):
+    return _scale(randomize.randomize_image(eval_image(x, image_size), i, test_rand, mean, std))
+
+  def in_order(encoded, image_fn):
+    """Batches in the split's order, also buildable per worker."""
+
+    def batches(context=None):
+      return _batches(encoded, image_fn, eval_batch_size or batch_size, image_size,
+                      context).prefetch(tf.data.AUTOTUNE)
+
+    return sharding.set_per_worker(batches(), batches)
+
   return loaders.Pipelines(train=train_ds,
-                           train_eval=train_eval.prefetch(tf.data.AUTOTUNE),
-                           test=test.prefetch(tf.data.AUTOTUNE),
+                           train_eval=in_order(train, fixed_image),
+                           test=in_order(_encoded(builder, 'validation'), test_image),
                            num_train=num_train,
                            num_test=builder.info.splits['validation'].num_examples,
                            num_classes=NUM_CLASSES,

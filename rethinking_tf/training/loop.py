@@ -9,7 +9,10 @@ One `Loop` holds a model, its optimizer (SGD with momentum, appendix A) and a
   (`strategy.distribute_datasets_from_function`; each worker keeps only its
   own replicas' slices). So R replicas train on exactly the global batches of
   one device. A batch of n examples is cut into slices of ceil(n / R): a last
-  batch smaller than R leaves some replicas an empty slice.
+  batch smaller than R leaves some replicas an empty slice. Under more than
+  one worker, a dataset that `sharding.set_per_worker` marked is built per
+  worker instead: the same slices, each worker preparing only its own
+  examples (ImageNet decodes only its replicas' JPEGs).
 * `train(iterator, steps)`: one `tf.function` call running `steps` training
   steps (a tensor: any number, no retrace), `strategy.run` per step. The loss
   of a replica is the sum of its examples' cross-entropy over the global
@@ -34,32 +37,19 @@ from collections.abc import Callable
 import keras
 import tensorflow as tf
 
+from rethinking_tf.data import sharding
+
 
 def replica_slices(ds: tf.data.Dataset, context: tf.distribute.InputContext) -> tf.data.Dataset:
   """This worker's per-replica slices of each (images, labels) global batch.
 
   Each element becomes `context.num_replicas_in_sync // num_input_pipelines`
   elements (this worker's replicas, in order), each (images, labels, n) with
-  n the global batch's size.
+  n the global batch's size; `sharding` says which examples each gets.
   """
-  replicas = context.num_replicas_in_sync
-  local = replicas // context.num_input_pipelines
-  first = context.input_pipeline_id * local
-  if replicas == 1:
+  if context.num_replicas_in_sync == 1:
     return ds.map(lambda x, y: (x, y, tf.shape(y)[0]))
-
-  def split(x, y):
-    n = tf.shape(y)[0]
-    per = (n + replicas - 1) // replicas
-
-    def piece(j):
-      start = tf.minimum((first + tf.cast(j, tf.int32)) * per, n)
-      end = tf.minimum(start + per, n)
-      return x[start:end], y[start:end], n
-
-    return tf.data.Dataset.range(local).map(piece)
-
-  return ds.flat_map(split)
+  return ds.flat_map(lambda x, y: sharding.split(x, y, tf.shape(y)[0], 0, context))
 
 
 def seed_states(model: keras.Model) -> dict[str, keras.Variable]:
@@ -129,9 +119,18 @@ class Loop:
   def distribute(self, make_dataset: Callable[[],
                                               tf.data.Dataset]) -> tf.distribute.DistributedDataset:
     """A distributed dataset of per-replica slices of `make_dataset()`'s batches."""
-    dataset = self.strategy.distribute_datasets_from_function(
-        lambda context: replica_slices(make_dataset(), context))
-    batches = int(make_dataset().cardinality())
+    made = []
+
+    def worker_dataset(context):
+      made.append(make_dataset())
+      build = sharding.per_worker(made[-1])
+      if build is not None and context.num_input_pipelines > 1:
+        return build(context)
+      return replica_slices(made[-1], context)
+
+    dataset = self.strategy.distribute_datasets_from_function(worker_dataset)
+    # The strategies call worker_dataset here: no second build to count batches.
+    batches = int((made[0] if made else make_dataset()).cardinality())
     if batches >= 0:  # finite and known: every replica gets one slice per batch
       self._batches[id(dataset)] = batches
     return dataset
