@@ -21,6 +21,7 @@ import tensorflow as tf
 from rethinking_tf import native_stderr
 from rethinking_tf import registry
 from rethinking_tf.data import image_cache as image_cache_lib
+from rethinking_tf.data import randomize
 from rethinking_tf.data.sources import DataError, folder_files
 
 if TYPE_CHECKING:
@@ -31,10 +32,17 @@ DatasetInfo = registry.DatasetInfo
 
 @dataclasses.dataclass
 class Arrays:
-  """An in-memory split: uint8 images [N, H, W, 3], int64 labels, int64 indices."""
+  """An in-memory split: uint8 images [N, H, W, 3], int64 labels, int64 indices.
+
+  `pixel_sums`: `randomize.channel_sums(images)` when the loader has them
+  (an image cache entry of a training split); `source`: where the images came
+  from, for the start-up report ('image cache', 'decoded', ...).
+  """
   images: np.ndarray
   labels: np.ndarray
   index: np.ndarray
+  pixel_sums: np.ndarray | None = None
+  source: str = ''
 
 
 @dataclasses.dataclass
@@ -46,6 +54,9 @@ class Pipelines:
     number, so a resumed run sees exactly the batches of an uninterrupted one).
   train_eval: the same randomized training set, in order, centre-cropped.
   test: the test set (labels never randomized).
+  startup: how the pipelines were made, for results.json's `startup`:
+    `data_seconds` (loading, `data_from` says from where) and
+    `preprocess_seconds` (statistics, randomization, the in-memory tables).
   """
   train: Callable[[int], tf.data.Dataset]
   train_eval: tf.data.Dataset
@@ -56,6 +67,7 @@ class Pipelines:
   input_shape: tuple[int, int, int]
   label_noise_fraction: float
   steps_per_epoch: int
+  startup: dict[str, float | str] = dataclasses.field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------
@@ -79,7 +91,10 @@ def _digits(split: str, data_dir: str | None) -> Arrays:
   labels = bunch.target.astype(np.int64)
   is_test = np.arange(len(labels)) % 4 == 0
   keep = is_test if split == 'test' else ~is_test
-  return Arrays(images[keep], labels[keep], np.arange(int(keep.sum()), dtype=np.int64))
+  return Arrays(images[keep],
+                labels[keep],
+                np.arange(int(keep.sum()), dtype=np.int64),
+                source='scikit-learn digits')
 
 
 def _decode_error(path: str, error: Exception) -> DataError:
@@ -162,14 +177,21 @@ def _image_folder(split: str, data_dir: str | None, image_cache: bool = True) ->
   index = np.arange(len(labels), dtype=np.int64)
   key = image_cache_lib.files_key(files, data_dir) if image_cache else None
   path = image_cache_lib.entry_path(data_dir, split) if key else None
+  # A training split's entry also holds the exact sums behind the channel
+  # statistics, so that a run from the cache does not recompute them.
+  with_sums = lambda images: randomize.channel_sums(images) if split == 'train' else None
   if key:
     cached = image_cache_lib.load(path, key, len(files))
     if (cached is not None and cached.classes == classes and np.array_equal(cached.labels, labels)):
-      return Arrays(cached.images, labels, index)
+      if cached.pixel_sums is None and split == 'train':  # An entry written before the sums.
+        cached.pixel_sums = with_sums(cached.images)
+        image_cache_lib.save(path, key, cached)
+      return Arrays(cached.images, labels, index, cached.pixel_sums, 'image cache')
   images = _decode_files(files)
+  sums = with_sums(images)
   if key:
-    image_cache_lib.save(path, key, image_cache_lib.Decoded(images, labels, classes))
-  return Arrays(images, labels, index)
+    image_cache_lib.save(path, key, image_cache_lib.Decoded(images, labels, classes, sums))
+  return Arrays(images, labels, index, sums, 'decoded')
 
 
 def tfds_builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
@@ -198,7 +220,10 @@ def _cifar10(split: str, data_dir: str | None) -> Arrays:
   ds = builder.as_dataset(split=split, shuffle_files=False)
   batch = tfds.as_numpy(ds.batch(100_000).take(1).get_single_element())
   labels = batch['label'].astype(np.int64)
-  return Arrays(batch['image'], labels, np.arange(len(labels), dtype=np.int64))
+  return Arrays(batch['image'],
+                labels,
+                np.arange(len(labels), dtype=np.int64),
+                source='tensorflow-datasets')
 
 
 @dataclasses.dataclass(frozen=True)

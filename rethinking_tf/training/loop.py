@@ -128,10 +128,16 @@ class Loop:
 
   def distribute(self, make_dataset: Callable[[],
                                               tf.data.Dataset]) -> tf.distribute.DistributedDataset:
-    """A distributed dataset of per-replica slices of `make_dataset()`'s batches."""
+    """A distributed dataset of per-replica slices of `make_dataset()`'s batches.
+
+    The dataset built for its cardinality is the one the first input pipeline
+    gets (building a training pipeline traces its tf.data functions); any
+    further pipeline builds its own.
+    """
+    built = [make_dataset()]
+    batches = int(built[0].cardinality())
     dataset = self.strategy.distribute_datasets_from_function(
-        lambda context: replica_slices(make_dataset(), context))
-    batches = int(make_dataset().cardinality())
+        lambda context: replica_slices(built.pop() if built else make_dataset(), context))
     if batches >= 0:  # finite and known: every replica gets one slice per batch
       self._batches[id(dataset)] = batches
     return dataset
