@@ -26,6 +26,10 @@ CROP_SIZE = registry.CROP_SIZE
 # Training batches are gathered this many at a time, then cut apart: the same
 # batches, with tf.data's per-element work paid once per chunk (docs/performance.md).
 CHUNK_BATCHES = 16
+# tf.data converts the functions it is given with autograph unless told not
+# to; these have no Python control flow on tensors, so converting them would
+# only cost start-up time (parsing and rewriting their source).
+_unconverted = tf.autograph.experimental.do_not_convert
 Arrays = loaders.Arrays
 Pipelines = loaders.Pipelines
 Randomization = registry.Randomization
@@ -173,7 +177,7 @@ def chunks(tensors: tf.Tensor | tuple[tf.Tensor, ...], size: int) -> tf.data.Dat
       cut(lambda t: tf.reshape(t[:whole], [-1, size, *t.shape[1:]])))
   rest = tf.data.Dataset.from_tensors(cut(lambda t: t[whole:]))
   if n is None:  # Whether a short chunk is left is known only when it runs.
-    return out.concatenate(rest.filter(lambda *r: tf.size(r[0]) > 0))
+    return out.concatenate(rest.filter(_unconverted(lambda *r: tf.size(r[0]) > 0)))
   # Static length: no filter, whose per-iterator cost showed in every
   # evaluation pass (about 6 ms each on the digits).
   return out.concatenate(rest) if whole < n else out
@@ -221,14 +225,15 @@ def make_pipelines(name: str,
     del images
     train_y = _variable(labels)
     middle = tf.constant([(h - CROP_SIZE) // 2, (w - CROP_SIZE) // 2], tf.int64)
-    eval_map = lambda i: (crop_lib.crop_batch(
-        rows, affine, i, tf.tile(middle[None], [tf.shape(i)[0], 1]), h, w), tf.gather(train_y, i))
+    eval_map = _unconverted(lambda i: (crop_lib.crop_batch(
+        rows, affine, i, tf.tile(middle[None], [tf.shape(i)[0], 1]), h, w), tf.gather(train_y, i)))
   else:
     train_x, train_y = map(_variable, materialize(train, rand, mean, std, is_train=True))
-    eval_map = lambda i: (tf.gather(train_x, i), tf.gather(train_y, i))
+    eval_map = _unconverted(lambda i: (tf.gather(train_x, i), tf.gather(train_y, i)))
 
   chunk = batch_size * CHUNK_BATCHES
 
+  @_unconverted
   def epoch(e):
     key = tf.stack([tf.constant(rand.seed, tf.int64), e])
     order = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), key)
@@ -240,20 +245,20 @@ def make_pipelines(name: str,
         n, h, w, tf.random.experimental.stateless_fold_in(key, randomize.SALT_CROP))
     return chunks((order, *crop_lib.crop_indices(order, offsets, h, w)), chunk)
 
+  @_unconverted
   def gather(i, *crop_ids):
     x = crop_lib.crop_from_tables(rows, affine, *crop_ids) if random_crop else tf.gather(train_x, i)
     return x, tf.gather(train_y, i)
 
   def train_ds(initial_epoch: int) -> tf.data.Dataset:
     return (tf.data.Dataset.counter(initial_epoch).flat_map(epoch).map(
-        gather, num_parallel_calls=auto,
-        deterministic=True).flat_map(lambda x, y: chunks((x, y), batch_size)).prefetch(auto))
+        gather, num_parallel_calls=auto, deterministic=True).flat_map(
+            _unconverted(lambda x, y: chunks((x, y), batch_size))).prefetch(auto))
 
   index_batches = lambda size, b: chunks(tf.range(size, dtype=tf.int64), b)
   train_eval = index_batches(n, eval_batch_size).map(eval_map, auto).prefetch(auto)
-  test_ds = index_batches(
-      len(test.labels),
-      eval_batch_size).map(lambda i: (tf.gather(test_x, i), tf.gather(test_y, i))).prefetch(auto)
+  test_ds = index_batches(len(test.labels), eval_batch_size).map(
+      _unconverted(lambda i: (tf.gather(test_x, i), tf.gather(test_y, i)))).prefetch(auto)
   origins = dict.fromkeys((train.source, test.source))
   return Pipelines(train=train_ds,
                    train_eval=train_eval,
