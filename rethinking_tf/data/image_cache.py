@@ -8,8 +8,7 @@ entry per (folder, split) under the user's cache directory:
     $XDG_CACHE_HOME/rethinking_tf/image_folder/    (default ~/.cache/...)
 
 An entry is an uncompressed `.npz` (images uint8 [N, H, W, 3], labels, class
-names and, for a training split, the exact per-channel pixel sums behind the
-channel statistics) with the key it was made for: a hash of the split's sorted file list
+names) with the key it was made for: a hash of the split's sorted file list
 with each file's size and modification time (ns) and of how it was decoded.
 A changed, added or removed file changes the key, and the entry is decoded
 again and replaced. Entries are written to a temporary file in the same
@@ -43,12 +42,10 @@ _STALE_SECONDS = 3600.0
 
 @dataclasses.dataclass
 class Decoded:
-  """A decoded split: uint8 images [N, H, W, 3], int64 labels, class names,
-  and optionally `randomize.channel_sums(images)` (int64 [2, 3])."""
+  """A decoded split: uint8 images [N, H, W, 3], int64 labels, class names."""
   images: np.ndarray
   labels: np.ndarray
   classes: list[str]
-  pixel_sums: np.ndarray | None = None
 
 
 def cache_dir() -> str:
@@ -124,18 +121,16 @@ def load(path: str, key: str, num_files: int) -> Decoded | None:
     with np.load(path, allow_pickle=False) as z:
       if str(z['key']) != key:
         return None
-      sums = z['pixel_sums'] if 'pixel_sums' in z.files else None
       decoded = Decoded(_read_stored(path, z.zip, 'images.npy'), z['labels'],
-                        [str(c) for c in z['classes']], sums)
+                        [str(c) for c in z['classes']])
   except FileNotFoundError:
     return None
   except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
     logging.warning('Ignoring the unreadable image cache entry %s (%s)', path, e)
     return None
-  images, labels, sums = decoded.images, decoded.labels, decoded.pixel_sums
+  images, labels = decoded.images, decoded.labels
   if (images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3 or
-      len(images) != num_files or labels.shape != (num_files,) or
-      (sums is not None and (sums.dtype != np.int64 or sums.shape != (2, 3)))):
+      len(images) != num_files or labels.shape != (num_files,)):
     logging.warning('Ignoring the malformed image cache entry %s', path)
     return None
   return decoded
@@ -149,14 +144,12 @@ def save(path: str, key: str, decoded: Decoded) -> bool:
     os.makedirs(directory, exist_ok=True)
     _remove_stale(directory, name)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=name + '.', suffix='.tmp')
-    sums = {} if decoded.pixel_sums is None else {'pixel_sums': decoded.pixel_sums}
     with os.fdopen(fd, 'wb') as f:
       np.savez(f,
                key=np.array(key),
                images=decoded.images,
                labels=np.asarray(decoded.labels, np.int64),
-               classes=np.array(decoded.classes, dtype=str),
-               **sums)
+               classes=np.array(decoded.classes, dtype=str))
     os.replace(tmp, path)
     return True
   except OSError as e:

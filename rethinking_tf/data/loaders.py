@@ -21,7 +21,6 @@ import tensorflow as tf
 from rethinking_tf import native_stderr
 from rethinking_tf import registry
 from rethinking_tf.data import image_cache as image_cache_lib
-from rethinking_tf.data import randomize
 from rethinking_tf.data.sources import DataError, folder_files
 
 if TYPE_CHECKING:
@@ -32,16 +31,12 @@ DatasetInfo = registry.DatasetInfo
 
 @dataclasses.dataclass
 class Arrays:
-  """An in-memory split: uint8 images [N, H, W, 3], int64 labels, int64 indices.
-
-  `pixel_sums`: `randomize.channel_sums(images)` when the loader has them
-  (an image cache entry of a training split); `source`: where the images came
-  from, for the start-up report ('image cache', 'decoded', ...).
-  """
+  """An in-memory split: uint8 images [N, H, W, 3], int64 labels, int64 indices,
+  and where the images came from, for the start-up record ('image cache',
+  'decoded', ...)."""
   images: np.ndarray
   labels: np.ndarray
   index: np.ndarray
-  pixel_sums: np.ndarray | None = None
   source: str = ''
 
 
@@ -177,21 +172,14 @@ def _image_folder(split: str, data_dir: str | None, image_cache: bool = True) ->
   index = np.arange(len(labels), dtype=np.int64)
   key = image_cache_lib.files_key(files, data_dir) if image_cache else None
   path = image_cache_lib.entry_path(data_dir, split) if key else None
-  # A training split's entry also holds the exact sums behind the channel
-  # statistics, so that a run from the cache does not recompute them.
-  with_sums = lambda images: randomize.channel_sums(images) if split == 'train' else None
   if key:
     cached = image_cache_lib.load(path, key, len(files))
     if (cached is not None and cached.classes == classes and np.array_equal(cached.labels, labels)):
-      if cached.pixel_sums is None and split == 'train':  # An entry written before the sums.
-        cached.pixel_sums = with_sums(cached.images)
-        image_cache_lib.save(path, key, cached)
-      return Arrays(cached.images, labels, index, cached.pixel_sums, 'image cache')
+      return Arrays(cached.images, labels, index, 'image cache')
   images = _decode_files(files)
-  sums = with_sums(images)
   if key:
-    image_cache_lib.save(path, key, image_cache_lib.Decoded(images, labels, classes, sums))
-  return Arrays(images, labels, index, sums, 'decoded')
+    image_cache_lib.save(path, key, image_cache_lib.Decoded(images, labels, classes))
+  return Arrays(images, labels, index, 'decoded')
 
 
 def tfds_builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:

@@ -48,7 +48,7 @@ def randomized_arrays(name: str,
 
   Returns (train, test, num_classes, label_noise_fraction) where train.labels
   are already randomized; images are untouched uint8 (see `make_pipelines`
-  for the input randomizations); a subset drops the loader's `pixel_sums`.
+  for the input randomizations).
   """
   _, num_classes = sources.check_available(name, data_dir)
   train = loaders.load_arrays(name, 'train', data_dir, image_cache)
@@ -73,12 +73,12 @@ def _input_fn_is_scaling(rand: Randomization, is_train: bool) -> bool:
 
 
 def _input_fn(
-    rand: Randomization, mean: np.ndarray, std: np.ndarray,
+    rand: Randomization, mean: np.ndarray | None, std: np.ndarray | None,
     is_train: bool) -> Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor]]:
   """(uint8 images, labels, index) -> (float images in [0, 1], randomized; labels)."""
   effective = rand if is_train or rand.inputs == 'shuffled_pixels' else (dataclasses.replace(
       rand, inputs='original'))
-  mean_t, std_t = tf.constant(mean), tf.constant(std)
+  mean_t, std_t = (None, None) if mean is None else (tf.constant(mean), tf.constant(std))
   per_example = lambda a: randomize.randomize_image(a[0], a[1], effective, mean_t, std_t)
 
   def fn(images, labels, index):
@@ -97,14 +97,16 @@ def _input_fn(
 
 def apply_inputs(arrays: Arrays,
                  rand: Randomization,
-                 mean: np.ndarray,
-                 std: np.ndarray,
+                 mean: np.ndarray | None,
+                 std: np.ndarray | None,
                  is_train: bool,
                  batch: int = 1024) -> tf.data.Dataset:
   """Batches of (float images in [0, 1] with the input randomization, labels).
 
   The per-example op `randomize_image` runs on every example of a batch,
   keyed by its stable index (vectorized when the op does not depend on it).
+  `mean`, `std`: the training set's `channel_stats`, which only `gaussian`
+  inputs use (None otherwise).
   """
   ds = tf.data.Dataset.from_tensor_slices((arrays.images, arrays.labels, arrays.index))
   return ds.batch(batch).map(_input_fn(rand, mean, std, is_train),
@@ -114,8 +116,8 @@ def apply_inputs(arrays: Arrays,
 
 def materialize(arrays: Arrays,
                 rand: Randomization,
-                mean: np.ndarray,
-                std: np.ndarray,
+                mean: np.ndarray | None,
+                std: np.ndarray | None,
                 is_train: bool,
                 centre: bool = True,
                 batch: int = 1024) -> tuple[tf.Tensor, tf.Tensor]:
@@ -211,7 +213,8 @@ def make_pipelines(name: str,
   train, test, num_classes, noise = randomized_arrays(name, data_dir, rand, train_size, test_size,
                                                       image_cache)
   loaded = time.perf_counter()
-  mean, std = randomize.channel_stats(train.images, train.pixel_sums)
+  # The channel statistics shape the gaussian inputs only.
+  mean, std = randomize.channel_stats(train.images) if rand.inputs == 'gaussian' else (None, None)
   eval_batch_size = eval_batch_size or max(batch_size, 1000)
   auto = tf.data.AUTOTUNE
   n = len(train.labels)
