@@ -114,7 +114,7 @@ def per_image_standardization(image: tf.Tensor) -> tf.Tensor:
   The same ops on the same values, (x - mean) / max(std, 1 / sqrt(pixels)),
   with std the root of the mean squared deviation; the mean and the
   deviations are computed once instead of twice (two fewer passes over the
-  images, a third of the time).
+  images: about a third less time).
   """
   axes = [-1, -2, -3]
   mean = tf.reduce_mean(image, axis=axes, keepdims=True)
