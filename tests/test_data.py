@@ -115,6 +115,19 @@ def test_channel_stats_exact():
   np.testing.assert_allclose(std, x.std(0), rtol=1e-6)
 
 
+def test_per_image_standardization_is_tensorflows_to_the_bit():
+  rng = np.random.default_rng(3)
+  for shape in ((7, 28, 28, 3), (3, 32, 32, 3), (28, 28, 3)):
+    x = tf.constant(rng.integers(0, 256, shape).astype(np.float32) / 255)
+    np.testing.assert_array_equal(
+        randomize.per_image_standardization(x).numpy(),
+        tf.image.per_image_standardization(x).numpy())
+  flat = tf.fill([2, 28, 28, 3], 0.5)  # std 0: the 1/sqrt(pixels) floor
+  np.testing.assert_array_equal(
+      randomize.per_image_standardization(flat).numpy(),
+      tf.image.per_image_standardization(flat).numpy())
+
+
 @pytest.mark.parametrize('inputs', ['original', 'shuffled_pixels', 'random_pixels', 'gaussian'])
 @pytest.mark.parametrize('is_train', [True, False])
 def test_materialize_is_the_batched_pipeline_in_one_tensor(inputs, is_train):

@@ -140,3 +140,38 @@ def test_library_modules_take_their_names_from_the_registry():
   assert models.is_valid_name is registry.is_valid_model_name
   assert (kernels.KERNELS, kernels.FEATURES) == (registry.KERNELS, registry.FEATURES)
   assert config_lib.auto_steps_per_execution is registry.auto_steps_per_execution
+
+
+def _age(root, seconds):
+  """Sets the modification time of every directory under `root` `seconds` back."""
+  then = os.stat(root).st_mtime - seconds
+  for d, _, _ in os.walk(root):
+    os.utime(d, (then, then))
+
+
+def test_folder_listing_is_reused_until_a_directory_changes(tmp_path, monkeypatch):
+  root = _touch_images(tmp_path, {'train': {'a': 2, 'b': 1}})
+  _age(tmp_path, 3600)
+  first = sources.folder_files(root, 'train')
+  listed = []
+  listdir = os.listdir
+  monkeypatch.setattr(os, 'listdir', lambda p: listed.append(p) or listdir(p))
+  again = sources.folder_files(root, 'train')
+  assert listed == [os.path.join(root, 'train')]  # The class folders only: not relisted.
+  assert again[0] == first[0] and list(again[1]) == list(first[1]) and again[2] == first[2]
+  again[0].append('changed by the caller')  # A copy: the kept listing stays.
+  assert sources.folder_files(root, 'train')[0] == first[0]
+  _touch_images(tmp_path, {'train': {'b': 2}})  # b/1.jpg is new: b's time changes.
+  files, labels, _ = sources.folder_files(root, 'train')
+  assert len(files) == 4 and list(labels) == [0, 0, 1, 1]
+
+
+def test_folder_listing_of_a_fresh_folder_is_not_kept(tmp_path):
+  """A directory changed within its timestamp's resolution keeps its time:
+  a listing of a folder changed in the last second is made again."""
+  root = _touch_images(tmp_path, {'train': {'a': 2, 'b': 1}})
+  stamp = os.stat(tmp_path / 'train' / 'a').st_mtime_ns
+  assert len(sources.folder_files(root, 'train')[0]) == 3
+  os.remove(tmp_path / 'train' / 'a' / '1.jpg')
+  os.utime(tmp_path / 'train' / 'a', ns=(stamp, stamp))  # As if in the same tick.
+  assert len(sources.folder_files(root, 'train')[0]) == 2

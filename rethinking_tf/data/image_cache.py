@@ -15,6 +15,8 @@ again and replaced. Entries are written to a temporary file in the same
 directory and renamed into place, so a half-written entry is never read; an
 unreadable or corrupt entry is ignored (and rewritten); a cache directory that
 cannot be written only costs the decoding. Deleting the directory clears it.
+The images are read straight from the file into one array (`_read_stored`),
+their CRC-32 checked as zipfile checks it: about half of `np.load`'s time.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import re
 import tempfile
 import time
 import zipfile
+import zlib
 from collections.abc import Sequence
 
 from absl import logging
@@ -76,13 +79,50 @@ def files_key(files: Sequence[str], root: str) -> str | None:
   return hashlib.sha256('\n'.join(lines).encode()).hexdigest()
 
 
+def _read_stored(path: str, z: zipfile.ZipFile, name: str) -> np.ndarray:
+  """The array `name` of an uncompressed .npz, read into one buffer.
+
+  `np.load` reads a zip member in chunks through zipfile and copies each;
+  this reads the member's bytes in place once and checks the same CRC-32.
+  Raises ValueError when the member is not what `save` writes.
+  """
+  info = z.getinfo(name)
+  if info.compress_type != zipfile.ZIP_STORED:
+    raise ValueError(f'{name} is compressed')
+  with open(path, 'rb') as f:
+    f.seek(info.header_offset)
+    local = f.read(30)  # The local file header; its name and extra field follow.
+    if len(local) != 30 or local[:4] != b'PK\x03\x04':
+      raise ValueError(f'{name}: bad local header')
+    start = info.header_offset + 30 + int.from_bytes(local[26:28], 'little') + int.from_bytes(
+        local[28:30], 'little')
+    f.seek(start)
+    version = np.lib.format.read_magic(f)
+    read_header = (np.lib.format.read_array_header_1_0
+                   if version == (1, 0) else np.lib.format.read_array_header_2_0)
+    shape, fortran, dtype = read_header(f)
+    header_size = f.tell() - start
+    array = np.empty(shape, dtype)
+    if fortran or dtype.hasobject or header_size + array.nbytes != info.file_size:
+      raise ValueError(f'{name}: not a C-ordered array of the stored size')
+    f.seek(start)
+    crc = zlib.crc32(f.read(header_size))
+    data = memoryview(array).cast('B')
+    if f.readinto(data) != array.nbytes:
+      raise ValueError(f'{name}: truncated')
+  if zlib.crc32(data, crc) != info.CRC:
+    raise ValueError(f'{name}: CRC-32 mismatch')
+  return array
+
+
 def load(path: str, key: str, num_files: int) -> Decoded | None:
   """The entry at `path` if it was made for `key`, else None (never raises)."""
   try:
     with np.load(path, allow_pickle=False) as z:
       if str(z['key']) != key:
         return None
-      decoded = Decoded(z['images'], z['labels'], [str(c) for c in z['classes']])
+      decoded = Decoded(_read_stored(path, z.zip, 'images.npy'), z['labels'],
+                        [str(c) for c in z['classes']])
   except FileNotFoundError:
     return None
   except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:

@@ -31,10 +31,13 @@ DatasetInfo = registry.DatasetInfo
 
 @dataclasses.dataclass
 class Arrays:
-  """An in-memory split: uint8 images [N, H, W, 3], int64 labels, int64 indices."""
+  """An in-memory split: uint8 images [N, H, W, 3], int64 labels, int64 indices,
+  and where the images came from, for the start-up record ('image cache',
+  'decoded', ...)."""
   images: np.ndarray
   labels: np.ndarray
   index: np.ndarray
+  source: str = ''
 
 
 @dataclasses.dataclass
@@ -46,6 +49,9 @@ class Pipelines:
     number, so a resumed run sees exactly the batches of an uninterrupted one).
   train_eval: the same randomized training set, in order, centre-cropped.
   test: the test set (labels never randomized).
+  startup: how the pipelines were made, for results.json's `startup`:
+    `data_seconds` (loading, `data_from` says from where) and
+    `preprocess_seconds` (statistics, randomization, the in-memory tables).
   """
   train: Callable[[int], tf.data.Dataset]
   train_eval: tf.data.Dataset
@@ -56,6 +62,7 @@ class Pipelines:
   input_shape: tuple[int, int, int]
   label_noise_fraction: float
   steps_per_epoch: int
+  startup: dict[str, float | str] = dataclasses.field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------
@@ -79,7 +86,10 @@ def _digits(split: str, data_dir: str | None) -> Arrays:
   labels = bunch.target.astype(np.int64)
   is_test = np.arange(len(labels)) % 4 == 0
   keep = is_test if split == 'test' else ~is_test
-  return Arrays(images[keep], labels[keep], np.arange(int(keep.sum()), dtype=np.int64))
+  return Arrays(images[keep],
+                labels[keep],
+                np.arange(int(keep.sum()), dtype=np.int64),
+                source='scikit-learn digits')
 
 
 def _decode_error(path: str, error: Exception) -> DataError:
@@ -165,11 +175,11 @@ def _image_folder(split: str, data_dir: str | None, image_cache: bool = True) ->
   if key:
     cached = image_cache_lib.load(path, key, len(files))
     if (cached is not None and cached.classes == classes and np.array_equal(cached.labels, labels)):
-      return Arrays(cached.images, labels, index)
+      return Arrays(cached.images, labels, index, 'image cache')
   images = _decode_files(files)
   if key:
     image_cache_lib.save(path, key, image_cache_lib.Decoded(images, labels, classes))
-  return Arrays(images, labels, index)
+  return Arrays(images, labels, index, 'decoded')
 
 
 def tfds_builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
@@ -198,7 +208,10 @@ def _cifar10(split: str, data_dir: str | None) -> Arrays:
   ds = builder.as_dataset(split=split, shuffle_files=False)
   batch = tfds.as_numpy(ds.batch(100_000).take(1).get_single_element())
   labels = batch['label'].astype(np.int64)
-  return Arrays(batch['image'], labels, np.arange(len(labels), dtype=np.int64))
+  return Arrays(batch['image'],
+                labels,
+                np.arange(len(labels), dtype=np.int64),
+                source='tensorflow-datasets')
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,6 +9,7 @@ for `random_crop`. `imagenet2012` is streamed (`imagenet`).
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -25,6 +26,10 @@ CROP_SIZE = registry.CROP_SIZE
 # Training batches are gathered this many at a time, then cut apart: the same
 # batches, with tf.data's per-element work paid once per chunk (docs/performance.md).
 CHUNK_BATCHES = 16
+# tf.data converts the functions it is given with autograph unless told not
+# to; these have no Python control flow on tensors, so converting them would
+# only cost start-up time (parsing and rewriting their source).
+_unconverted = tf.autograph.experimental.do_not_convert
 Arrays = loaders.Arrays
 Pipelines = loaders.Pipelines
 Randomization = registry.Randomization
@@ -51,24 +56,29 @@ def randomized_arrays(name: str,
   full_size = len(train.labels)
   if train_size:
     keep = loaders.balanced_subset(train.labels, train_size, num_classes)
-    train = Arrays(train.images[keep], train.labels[keep], train.index[keep])
+    train = Arrays(train.images[keep], train.labels[keep], train.index[keep], source=train.source)
   if test_size:
     keep = loaders.balanced_subset(test.labels, test_size, num_classes, split='test')
-    test = Arrays(test.images[keep], test.labels[keep], test.index[keep])
+    test = Arrays(test.images[keep], test.labels[keep], test.index[keep], source=test.source)
   tables = randomize.label_tables(full_size, num_classes, rand)
   new_labels = randomize.randomize_labels(tf.constant(train.labels), tf.constant(train.index),
                                           tables).numpy()
   noise = float(np.mean(new_labels != train.labels)) if len(new_labels) else 0.0
-  return Arrays(train.images, new_labels, train.index), test, num_classes, noise
+  return dataclasses.replace(train, labels=new_labels), test, num_classes, noise
+
+
+def _input_fn_is_scaling(rand: Randomization, is_train: bool) -> bool:
+  """Whether `_input_fn(rand, ..., is_train)` only scales the images to [0, 1]."""
+  return rand.inputs == 'original' or not (is_train or rand.inputs == 'shuffled_pixels')
 
 
 def _input_fn(
-    rand: Randomization, mean: np.ndarray, std: np.ndarray,
+    rand: Randomization, mean: np.ndarray | None, std: np.ndarray | None,
     is_train: bool) -> Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor]]:
   """(uint8 images, labels, index) -> (float images in [0, 1], randomized; labels)."""
   effective = rand if is_train or rand.inputs == 'shuffled_pixels' else (dataclasses.replace(
       rand, inputs='original'))
-  mean_t, std_t = tf.constant(mean), tf.constant(std)
+  mean_t, std_t = (None, None) if mean is None else (tf.constant(mean), tf.constant(std))
   per_example = lambda a: randomize.randomize_image(a[0], a[1], effective, mean_t, std_t)
 
   def fn(images, labels, index):
@@ -87,14 +97,16 @@ def _input_fn(
 
 def apply_inputs(arrays: Arrays,
                  rand: Randomization,
-                 mean: np.ndarray,
-                 std: np.ndarray,
+                 mean: np.ndarray | None,
+                 std: np.ndarray | None,
                  is_train: bool,
                  batch: int = 1024) -> tf.data.Dataset:
   """Batches of (float images in [0, 1] with the input randomization, labels).
 
   The per-example op `randomize_image` runs on every example of a batch,
   keyed by its stable index (vectorized when the op does not depend on it).
+  `mean`, `std`: the training set's `channel_stats`, which only `gaussian`
+  inputs use (None otherwise).
   """
   ds = tf.data.Dataset.from_tensor_slices((arrays.images, arrays.labels, arrays.index))
   return ds.batch(batch).map(_input_fn(rand, mean, std, is_train),
@@ -104,8 +116,8 @@ def apply_inputs(arrays: Arrays,
 
 def materialize(arrays: Arrays,
                 rand: Randomization,
-                mean: np.ndarray,
-                std: np.ndarray,
+                mean: np.ndarray | None,
+                std: np.ndarray | None,
                 is_train: bool,
                 centre: bool = True,
                 batch: int = 1024) -> tuple[tf.Tensor, tf.Tensor]:
@@ -117,9 +129,12 @@ def materialize(arrays: Arrays,
   randomizations are fixed per example, so this runs once per run).
   """
   fn = _input_fn(rand, mean, std, is_train)
+  # Without an input randomization the images are only scaled, elementwise:
+  # cropping the uint8 images first gives the same numbers with less work.
+  crop_first = centre and _input_fn_is_scaling(rand, is_train)
 
   def step(x, y, i):
-    x, y = fn(x, y, i)
+    x, y = fn(randomize.centre_crop(x) if crop_first else x, y, i)
     return (randomize.standardize(x) if centre else x), y
 
   if is_train and rand.inputs in ('gaussian', 'random_pixels'):  # per-example ops: traced once
@@ -164,7 +179,7 @@ def chunks(tensors: tf.Tensor | tuple[tf.Tensor, ...], size: int) -> tf.data.Dat
       cut(lambda t: tf.reshape(t[:whole], [-1, size, *t.shape[1:]])))
   rest = tf.data.Dataset.from_tensors(cut(lambda t: t[whole:]))
   if n is None:  # Whether a short chunk is left is known only when it runs.
-    return out.concatenate(rest.filter(lambda *r: tf.size(r[0]) > 0))
+    return out.concatenate(rest.filter(_unconverted(lambda *r: tf.size(r[0]) > 0)))
   # Static length: no filter, whose per-iterator cost showed in every
   # evaluation pass (about 6 ms each on the digits).
   return out.concatenate(rest) if whole < n else out
@@ -194,9 +209,12 @@ def make_pipelines(name: str,
       raise sources.DataError(f'--test_size applies to in-memory data sets, not --dataset={name}')
     return imagenet.make_pipelines(data_dir, rand, batch_size, train_size, random_crop or augment,
                                    eval_batch_size)
+  start = time.perf_counter()
   train, test, num_classes, noise = randomized_arrays(name, data_dir, rand, train_size, test_size,
                                                       image_cache)
-  mean, std = randomize.channel_stats(train.images)
+  loaded = time.perf_counter()
+  # The channel statistics shape the gaussian inputs only.
+  mean, std = randomize.channel_stats(train.images) if rand.inputs == 'gaussian' else (None, None)
   eval_batch_size = eval_batch_size or max(batch_size, 1000)
   auto = tf.data.AUTOTUNE
   n = len(train.labels)
@@ -210,14 +228,15 @@ def make_pipelines(name: str,
     del images
     train_y = _variable(labels)
     middle = tf.constant([(h - CROP_SIZE) // 2, (w - CROP_SIZE) // 2], tf.int64)
-    eval_map = lambda i: (crop_lib.crop_batch(
-        rows, affine, i, tf.tile(middle[None], [tf.shape(i)[0], 1]), h, w), tf.gather(train_y, i))
+    eval_map = _unconverted(lambda i: (crop_lib.crop_batch(
+        rows, affine, i, tf.tile(middle[None], [tf.shape(i)[0], 1]), h, w), tf.gather(train_y, i)))
   else:
     train_x, train_y = map(_variable, materialize(train, rand, mean, std, is_train=True))
-    eval_map = lambda i: (tf.gather(train_x, i), tf.gather(train_y, i))
+    eval_map = _unconverted(lambda i: (tf.gather(train_x, i), tf.gather(train_y, i)))
 
   chunk = batch_size * CHUNK_BATCHES
 
+  @_unconverted
   def epoch(e):
     key = tf.stack([tf.constant(rand.seed, tf.int64), e])
     order = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), key)
@@ -229,26 +248,36 @@ def make_pipelines(name: str,
         n, h, w, tf.random.experimental.stateless_fold_in(key, randomize.SALT_CROP))
     return chunks((order, *crop_lib.crop_indices(order, offsets, h, w)), chunk)
 
+  @_unconverted
   def gather(i, *crop_ids):
     x = crop_lib.crop_from_tables(rows, affine, *crop_ids) if random_crop else tf.gather(train_x, i)
     return x, tf.gather(train_y, i)
 
   def train_ds(initial_epoch: int) -> tf.data.Dataset:
     return (tf.data.Dataset.counter(initial_epoch).flat_map(epoch).map(
-        gather, num_parallel_calls=auto,
-        deterministic=True).flat_map(lambda x, y: chunks((x, y), batch_size)).prefetch(auto))
+        gather, num_parallel_calls=auto, deterministic=True).flat_map(
+            _unconverted(lambda x, y: chunks((x, y), batch_size))).prefetch(auto))
 
   index_batches = lambda size, b: chunks(tf.range(size, dtype=tf.int64), b)
+  train_eval = index_batches(n, eval_batch_size).map(eval_map, auto).prefetch(auto)
+  test_ds = index_batches(len(test.labels), eval_batch_size).map(
+      _unconverted(lambda i: (tf.gather(test_x, i), tf.gather(test_y, i)))).prefetch(auto)
+  origins = dict.fromkeys((train.source, test.source))
   return Pipelines(train=train_ds,
-                   train_eval=index_batches(n, eval_batch_size).map(eval_map, auto).prefetch(auto),
-                   test=index_batches(len(test.labels), eval_batch_size).map(
-                       lambda i: (tf.gather(test_x, i), tf.gather(test_y, i))).prefetch(auto),
+                   train_eval=train_eval,
+                   test=test_ds,
                    num_train=n,
                    num_test=len(test.labels),
                    num_classes=num_classes,
                    input_shape=(CROP_SIZE, CROP_SIZE, 3),
                    label_noise_fraction=noise,
-                   steps_per_epoch=-(-n // batch_size))
+                   steps_per_epoch=-(-n // batch_size),
+                   startup={
+                       'data_seconds': loaded - start,
+                       'data_from': (', '.join(origins) if len(origins) == 1 else
+                                     f'train: {train.source}, test: {test.source}'),
+                       'preprocess_seconds': time.perf_counter() - loaded
+                   })
 
 
 def numpy_arrays(

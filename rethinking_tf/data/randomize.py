@@ -99,13 +99,34 @@ def randomize_image(image: tf.Tensor, index: tf.Tensor, rand: Randomization, mea
   return tf.reshape(tf.gather(flat, perm), [h, w, c])
 
 
-def standardize(image: tf.Tensor) -> tf.Tensor:
-  """Appendix A: centre crop to 28x28, then per-image standardization."""
+def centre_crop(image: tf.Tensor) -> tf.Tensor:
+  """Appendix A's centre 28x28 window of images [..., H, W, C] (any dtype)."""
   h, w = image.shape[-3], image.shape[-2]
   if h != CROP_SIZE or w != CROP_SIZE:
     top, left = (h - CROP_SIZE) // 2, (w - CROP_SIZE) // 2
     image = image[..., top:top + CROP_SIZE, left:left + CROP_SIZE, :]
-  return tf.image.per_image_standardization(image)
+  return image
+
+
+def per_image_standardization(image: tf.Tensor) -> tf.Tensor:
+  """`tf.image.per_image_standardization` of float32 images, to the bit.
+
+  The same ops on the same values, (x - mean) / max(std, 1 / sqrt(pixels)),
+  with std the root of the mean squared deviation; the mean and the
+  deviations are computed once instead of twice (two fewer passes over the
+  images: about a third less time).
+  """
+  axes = [-1, -2, -3]
+  mean = tf.reduce_mean(image, axis=axes, keepdims=True)
+  centred = image - mean
+  std = tf.sqrt(tf.reduce_mean(tf.square(centred), axis=axes, keepdims=True))
+  pixels = tf.cast(tf.reduce_prod(tf.shape(image)[-3:]), tf.float32)
+  return centred / tf.maximum(std, tf.math.rsqrt(pixels))
+
+
+def standardize(image: tf.Tensor) -> tf.Tensor:
+  """Appendix A: centre crop to 28x28, then per-image standardization."""
+  return per_image_standardization(centre_crop(image))
 
 
 def channel_stats(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

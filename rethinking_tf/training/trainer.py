@@ -21,7 +21,8 @@
 * `checkpoints/`: the model, optimizer (its step counter), the dropout
   layers' seed states and the epoch's running training sums, after each
   epoch (the last two).
-* `results.json`: the final numbers, written only when the run finished.
+* `results.json`: the final numbers and the start-up's phases (`startup`),
+  written only when the run finished.
 * `failed.txt`: the error of a run that failed; its first line is
   `diverged at epoch E, step S` for a run that diverged (below).
 
@@ -71,6 +72,7 @@ from rethinking_tf import models
 from rethinking_tf.training import loop as loop_lib
 from rethinking_tf.training import progress
 from rethinking_tf.training import rundir
+from rethinking_tf.training import startup
 from rethinking_tf.training import steplog as steplog_lib
 from rethinking_tf.training import summaries as summaries_lib
 from rethinking_tf.training.config import TrainConfig, auto_steps_per_execution, versions
@@ -374,10 +376,13 @@ def run(config: TrainConfig,
   if worker:  # Every worker saves (collectively), each to its own directory.
     config = dataclasses.replace(config, logdir=os.path.join(config.logdir, worker), verbose=False)
   prepare_logdir(config, flagfile)
+  clock = startup.Clock(config.verbose)
   try:
     trainer = Trainer(config, strategy)
-    trainer.build(make_pipelines(config))
-    results = trainer.train(hooks)
+    trainer.build(clock.pipelines(make_pipelines(config)))
+    clock.phase('model')
+    results = trainer.train(startup.FirstCallHooks(hooks or EpochHooks(), clock))
+    results['startup'] = clock.record
   except BaseException as e:  # Recorded for the sweep runner, then re-raised.
     first = str(e) if isinstance(e, Diverged) else f'{type(e).__name__}: {e}'
     rundir.write_failed(config.logdir, first)
