@@ -123,6 +123,23 @@ def test_distribute_builds_a_marked_dataset_per_worker():
   assert [len(y) for _, y, _ in one.distribute(lambda: marked)] == [2] * 5 and built == [0, 1]
 
 
+def test_step_functions_are_not_converted_by_autograph(monkeypatch):
+  """Their loops are explicit while loops: converting them cost start-up time."""
+  from tensorflow.python.autograph.impl import api  # pylint: disable=g-import-not-at-top
+  converted = []
+  convert = api.converted_call
+  monkeypatch.setattr(api, 'converted_call',
+                      lambda f, *a, **k: converted.append(f) or convert(f, *a, **k))
+  model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(3)])
+  l = loop.Loop(tf.distribute.get_strategy(), model, keras.optimizers.SGD(0.1))
+  data = lambda: tf.data.Dataset.from_tensor_slices(
+      (tf.ones([8, 2]), tf.constant([0, 1, 2, 0, 1, 2, 0, 1]))).batch(2)
+  l.train(iter(l.distribute(data)), 3)
+  assert l.step == 3 and l.train_metrics()['loss'] > 0
+  assert l.evaluate(l.distribute(data))['accuracy'] >= 0
+  assert not converted
+
+
 def test_call_sizes():
   assert loop.call_sizes(11, 3) == [3, 3, 3, 2]
   assert loop.call_sizes(11, 32) == [11]

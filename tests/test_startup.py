@@ -126,3 +126,31 @@ def test_channel_statistics_are_computed_for_gaussian_inputs_only(monkeypatch):
   for inputs in registry.INPUT_MODES:
     pipeline.make_pipelines('digits', None, registry.Randomization(inputs=inputs), 100)
   assert len(calls) == 1
+
+
+def test_the_test_set_is_standardized_at_the_first_evaluation(tmp_path, monkeypatch):
+  """Training starts before the test set's copy, whose seconds are kept."""
+  events = []
+  materialize = pipeline.materialize
+
+  def logged(arrays, *args, **kw):
+    events.append(('copy', len(arrays.labels)))
+    return materialize(arrays, *args, **kw)
+
+  class Hooks(trainer.EpochHooks):
+
+    def steps_done(self, epoch, step):
+      events.append(('steps', step))
+
+    def training_done(self, epoch, step):
+      events.append(('evaluation', step))
+
+  monkeypatch.setattr(pipeline, 'materialize', logged)
+  record = trainer.run(_tiny(tmp_path / 'a', verbose=False), hooks=Hooks())['startup']
+  assert events == [('copy', 200), ('steps', 4), ('evaluation', 4), ('copy', 450)]
+  _check_phases(record)
+  assert record['test_preprocess_seconds'] > 0
+  p = pipeline.make_pipelines('digits', None, registry.Randomization(), 100)
+  assert 'test_preprocess_seconds' not in p.startup
+  assert sum(len(y) for _, y in p.test) == p.num_test == 450
+  assert p.startup['test_preprocess_seconds'] > 0

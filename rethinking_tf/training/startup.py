@@ -9,7 +9,8 @@ first epoch line). Seconds of each phase, in the order they run:
 * `data_seconds`: checking and loading the data set (`data_from` says how:
   `image cache`, `decoded`, ...) and the label randomization;
 * `preprocess_seconds`: the channel statistics, the input randomization and
-  the in-memory tables the pipelines gather from (`pipeline.make_pipelines`);
+  the in-memory tables the training pipelines gather from
+  (`pipeline.make_pipelines`);
 * `model_seconds`: the model, optimizer, loop, evaluation datasets and
   checkpoint (`Trainer.build`);
 * `first_train_call_seconds`: from there to the end of the first training
@@ -21,7 +22,12 @@ first epoch line). Seconds of each phase, in the order they run:
   above but the import;
 * `process_seconds`: the process's age at the end of the first training call
   (with `tensorflow_import_seconds`, on Linux), which also counts the
-  interpreter's start and the flag checks.
+  interpreter's start and the flag checks;
+* `test_preprocess_seconds` (in-memory data sets): the test set's
+  standardized copy, made at the run's first evaluation
+  (`pipeline.DeferredTestPipelines`), so after the start-up and outside
+  `run_seconds` and the line; except in a run resumed where an epoch is
+  evaluated again before training, inside `first_train_call_seconds`.
 
 A run resumed after its last epoch trains nothing and has no first call.
 Nothing here imports TensorFlow: `cli` notes the import's time before it.
@@ -36,6 +42,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
   from rethinking_tf.data import loaders
 
+# Phases that happen after the first training call, read at the end of the run.
+LATER = ('test_preprocess_seconds',)
 _IMPORT: list[float] = []  # The import's seconds, until the first run takes them.
 
 
@@ -62,6 +70,7 @@ class Clock:
     self.verbose = verbose
     self.start = self.mark = time.perf_counter()
     self.record: dict[str, Any] = {}
+    self._pipelines: dict[str, Any] = {}  # pipelines.startup, written to later too
     if _IMPORT:
       self.record['tensorflow_import_seconds'] = _IMPORT.pop()
 
@@ -76,10 +85,16 @@ class Clock:
     `loaders.Pipelines` just made) measured: what precedes preprocessing
     counts as data. Returns `pipelines`."""
     now = time.perf_counter()
+    self._pipelines = pipelines.startup
     self.record.update(pipelines.startup)
     self.record['data_seconds'] = now - self.mark - pipelines.startup.get('preprocess_seconds', 0.0)
     self.mark = now
     return pipelines
+
+  def final(self) -> dict[str, Any]:
+    """The record, with the phases measured after the start-up (`LATER`)."""
+    self.record.update({k: self._pipelines[k] for k in LATER if k in self._pipelines})
+    return self.record
 
   def first_call(self, step: int) -> None:
     """Ends the start-up at the end of the first training call (at global `step`)."""

@@ -57,6 +57,7 @@ row is kept, no checkpoint is saved for it and no results.json is written;
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import time
 from typing import Any
@@ -143,7 +144,6 @@ class Trainer:
       keras.mixed_precision.set_global_policy('float32')
     self.loop = loop_lib.Loop(self.strategy, self.model, self.optimizer)
     self.train_eval = self.loop.distribute(lambda: pipelines.train_eval)
-    self.test = self.loop.distribute(lambda: pipelines.test)
     self.summaries = summaries_lib.Summaries(c.logdir)
     self.steplog = steplog_lib.StepLog(self.loop, self.summaries, self.steps_path,
                                        c.log_every_steps)
@@ -154,6 +154,12 @@ class Trainer:
                                           train_sums=self.loop.train_variables,
                                           window=self.steplog.variables)
     self.manager = tf.train.CheckpointManager(self.checkpoint, self.ckpt_dir, 2)
+
+  @functools.cached_property
+  def test(self) -> tf.distribute.DistributedDataset:
+    """The distributed test set, made at its first use (the first evaluation)."""
+    test = self.p.test  # For in-memory data the test set's copy is made here.
+    return self.loop.distribute(lambda: test)
 
   def _build_model(self, pipelines: pipeline_lib.Pipelines, decay_steps: int) -> None:
     c = self.config
@@ -382,7 +388,7 @@ def run(config: TrainConfig,
     trainer.build(clock.pipelines(make_pipelines(config)))
     clock.phase('model')
     results = trainer.train(startup.FirstCallHooks(hooks or EpochHooks(), clock))
-    results['startup'] = clock.record
+    results['startup'] = clock.final()
   except BaseException as e:  # Recorded for the sweep runner, then re-raised.
     first = str(e) if isinstance(e, Diverged) else f'{type(e).__name__}: {e}'
     rundir.write_failed(config.logdir, first)
