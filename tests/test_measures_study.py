@@ -169,9 +169,10 @@ def test_tool_errors(tmp_path):
   assert os.listdir(tmp_path) == []
 
 
-def test_committed_study_regenerates(tmp_path):
-  """docs/results/study/study.{md,csv} come from the committed runs' measures."""
-  committed = os.path.join(REPO, 'docs', 'results', 'study')
+@pytest.mark.parametrize('name', ['study', 'study_cifar10'])
+def test_committed_study_regenerates(tmp_path, name):
+  """docs/results/<name>/study.{md,csv} come from the committed runs' measures."""
+  committed = os.path.join(REPO, 'docs', 'results', name)
   proc = subprocess.run(
       [sys.executable, TOOL, f'--logdir={committed}/runs', f'--out_dir={tmp_path}', '--no_figure'],
       capture_output=True,
