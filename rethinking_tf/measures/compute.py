@@ -154,20 +154,15 @@ def _sharpness(run: run_lib.LoadedRun, budget: sharpness.Budget, put) -> None:
   w = _kernel_vector(run.model)
   w0 = _kernel_vector(run.initial) if run.initial is not None else None
   no_init = 'no initial weights'
-  start = time.perf_counter()
-  sigma = sharpness.noise_sigma(run.model, run.x_train, run.y_train, budget, magnitude=False)
-  seconds = time.perf_counter() - start
-  terms = sharpness.pacbayes_terms(sigma, w, w0, m)
-  put('pacbayes_sigma', sigma, seconds)
-  for k in ('pacbayes_flatness', 'pacbayes_init', 'pacbayes_orig'):
-    put(k, terms.get(k, no_init), seconds)
-  start = time.perf_counter()
-  mag = sharpness.noise_sigma(run.model, run.x_train, run.y_train, budget, magnitude=True)
-  seconds = time.perf_counter() - start
-  terms = sharpness.magnitude_terms(mag, w, w0, m)
-  put('pacbayes_mag_sigma', mag, seconds)
-  for k in ('pacbayes_mag_flatness', 'pacbayes_mag_init', 'pacbayes_mag_orig'):
-    put(k, terms.get(k, no_init), seconds)
+  for magnitude, terms_of, prefix in ((False, sharpness.pacbayes_terms, 'pacbayes_'),
+                                      (True, sharpness.magnitude_terms, 'pacbayes_mag_')):
+    start = time.perf_counter()
+    sigma = sharpness.noise_sigma(run.model, run.x_train, run.y_train, budget, magnitude=magnitude)
+    seconds = time.perf_counter() - start
+    terms = terms_of(sigma, w, w0, m)
+    put(prefix + 'sigma', sigma, seconds)
+    for k in ('flatness', 'init', 'orig'):
+      put(prefix + k, terms.get(prefix + k, no_init), seconds)
   start = time.perf_counter()
   alpha = sharpness.worst_case_alpha(run.model, run.x_train, run.y_train, budget)
   seconds = time.perf_counter() - start
