@@ -14,9 +14,9 @@ from conftest import REPO
 def test_benchmark_last_line_json():
   proc = subprocess.run([
       sys.executable,
-      os.path.join(REPO, 'tools',
-                   'benchmark.py'), '--models=mlp_1x64', '--train_size=256', '--batch_size=64',
-      '--steps=4', '--pipeline_batches=5', '--pipeline_modes=random_crop', '--breakdown'
+      os.path.join(REPO, 'tools', 'benchmark.py'), '--models=mlp_1x64', '--train_size=256',
+      '--batch_size=64', '--steps=4', '--pipeline_batches=5', '--pipeline_modes=random_crop',
+      '--breakdown', '--op_profile'
   ],
                         capture_output=True,
                         text=True,
@@ -44,6 +44,13 @@ def test_benchmark_last_line_json():
   assert set(b['seconds_by_type']) == {'Flatten', 'Dense'}
   assert 0 < b['step_peak_fraction'] < 1.5 and b['keras_step_seconds'] > 0
   assert any(line.startswith('mlp_1x64 (batch 64, float32), whole model') for line in lines)
+  ops = r['op_profile']  # --op_profile: the real step per op type
+  assert ops['profiler'] == 'tensorflow' and ops['steps'] > 0
+  products = {k: v for k, v in ops['ms_per_step'].items() if k.endswith('MatMul')}
+  assert products and all(v > 0 for v in products.values()), ops['ms_per_step']
+  # Per step: two dense layers forward, their kernels' gradients and one input gradient.
+  assert sum(ops['calls_per_step'][k] for k in products) == 5, ops['calls_per_step']
+  assert any(line.startswith('mlp_1x64: the step per op type') for line in lines)
 
 
 @pytest.mark.slow

@@ -114,7 +114,8 @@ def test_benchmark_with_the_pytorch_peer():
   pytest.importorskip('torch')
   proc = subprocess.run([
       sys.executable, BENCHMARK, '--models=mlp_1x64', '--train_size=256', '--batch_size=64',
-      '--steps=8', '--pipeline_batches=5', '--pipeline_modes=random_crop', '--peer=pytorch'
+      '--steps=8', '--pipeline_batches=5', '--pipeline_modes=random_crop', '--peer=pytorch',
+      '--op_profile'
   ],
                         capture_output=True,
                         text=True,
@@ -126,3 +127,10 @@ def test_benchmark_with_the_pytorch_peer():
   assert r['peer_images_per_second'] > 0 and r['peer_ratio'] > 0
   assert any(line.split()[:4] == ['model', 'precision', 'ours', 'img/s'] for line in lines)
   assert any(line.startswith('mlp_1x64: >= 1.2x pytorch in the same run') for line in lines)
+  # --op_profile: PyTorch's step per op beside ours (aten::addmm: its dense layers).
+  theirs, ours = r['peer_op_profile'], r['op_profile']
+  assert theirs['profiler'] == 'torch.profiler' and theirs['ms_per_step']['aten::addmm'] > 0
+  assert theirs['calls_per_step']['aten::addmm'] == 2  # two dense layers, forward
+  assert 'MatMul' in ours['ms_per_step'] or 'FusedMatMul' in ours['ms_per_step']
+  header = next(line for line in lines if line.startswith('rank'))
+  assert header.split()[:6] == ['rank', 'ours', 'op', 'ms/step', 'share', 'pytorch']

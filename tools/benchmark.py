@@ -7,6 +7,7 @@
     python tools/benchmark.py --dataset=image_folder --data_dir=/path/cifar10-jpeg
     python tools/benchmark.py --models=alexnet --breakdown   # where a step goes
     python tools/benchmark.py --quick --peer=pytorch   # beside PyTorch (a python with torch)
+    python tools/benchmark.py --quick --models=inception --inter_op_threads=1 --op_profile
 
 Prints a table (models, input pipeline per randomization, targets with
 PASS/FAIL), then one JSON object on the last line. What each number includes
@@ -86,6 +87,11 @@ flags.DEFINE_bool(
     'layer timed alone (forward, forward+backward) and the step\'s phases '
     '(forward, gradients, optimizer update). Adds about 30 s for small '
     'Alexnet, minutes for small Inception.')
+flags.DEFINE_bool(
+    'op_profile', False, 'Also show where each model\'s step goes op by op, inside the '
+    'real step: one bare block under TensorFlow\'s profiler, summed per op type (with '
+    '--peer, one peer epoch under its profiler beside it). Use --inter_op_threads=1 so '
+    'that ops do not overlap and each op\'s time is its own.')
 flags.DEFINE_enum(
     'peer', None, ['pytorch'], 'Also train each model in this library, in the same run, '
     'alternating epoch by epoch with ours, and report ours / theirs (needs torch importable; '
@@ -254,7 +260,8 @@ def main(argv):
                           accuracy_epochs=FLAGS.accuracy_epochs,
                           pipeline_modes=FLAGS.pipeline_modes,
                           breakdown=FLAGS.breakdown,
-                          peer=peer)
+                          peer=peer,
+                          op_profile=FLAGS.op_profile)
   results['command'] = ' '.join(sys.argv)
   if FLAGS.json_out:
     with open(FLAGS.json_out, 'w') as f:

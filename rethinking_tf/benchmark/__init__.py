@@ -1,8 +1,9 @@
 """Throughput of training, input pipeline and hardware, against fixed targets.
 
 Modules: `machine` (CPU, matmul peak, FLOPs), `layers` (convolution layouts, where a
-step goes), `models` (the binary path, the bare loop, the peer, per-epoch costs),
-`pipeline` (the input pipeline alone), `report` (`run`, the checks and the reports),
+step goes, layer by layer), `ops` (where a step goes, op by op, from the profilers),
+`models` (the binary path, the bare loop, the peer, per-epoch costs), `pipeline`
+(the input pipeline alone), `report` (`run`, the checks and the reports),
 `peer_pytorch` (the same models in PyTorch; imported only when asked for), `suite`
 (the one place that imports the data, models and trainer modules measured).
 
@@ -40,6 +41,9 @@ dicts. What each number includes:
 * `peer` (optional): the same model trained by another library
   (`peer_pytorch`), one epoch's steps after every bare block;
   `peer_ratio` is the median of the epochs' binary / peer images/s.
+* `op_profile` (optional): after training, one bare block under TensorFlow's
+  profiler, its op events summed per op type (`ops`), and with a peer one
+  peer epoch under the peer's profiler (`peer_op_profile`).
 * `epoch_costs`: after training, the inference pass over the training set,
   the test pass and one checkpoint, each timed alone.
 * peak memory: `resource.getrusage(RUSAGE_SELF).ru_maxrss` (process-wide

@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from rethinking_tf.benchmark import machine
+from rethinking_tf.benchmark import ops
 from rethinking_tf.benchmark import suite
 
 
@@ -32,6 +33,9 @@ class PeerTrainer(Protocol):
 
   def info(self) -> dict[str, Any]:
     """What the peer is (library, version, threads, parameter count)."""
+
+  def op_profile(self, steps: int) -> dict[str, Any]:
+    """`ops.summarize` of `steps` steps under the library's own profiler."""
 
 
 # Builds the peer of a model: (model name, batch size, training images, learning
@@ -135,7 +139,8 @@ def epoch_costs(t: suite.Trainer, train_seconds: float, repeats: int = 2) -> dic
 def measure_model(case: ModelCase,
                   strategy: tf.distribute.Strategy | None = None,
                   bare_calls: int | None = None,
-                  peer: PeerFactory | None = None) -> dict[str, Any]:
+                  peer: PeerFactory | None = None,
+                  op_profile: bool = False) -> dict[str, Any]:
   """Trains `case` through the binary's code path with bare (and peer) blocks interleaved.
 
   Returns images/s (binary and bare medians over the timed epochs), their
@@ -144,7 +149,9 @@ def measure_model(case: ModelCase,
   model (`peer(model, batch_size=, num_train=, learning_rate=,
   weight_decay=)`) trains one epoch's steps after every bare block:
   `peer_images_per_second` (median) and `peer_ratio`, the median of the
-  epochs' binary / peer ratios.
+  epochs' binary / peer ratios. With `op_profile`, after training, one bare
+  block (and one peer epoch) under the profilers: `op_profile` (and
+  `peer_op_profile`), ms per step per op type (`ops`).
   """
   strategy = strategy or tf.distribute.get_strategy()
   with tempfile.TemporaryDirectory() as logdir:
@@ -205,6 +212,11 @@ def measure_model(case: ModelCase,
     costs = epoch_costs(t, pipelines.num_train / med(binary))
     flops = machine.flops_per_image(t.model)
     params = sum(int(np.prod(w.shape)) for w in t.model.trainable_weights)
+    profiles = {}
+    if op_profile:
+      profiles['op_profile'] = ops.tensorflow_ops(lambda: bare.run(calls), calls * spe)
+      if peer_model:
+        profiles['peer_op_profile'] = peer_model.op_profile(pipelines.steps_per_epoch)
   out = {
       'model': case.model,
       'precision': case.precision,
@@ -238,6 +250,7 @@ def measure_model(case: ModelCase,
       'flops_method': flops['method'],
       'trainable_params': params,
       'peak_memory_mib': machine.peak_memory_mib(),
+      **profiles,
   }
   if peer_model:
     out.update({

@@ -27,6 +27,8 @@ import torch
 from torch import nn
 from torch.nn import functional
 
+from rethinking_tf.benchmark import ops
+
 # Keras' defaults, which rethinking_tf.models keeps.
 _BN_EPSILON = 1e-3
 _MLP = re.compile(r'mlp_(\d+)x(\d+)$')
@@ -229,6 +231,17 @@ class Peer:
     for _ in range(steps):
       self.step()
     return time.perf_counter() - start, time.process_time() - cpu
+
+  def op_profile(self, steps: int) -> dict[str, Any]:
+    """`ops.summarize` of `steps` training steps under torch.profiler: self CPU
+    time per op (PyTorch runs ops one after another on the calling thread,
+    each using the intra-op threads, so self CPU time is wall time per op)."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+      self.run(steps)
+    events = [(e.key, e.self_cpu_time_total * 1e-6, e.count) for e in prof.key_averages()]
+    out = ops.summarize(events, steps)
+    out['profiler'] = 'torch.profiler'
+    return out
 
   def info(self) -> dict[str, Any]:
     """What the peer is: library versions, threads, layout, parameter count."""

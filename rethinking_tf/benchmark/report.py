@@ -17,6 +17,7 @@ from rethinking_tf import cpu
 from rethinking_tf.benchmark import layers
 from rethinking_tf.benchmark import machine
 from rethinking_tf.benchmark import models as models_lib
+from rethinking_tf.benchmark import ops
 from rethinking_tf.benchmark import pipeline
 from rethinking_tf.benchmark import tables
 
@@ -38,12 +39,14 @@ def run(cases: Sequence[models_lib.ModelCase],
         accuracy_epochs: int = 0,
         pipeline_modes: Sequence[str] | None = None,
         breakdown: bool = False,
-        peer: models_lib.PeerFactory | None = None) -> dict[str, Any]:
+        peer: models_lib.PeerFactory | None = None,
+        op_profile: bool = False) -> dict[str, Any]:
   """Measures every case, the pipeline per randomization and the matmul peak.
 
   With `breakdown`, also `step_breakdown` of each model (first case's batch
   size and precision); with `peer`, each case's peer model trained in the
-  same run, interleaved epoch by epoch (`models.measure_model`). Returns
+  same run, interleaved epoch by epoch (`models.measure_model`); with
+  `op_profile`, each model's step (and its peer's) per op type. Returns
   the JSON-ready result; `checks` holds each target with PASS/FAIL.
   """
   results: dict[str, Any] = {'machine': machine.machine_info(), 'models': {}, 'variants': []}
@@ -74,7 +77,10 @@ def run(cases: Sequence[models_lib.ModelCase],
     sample('float32')
     if case.precision != 'float32':
       sample(half(case.precision))
-    measured.append((case, models_lib.measure_model(case, strategy, peer=peer)))
+    measured.append((case, models_lib.measure_model(case,
+                                                    strategy,
+                                                    peer=peer,
+                                                    op_profile=op_profile)))
     if breakdown and case.model not in results.setdefault('breakdown', {}):
       results['breakdown'][case.model] = layers.step_breakdown(case.model, case.batch_size,
                                                                case.precision)
@@ -202,18 +208,19 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
           'peak_fraction_cpu', 'binary_vs_bare', 'binary_vs_bare_cpu', 'evaluation_seconds',
           'epoch_end_seconds', 'peak_memory_mib', 'precision', 'steps_per_execution', 'batch_size',
           'random_crop')
-  keep_if = ('peer_images_per_second', 'peer_ratio', 'peer_ratio_cpu', 'epoch_costs')
+  keep_if = ('peer_images_per_second', 'peer_ratio', 'peer_ratio_cpu', 'epoch_costs', 'op_profile',
+             'peer_op_profile')
   keep = keep + tuple(k for k in keep_if if any(k in r for r in results['models'].values()))
   out = {
       'models': {
           name: {
-              k: r[k] for k in keep
+              k: r[k] for k in keep if k in r
           } for name, r in results['models'].items()
       },
       'variants': [{
           'model': r['model'],
           **{
-              k: r[k] for k in keep
+              k: r[k] for k in keep if k in r
           }
       } for r in results['variants']],
       'matmul_flops_per_second': results['matmul_flops_per_second'],
@@ -303,6 +310,12 @@ def format_table(results: dict[str, Any]) -> str:
   ]
   for b in results.get('breakdown', {}).values():
     lines += ['', layers.format_breakdown(b)]
+  for name, r in results['models'].items():
+    if 'op_profile' in r:
+      profiles = {'ours': r['op_profile']}
+      if 'peer_op_profile' in r:
+        profiles[r['peer']['library']] = r['peer_op_profile']
+      lines += ['', ops.format_ops(name, profiles)]
   if 'precision_accuracy' in results:
     rows = [(a['model'], a['precision'], str(a['epochs']), f"{a['train_accuracy']:.4f}",
              f"{a['test_accuracy']:.4f}", f"{a['seconds']:.1f}")
