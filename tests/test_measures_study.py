@@ -122,6 +122,19 @@ def test_read_runs_pairs_seeds_for_disagreement(tmp_path):
   assert runs['a'].values['inverse_margin'] is None  # not in its measures.json
 
 
+def test_seed_pairs_span_runs_recorded_before_a_setting_existed(tmp_path):
+  # A config.json written before --eval_every_epochs existed pairs with a
+  # newer one at its default (1), not with one evaluated every 5 epochs.
+  root = str(tmp_path)
+  values = {'margin': 1.0}
+  _write_run(root, 'old', 0.1, values, [0, 1, 2, 3], seed=0)
+  _write_run(root, 'new', 0.2, values, [0, 1, 2, 0], seed=1, eval_every_epochs=1)
+  _write_run(root, 'k5', 0.2, values, [0, 0, 0, 0], seed=2, eval_every_epochs=5)
+  runs = {r.name: r for r in study.read_runs(root)}
+  assert runs['old'].values['disagreement'] == 0.25 == runs['new'].values['disagreement']
+  assert runs['k5'].values['disagreement'] is None
+
+
 def test_tool_writes_table_csv_and_figure(tmp_path):
   root = str(tmp_path / 'runs')
   for i, p in enumerate((0.0, 0.5, 1.0)):

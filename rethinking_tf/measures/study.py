@@ -54,6 +54,9 @@ HPARAMS = ('p', 'inputs', 'weight_decay', 'random_crop', 'model', 'depth', 'widt
 _TIED = {'model': ('depth', 'width'), 'depth': ('model',), 'width': ('model',)}
 _NOT_SETTINGS = ('seed', 'logdir', 'overwrite', 'verbose', 'image_cache', 'steps_per_execution',
                  'epochs', 'data_dir')
+# Settings added to config.json after some runs were recorded, with the value
+# those runs trained with (the binary's default then and now).
+_LATER_SETTINGS = {'eval_every_epochs': 1}
 
 
 @dataclasses.dataclass
@@ -93,6 +96,12 @@ def hyperparameters(config: dict) -> dict:
   }
 
 
+def _settings(config: dict) -> tuple:
+  """Every setting of a run but the seed (and its bookkeeping), comparable across versions."""
+  config = {**_LATER_SETTINGS, **config}
+  return tuple(sorted((k, json.dumps(v)) for k, v in config.items() if k not in _NOT_SETTINGS))
+
+
 def read_runs(root: str) -> list[StudyRun]:
   """Every finished run (config.json and results.json) under `root`, sorted by path."""
   runs = []
@@ -121,9 +130,7 @@ def read_runs(root: str) -> list[StudyRun]:
                  gap=results['train_accuracy'] - results['test_accuracy'],
                  values=values,
                  missing=missing,
-                 settings=tuple(
-                     sorted(
-                         (k, json.dumps(v)) for k, v in config.items() if k not in _NOT_SETTINGS)),
+                 settings=_settings(config),
                  predictions=np.load(preds) if os.path.exists(preds) else None,
                  fitted=results.get('fit_epoch') is not None))
   add_disagreement(runs)
