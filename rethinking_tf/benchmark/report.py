@@ -208,9 +208,9 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
           'peak_fraction_cpu', 'binary_vs_bare', 'binary_vs_bare_cpu', 'evaluation_seconds',
           'epoch_end_seconds', 'peak_memory_mib', 'precision', 'steps_per_execution', 'batch_size',
           'random_crop')
-  keep_if = ('peer_images_per_second', 'peer_ratio', 'peer_ratio_cpu', 'epoch_costs', 'op_profile',
-             'peer_op_profile')
-  keep = keep + tuple(k for k in keep_if if any(k in r for r in results['models'].values()))
+  # Present only in runs that measured them (--peer, --op_profile): kept where present.
+  keep += ('peer_images_per_second', 'peer_ratio', 'peer_ratio_cpu', 'epoch_costs', 'op_profile',
+           'peer_op_profile')
   out = {
       'models': {
           name: {
