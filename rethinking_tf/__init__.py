@@ -8,4 +8,9 @@ import os as _os
 # lines users read; set TF_CPP_MIN_LOG_LEVEL yourself to see it again.
 _os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
+# oneDNN's kernels on every x86-64 CPU, AVX2-only ones included (see cpu.py).
+from rethinking_tf import cpu as _cpu  # noqa: E402
+
+_cpu.turn_on_onednn()
+
 __version__ = '0.1.0'

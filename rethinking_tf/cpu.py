@@ -4,9 +4,13 @@ The project runs on x86-64 CPUs of both families, Intel with AVX-512 and AMX
 and AMD with AVX2 only. Two things differ between them that the code must
 not take for granted:
 
+* oneDNN. TensorFlow turns its oneDNN kernels on by default only on CPUs
+  with AVX512_VNNI, AVX512_BF16, AVX_VNNI or AMX; on AVX2-only CPUs it runs
+  its Eigen kernels instead, which train the conv nets about 1.5x slower.
+  `turn_on_onednn` (run by the package's `__init__`, before TensorFlow is
+  imported) turns oneDNN on for every x86-64 CPU.
 * NCHW convolutions. TensorFlow's own CPU Conv2D kernel is NHWC-only; NCHW
-  runs only through oneDNN, which TensorFlow turns on by default only on CPUs
-  with AVX-512 VNNI/BF16 or AMX (and never with TF_ENABLE_ONEDNN_OPTS=0). The
+  runs only through oneDNN (never with TF_ENABLE_ONEDNN_OPTS=0). The
   models are NHWC (Keras' channels_last); only the benchmark measures NCHW.
 * bfloat16 speed. `mixed_bfloat16` runs on any CPU, but it is fast only with
   native bfloat16 instructions (AVX512_BF16, AMX_BF16); elsewhere it is
@@ -16,9 +20,43 @@ not take for granted:
 from __future__ import annotations
 
 import functools
+import os
+import platform
+import sys
+from collections.abc import MutableMapping
 
 NO_NCHW = ('this CPU has no NCHW Conv2D kernel (TensorFlow runs NCHW on the CPU only '
-           'through oneDNN, on by default only with AVX-512 VNNI/BF16 or AMX)')
+           'through oneDNN; is TF_ENABLE_ONEDNN_OPTS=0 set?)')
+ONEDNN_VARIABLE = 'TF_ENABLE_ONEDNN_OPTS'
+
+
+def turn_on_onednn(environ: MutableMapping[str, str] = os.environ,
+                   machine: str | None = None,
+                   system: str = sys.platform) -> bool:
+  """Turns TensorFlow's oneDNN kernels on for x86-64 Linux CPUs that TensorFlow leaves on Eigen.
+
+  TensorFlow's default (its `DefaultOneDnnPolicy`) is oneDNN only with
+  AVX512_VNNI, AVX512_BF16, AVX_VNNI or AMX. With AVX2 instructions only,
+  Eigen's kernels trained the conv nets about 1.5x slower than oneDNN's and
+  the MLPs as fast (docs/performance.md, "AVX2-only CPUs"). Sets
+  TF_ENABLE_ONEDNN_OPTS=1 unless the user set it; it counts only before
+  TensorFlow is imported. Returns whether it set it.
+  """
+  machine = machine or platform.machine()
+  if (ONEDNN_VARIABLE in environ or not system.startswith('linux') or
+      machine not in ('x86_64', 'AMD64')):
+    return False
+  environ[ONEDNN_VARIABLE] = '1'
+  return True
+
+
+def onednn_enabled() -> bool | None:
+  """Whether this process's TensorFlow runs oneDNN's kernels (None where the build does not say)."""
+  try:
+    from tensorflow.python.util import _pywrap_util_port  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return None
+  return bool(_pywrap_util_port.IsMklEnabled())
 
 
 @functools.cache

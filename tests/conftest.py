@@ -9,6 +9,9 @@ import sys
 import pytest
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+# Before any test module imports TensorFlow: the package's environment
+# (oneDNN on, cpu.turn_on_onednn) holds in this process as in the binaries.
+import rethinking_tf  # noqa: E402,F401
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METRICS_FIELDS = ('epoch,step,learning_rate,train_loss,train_accuracy,train_eval_loss,'

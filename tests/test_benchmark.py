@@ -2,6 +2,7 @@
 
 import json
 import os
+import platform
 import subprocess
 import sys
 
@@ -51,6 +52,9 @@ def test_benchmark_last_line_json():
   # Per step: two dense layers forward, their kernels' gradients and one input gradient.
   assert sum(ops['calls_per_step'][k] for k in products) == 5, ops['calls_per_step']
   assert any(line.startswith('mlp_1x64: the step per op type') for line in lines)
+  if platform.machine() == 'x86_64':  # oneDNN on, on every x86-64 family (cpu.turn_on_onednn)
+    assert result['machine']['onednn'] is True
+    assert lines[0].startswith('machine: ') and lines[0].endswith('oneDNN on'), lines[0]
 
 
 @pytest.mark.slow

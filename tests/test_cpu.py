@@ -1,6 +1,7 @@
 """CPU capability probes: what differs between x86-64 CPU families is detected."""
 
 import os
+import platform
 import subprocess
 import sys
 
@@ -70,3 +71,39 @@ def test_nchw_probe_predicts_the_benchmark_without_onednn():
   probe, ran = proc.stdout.split()
   assert (probe, ran) in (('True', 'ran'), ('False', 'UnimplementedError'),
                           ('False', 'InvalidArgumentError')), proc.stdout
+
+
+def test_onednn_is_turned_on_where_tensorflow_leaves_it_off():
+  """TF_ENABLE_ONEDNN_OPTS=1 on x86-64 Linux unless the user chose; nowhere else."""
+  env = {}
+  assert cpu.turn_on_onednn(env, machine='x86_64', system='linux')
+  assert env == {'TF_ENABLE_ONEDNN_OPTS': '1'}
+  env = {'TF_ENABLE_ONEDNN_OPTS': '0'}  # the user's choice stands
+  assert not cpu.turn_on_onednn(env, machine='x86_64', system='linux')
+  assert env == {'TF_ENABLE_ONEDNN_OPTS': '0'}
+  for machine, system in (('aarch64', 'linux'), ('x86_64', 'darwin'), ('AMD64', 'win32')):
+    env = {}
+    assert not cpu.turn_on_onednn(env, machine=machine, system=system) and env == {}
+
+
+@pytest.mark.skipif(platform.machine() != 'x86_64' or not sys.platform.startswith('linux'),
+                    reason='oneDNN is turned on on x86-64 Linux only')
+@pytest.mark.parametrize('user, expected', [(None, '1 True'), ('0', '0 False')])
+def test_importing_the_package_turns_onednn_on_in_tensorflow(user, expected):
+  """Imported before TensorFlow, the package runs it with oneDNN on this CPU
+  family too (TensorFlow's own default is off on AVX2-only CPUs), and a
+  TF_ENABLE_ONEDNN_OPTS the user set wins."""
+  code = ('import os, rethinking_tf, tensorflow\n'
+          'from rethinking_tf import cpu\n'
+          'print(os.environ.get("TF_ENABLE_ONEDNN_OPTS"), cpu.onednn_enabled())\n')
+  env = {k: v for k, v in os.environ.items() if k != 'TF_ENABLE_ONEDNN_OPTS'}
+  if user is not None:
+    env['TF_ENABLE_ONEDNN_OPTS'] = user
+  proc = subprocess.run([sys.executable, '-c', code],
+                        capture_output=True,
+                        text=True,
+                        cwd=REPO,
+                        env=env,
+                        timeout=120)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert proc.stdout.strip() == expected

@@ -13,6 +13,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from rethinking_tf import cpu
+
 
 def peak_memory_mib() -> float:
   """Process-wide peak resident memory so far (ru_maxrss), MiB."""
@@ -38,6 +40,9 @@ def machine_info() -> dict[str, Any]:
   except OSError:
     pass
   info['gpus'] = [d.name for d in tf.config.list_physical_devices('GPU')]
+  info['onednn'] = cpu.onednn_enabled()
+  if os.environ.get('ONEDNN_MAX_CPU_ISA'):  # oneDNN's kernels held to an older ISA
+    info['onednn_max_cpu_isa'] = os.environ['ONEDNN_MAX_CPU_ISA']
   info['tensorflow'], info['keras'] = tf.__version__, keras.__version__
   return info
 

@@ -212,6 +212,7 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
   keep += ('peer_images_per_second', 'peer_ratio', 'peer_ratio_cpu', 'epoch_costs', 'op_profile',
            'peer_op_profile')
   out = {
+      'machine': results['machine'],  # the CPU beside its numbers, and whether oneDNN ran
       'models': {
           name: {
               k: r[k] for k in keep if k in r
@@ -250,13 +251,21 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
   return out
 
 
+def _onednn(m: dict[str, Any]) -> str:
+  """'on', 'off' or 'unknown', with the ISA oneDNN is held to, if any."""
+  state = {True: 'on', False: 'off'}.get(m.get('onednn'), 'unknown')
+  return f"{state} (ONEDNN_MAX_CPU_ISA={m['onednn_max_cpu_isa']})" if m.get(
+      'onednn_max_cpu_isa') else state
+
+
 def format_table(results: dict[str, Any]) -> str:
   """A readable report: models, pipeline, targets."""
   m = results['machine']
   lines = [
       f"machine: {m.get('cpu', '?')}, {m.get('cpus')} CPUs, "
       f"{m.get('memory_gib', '?')} GiB, features {','.join(m.get('cpu_features', []))}, "
-      f"load average at start {m.get('load_average')}, TF {m['tensorflow']}",
+      f"load average at start {m.get('load_average')}, TF {m['tensorflow']}, "
+      f"oneDNN {_onednn(m)}",
       f"matmul peak (float32, best of {len(results['matmul_flops_per_second_samples'])} "
       f"samples of 0.5 s): {results['matmul_flops_per_second'] / 1e9:.1f} GFLOP/s"
   ]
