@@ -17,7 +17,7 @@ def test_benchmark_last_line_json():
       sys.executable,
       os.path.join(REPO, 'tools', 'benchmark.py'), '--models=mlp_1x64', '--train_size=256',
       '--batch_size=64', '--steps=4', '--pipeline_batches=5', '--pipeline_modes=random_crop',
-      '--breakdown', '--op_profile'
+      '--breakdown', '--op_profile', '--onednn_profile'
   ],
                         capture_output=True,
                         text=True,
@@ -54,6 +54,9 @@ def test_benchmark_last_line_json():
   assert any(line.startswith('mlp_1x64: the step per op type') for line in lines)
   if platform.machine() == 'x86_64':  # oneDNN on, on every x86-64 family (cpu.turn_on_onednn)
     assert result['machine']['onednn'] is True
+    dnn = r['onednn_profile']['ours']  # --onednn_profile: the dense layers' products
+    assert dnn['profiler'] == 'ONEDNN_VERBOSE' and dnn['total_ms_per_step'] > 0, dnn
+    assert any(line.startswith('mlp_1x64: oneDNN primitives per step') for line in lines)
     assert lines[0].startswith('machine: ') and lines[0].endswith('oneDNN on'), lines[0]
 
 

@@ -8,6 +8,7 @@
     python tools/benchmark.py --models=alexnet --breakdown   # where a step goes
     python tools/benchmark.py --quick --peer=pytorch   # beside PyTorch (a python with torch)
     python tools/benchmark.py --quick --models=inception --inter_op_threads=1 --op_profile
+    python tools/benchmark.py --quick --models=inception --onednn_profile   # oneDNN's kernels
 
 Prints a table (models, input pipeline per randomization, targets with
 PASS/FAIL), then one JSON object on the last line. What each number includes
@@ -92,6 +93,11 @@ flags.DEFINE_bool(
     'real step: one bare block under TensorFlow\'s profiler, summed per op type (with '
     '--peer, one peer epoch under its profiler beside it). Use --inter_op_threads=1 so '
     'that ops do not overlap and each op\'s time is its own.')
+flags.DEFINE_bool(
+    'onednn_profile', False, 'Also list each float32 model\'s oneDNN primitives per step '
+    '(kind, implementation, ms), from ONEDNN_VERBOSE in a child process of 4 steps (with '
+    '--peer, the peer\'s beside them): which kernel each library got. Adds about 15 s a model, '
+    'a minute for small Inception.')
 flags.DEFINE_enum(
     'peer', None, ['pytorch'], 'Also train each model in this library, in the same run, '
     'alternating epoch by epoch with ours, and report ours / theirs (needs torch importable; '
@@ -253,15 +259,17 @@ def main(argv):
     threads = FLAGS.intra_op_threads or peer_pytorch.default_threads()  # as TensorFlow's
     peer = lambda *args, **kwargs: peer_pytorch.Peer(*args, threads=threads, **kwargs)
   batches = FLAGS.pipeline_batches or (100 if FLAGS.quick else 200)
-  results = benchmark.run(cases,
-                          strategy,
-                          pipeline_batches=batches,
-                          pipeline_train_size=FLAGS.train_size or None,
-                          accuracy_epochs=FLAGS.accuracy_epochs,
-                          pipeline_modes=FLAGS.pipeline_modes,
-                          breakdown=FLAGS.breakdown,
-                          peer=peer,
-                          op_profile=FLAGS.op_profile)
+  results = benchmark.run(
+      cases,
+      strategy,
+      pipeline_batches=batches,
+      pipeline_train_size=FLAGS.train_size or None,
+      accuracy_epochs=FLAGS.accuracy_epochs,
+      pipeline_modes=FLAGS.pipeline_modes,
+      breakdown=FLAGS.breakdown,
+      peer=peer,
+      op_profile=FLAGS.op_profile,
+      onednn_sides=('ours', *([FLAGS.peer] if FLAGS.peer else [])) if FLAGS.onednn_profile else ())
   results['command'] = ' '.join(sys.argv)
   if FLAGS.json_out:
     with open(FLAGS.json_out, 'w') as f:

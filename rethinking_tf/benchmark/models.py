@@ -58,7 +58,7 @@ class ModelCase:
   data_dir: str | None = None
 
 
-class _Bare:
+class BareLoop:
   """The compiled train function of a model on one in-memory batch, repeated."""
 
   def __init__(self, t: suite.Trainer):
@@ -79,7 +79,7 @@ class _Bare:
 class _Timer(suite.EpochHooks):
   """Times each epoch's training and epoch-end work, then runs a bare block and a peer block."""
 
-  def __init__(self, bare: _Bare, calls: int, peer: PeerTrainer | None, peer_steps: int):
+  def __init__(self, bare: BareLoop, calls: int, peer: PeerTrainer | None, peer_steps: int):
     self.bare, self.calls, self.log = bare, calls, []
     self.peer, self.peer_steps = peer, peer_steps
 
@@ -172,7 +172,7 @@ def measure_model(case: ModelCase,
     pipelines = suite.make_config_pipelines(config)
     t.build(pipelines)
     setup_seconds = time.perf_counter() - t0
-    bare = _Bare(t)
+    bare = BareLoop(t)
     spe = t.steps_per_execution  # as resolved by the trainer
     calls = bare_calls or max(1, pipelines.steps_per_epoch // spe)
     peer_model = peer and peer(case.model,

@@ -94,7 +94,10 @@ def tensorflow_ops(run: Callable[[], Any], steps: int) -> dict[str, Any]:
   return out
 
 
-def format_ops(name: str, profiles: Mapping[str, dict[str, Any]], top: int = 12) -> str:
+def format_ops(name: str,
+               profiles: Mapping[str, dict[str, Any]],
+               top: int = 12,
+               title: str | None = None) -> str:
   """The `top` op types of each profile, ranked side by side (ms per step and share)."""
   columns = []
   for p in profiles.values():
@@ -112,5 +115,6 @@ def format_ops(name: str, profiles: Mapping[str, dict[str, Any]], top: int = 12)
   rows.append(
       tuple(['sum'] +
             [x for p in profiles.values() for x in ('', f"{p['total_ms_per_step']:.1f}", '')]))
-  return (f'{name}: the step per op type (profilers\' op time; ops that overlap each count '
-          f'in full)\n' + tables.table(tuple(header), rows))
+  title = title or ('the step per op type (profilers\' op time; ops that overlap each count '
+                    'in full)')
+  return f'{name}: {title}\n' + tables.table(tuple(header), rows)

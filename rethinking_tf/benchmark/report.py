@@ -17,6 +17,7 @@ from rethinking_tf import cpu
 from rethinking_tf.benchmark import layers
 from rethinking_tf.benchmark import machine
 from rethinking_tf.benchmark import models as models_lib
+from rethinking_tf.benchmark import onednn
 from rethinking_tf.benchmark import ops
 from rethinking_tf.benchmark import pipeline
 from rethinking_tf.benchmark import tables
@@ -40,14 +41,17 @@ def run(cases: Sequence[models_lib.ModelCase],
         pipeline_modes: Sequence[str] | None = None,
         breakdown: bool = False,
         peer: models_lib.PeerFactory | None = None,
-        op_profile: bool = False) -> dict[str, Any]:
+        op_profile: bool = False,
+        onednn_sides: Sequence[str] = ()) -> dict[str, Any]:
   """Measures every case, the pipeline per randomization and the matmul peak.
 
   With `breakdown`, also `step_breakdown` of each model (first case's batch
   size and precision); with `peer`, each case's peer model trained in the
   same run, interleaved epoch by epoch (`models.measure_model`); with
-  `op_profile`, each model's step (and its peer's) per op type. Returns
-  the JSON-ready result; `checks` holds each target with PASS/FAIL.
+  `op_profile`, each model's step (and its peer's) per op type; with
+  `onednn_sides` ('ours', 'pytorch'), each float32 model's oneDNN primitives
+  in those libraries (`onednn.profile`). Returns the JSON-ready result;
+  `checks` holds each target with PASS/FAIL.
   """
   results: dict[str, Any] = {'machine': machine.machine_info(), 'models': {}, 'variants': []}
   peaks: dict[str, list[float]] = {'float32': []}
@@ -81,6 +85,9 @@ def run(cases: Sequence[models_lib.ModelCase],
                                                     strategy,
                                                     peer=peer,
                                                     op_profile=op_profile)))
+    if onednn_sides and case.precision == 'float32':
+      profile = lambda side, c=case: onednn.profile(c.model, side, batch_size=c.batch_size)
+      measured[-1][1]['onednn_profile'] = {side: profile(side) for side in onednn_sides}
     if breakdown and case.model not in results.setdefault('breakdown', {}):
       results['breakdown'][case.model] = layers.step_breakdown(case.model, case.batch_size,
                                                                case.precision)
@@ -210,7 +217,7 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
           'random_crop')
   # Present only in runs that measured them (--peer, --op_profile): kept where present.
   keep += ('peer_images_per_second', 'peer_ratio', 'peer_ratio_cpu', 'epoch_costs', 'op_profile',
-           'peer_op_profile')
+           'peer_op_profile', 'onednn_profile')
   out = {
       'machine': results['machine'],  # the CPU beside its numbers, and whether oneDNN ran
       'models': {
@@ -325,6 +332,17 @@ def format_table(results: dict[str, Any]) -> str:
       if 'peer_op_profile' in r:
         profiles[r['peer']['library']] = r['peer_op_profile']
       lines += ['', ops.format_ops(name, profiles)]
+    if 'onednn_profile' in r:
+      p = r['onednn_profile']
+      versions = ', '.join(f"{side} oneDNN {v.get('version', '?')}" for side, v in p.items())
+      isa = next(iter(p.values())).get('isa', '?')
+      lines += [
+          '',
+          ops.format_ops(name,
+                         p,
+                         top=16,
+                         title=f'oneDNN primitives per step ({versions}; ISA: {isa})')
+      ]
   if 'precision_accuracy' in results:
     rows = [(a['model'], a['precision'], str(a['epochs']), f"{a['train_accuracy']:.4f}",
              f"{a['test_accuracy']:.4f}", f"{a['seconds']:.1f}")
