@@ -23,6 +23,7 @@ import functools
 import os
 import platform
 import sys
+import warnings
 from collections.abc import MutableMapping
 
 NO_NCHW = ('this CPU has no NCHW Conv2D kernel (TensorFlow runs NCHW on the CPU only '
@@ -47,7 +48,19 @@ def turn_on_onednn(environ: MutableMapping[str, str] = os.environ,
       machine not in ('x86_64', 'AMD64')):
     return False
   environ[ONEDNN_VARIABLE] = '1'
+  if 'tensorflow' in sys.modules and not tensorflow_turns_on_onednn():
+    warnings.warn(
+        'TensorFlow was imported before rethinking_tf, so it runs without oneDNN on this CPU '
+        '(no AVX512_VNNI, AVX512_BF16, AVX_VNNI or AMX); import rethinking_tf first, or set '
+        'TF_ENABLE_ONEDNN_OPTS=1 before starting Python',
+        stacklevel=2)
   return True
+
+
+def tensorflow_turns_on_onednn() -> bool:
+  """Whether TensorFlow itself turns oneDNN on for this CPU (its `DefaultOneDnnPolicy` on Linux)."""
+  return bool(features() &
+              {'avx512_vnni', 'avx512_bf16', 'avx_vnni', 'amx_tile', 'amx_int8', 'amx_bf16'})
 
 
 def onednn_enabled() -> bool | None:

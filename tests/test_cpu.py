@@ -73,8 +73,9 @@ def test_nchw_probe_predicts_the_benchmark_without_onednn():
                           ('False', 'InvalidArgumentError')), proc.stdout
 
 
-def test_onednn_is_turned_on_where_tensorflow_leaves_it_off():
+def test_onednn_is_turned_on_where_tensorflow_leaves_it_off(monkeypatch):
   """TF_ENABLE_ONEDNN_OPTS=1 on x86-64 Linux unless the user chose; nowhere else."""
+  monkeypatch.setattr(cpu, 'tensorflow_turns_on_onednn', lambda: True)  # no late-import warning
   env = {}
   assert cpu.turn_on_onednn(env, machine='x86_64', system='linux')
   assert env == {'TF_ENABLE_ONEDNN_OPTS': '1'}
@@ -84,6 +85,18 @@ def test_onednn_is_turned_on_where_tensorflow_leaves_it_off():
   for machine, system in (('aarch64', 'linux'), ('x86_64', 'darwin'), ('AMD64', 'win32')):
     env = {}
     assert not cpu.turn_on_onednn(env, machine=machine, system=system) and env == {}
+
+
+def test_a_late_switch_warns_only_where_tensorflow_left_onednn_off(monkeypatch, recwarn):
+  """TensorFlow is imported in this process already: too late to turn oneDNN on."""
+  monkeypatch.setattr(cpu, 'features', lambda: frozenset({'avx2', 'fma'}))  # AVX2 only
+  assert not cpu.tensorflow_turns_on_onednn()
+  with pytest.warns(UserWarning, match='imported before rethinking_tf.*import rethinking_tf first'):
+    cpu.turn_on_onednn({}, machine='x86_64', system='linux')
+  monkeypatch.setattr(cpu, 'features', lambda: frozenset({'avx2', 'avx512f', 'avx512_vnni'}))
+  assert cpu.tensorflow_turns_on_onednn()
+  cpu.turn_on_onednn({}, machine='x86_64', system='linux')  # on already: nothing to say
+  assert not [w for w in recwarn if 'imported before' in str(w.message)]
 
 
 @pytest.mark.skipif(platform.machine() != 'x86_64' or not sys.platform.startswith('linux'),
