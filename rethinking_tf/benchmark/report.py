@@ -215,7 +215,7 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
           'peak_fraction_cpu', 'binary_vs_bare', 'binary_vs_bare_cpu', 'evaluation_seconds',
           'epoch_end_seconds', 'peak_memory_mib', 'precision', 'steps_per_execution', 'batch_size',
           'random_crop')
-  # Present only in runs that measured them (--peer, --op_profile): kept where present.
+  # Present only in runs that measured them (--peer, --op_profile, --onednn_profile).
   keep += ('peer_images_per_second', 'peer_ratio', 'peer_ratio_cpu', 'epoch_costs', 'op_profile',
            'peer_op_profile', 'onednn_profile')
   out = {
