@@ -29,17 +29,23 @@ def _private_cache_home(tmp_path_factory):
     yield
 
 
-def run_module(module: str,
-               *args: str,
-               timeout: float = 300,
-               **kwargs) -> subprocess.CompletedProcess:
-  """Runs `python -m module args` and returns the completed process."""
-  return subprocess.run([sys.executable, '-m', module, *args],
+def run_python(*args: str, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
+  """Runs `python args` (`-c code ...`, `-m module ...`) in the repository,
+  output captured as text, and returns the completed process."""
+  return subprocess.run([sys.executable, *args],
                         capture_output=True,
                         text=True,
                         timeout=timeout,
                         cwd=REPO,
                         **kwargs)
+
+
+def run_module(module: str,
+               *args: str,
+               timeout: float = 300,
+               **kwargs) -> subprocess.CompletedProcess:
+  """Runs `python -m module args` and returns the completed process."""
+  return run_python('-m', module, *args, timeout=timeout, **kwargs)
 
 
 @pytest.fixture(scope='session')

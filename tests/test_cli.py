@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO
+from conftest import REPO, run_python
 
 BINARIES = {
     'train': ['-m', 'rethinking_tf.train'],
@@ -178,11 +178,7 @@ def test_flag_errors_import_no_tensorflow(tmp_path, binary, args):
     from rethinking_tf.data import sources  # pylint: disable=g-import-not-at-top
     if sources._network_available('www.cs.toronto.edu'):  # pylint: disable=protected-access
       pytest.skip('network available: cifar10 would download')
-  proc = subprocess.run([sys.executable, '-c', _PROBE, target, *args],
-                        capture_output=True,
-                        text=True,
-                        timeout=120,
-                        cwd=REPO)
+  proc = run_python('-c', _PROBE, target, *args, timeout=120)
   result = json.loads(proc.stdout.strip().splitlines()[-1])
   assert result['code'] == 2, proc.stderr
   assert result['loaded'] == [], proc.stderr
@@ -262,11 +258,7 @@ def test_console_script_help_lists_the_flags(module, flags):
   program that is not the module: --help must still list its flags."""
   code = (f'import sys; sys.argv = ["/usr/bin/rethinking-{module}", "--helpshort"]\n'
           f'from rethinking_tf import {module}; {module}.run_main()')
-  proc = subprocess.run([sys.executable, '-c', code],
-                        capture_output=True,
-                        text=True,
-                        cwd=REPO,
-                        timeout=60)
+  proc = run_python('-c', code, timeout=60)
   for name in flags:
     assert f'--{name}:' in proc.stdout, (name, proc.stdout)
 
@@ -301,10 +293,5 @@ def test_binaries_freeze_the_heap_before_exit():
           'from rethinking_tf import cli\n'
           'atexit.register(lambda: print("frozen", gc.get_freeze_count()))\n'
           'cli.run(lambda argv: None)\n')
-  out = subprocess.run([sys.executable, '-c', code],
-                       cwd=REPO,
-                       capture_output=True,
-                       text=True,
-                       timeout=60,
-                       check=True).stdout
+  out = run_python('-c', code, timeout=60, check=True).stdout
   assert int(out.split()[-1]) > 1000

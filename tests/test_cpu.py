@@ -2,13 +2,12 @@
 
 import os
 import platform
-import subprocess
 import sys
 
 import pytest
 import tensorflow as tf
 
-from conftest import REPO
+from conftest import run_python
 from rethinking_tf import cpu
 
 
@@ -61,12 +60,7 @@ def test_nchw_probe_predicts_the_benchmark_without_onednn():
           '  ran = type(e).__name__\n'
           'print(cpu.nchw_conv_supported(), ran)\n')
   env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS='0', TF_CPP_MIN_LOG_LEVEL='3')
-  proc = subprocess.run([sys.executable, '-c', code],
-                        capture_output=True,
-                        text=True,
-                        cwd=REPO,
-                        env=env,
-                        timeout=300)
+  proc = run_python('-c', code, env=env, timeout=300)
   assert proc.returncode == 0, proc.stderr[-2000:]
   probe, ran = proc.stdout.split()
   assert (probe, ran) in (('True', 'ran'), ('False', 'UnimplementedError'),
@@ -112,11 +106,6 @@ def test_importing_the_package_turns_onednn_on_in_tensorflow(user, expected):
   env = {k: v for k, v in os.environ.items() if k != 'TF_ENABLE_ONEDNN_OPTS'}
   if user is not None:
     env['TF_ENABLE_ONEDNN_OPTS'] = user
-  proc = subprocess.run([sys.executable, '-c', code],
-                        capture_output=True,
-                        text=True,
-                        cwd=REPO,
-                        env=env,
-                        timeout=120)
+  proc = run_python('-c', code, env=env, timeout=120)
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert proc.stdout.strip() == expected

@@ -1,14 +1,13 @@
 """Randomization semantics and determinism (section 2.1), data sets, subsets."""
 
 import os
-import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import run_python
 from rethinking_tf.data import crop
 from rethinking_tf.data import loaders
 from rethinking_tf.data import pipeline
@@ -587,11 +586,7 @@ def test_data_tables_live_on_the_host():
           'from rethinking_tf.data import pipeline\n'
           'with tf.device("/CPU:1"):\n'
           '  print(pipeline._variable(np.zeros(3, np.float32)).device, tf.Variable(0.0).device)\n')
-  proc = subprocess.run([sys.executable, '-c', code],
-                        capture_output=True,
-                        text=True,
-                        timeout=300,
-                        check=True)
+  proc = run_python('-c', code, timeout=300, check=True)
   pinned, unpinned = proc.stdout.split()
   assert unpinned.endswith('CPU:1')  # the scope does move an ordinary variable
   assert pinned.endswith('CPU:0'), pinned

@@ -5,11 +5,10 @@ import importlib.util
 import os
 import re
 import subprocess
-import sys
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, run_python
 
 # Run outputs (CSV/JSON/events) are data, not prose.
 _DATA_DIRS = (os.path.join('docs', 'results'),)
@@ -75,12 +74,7 @@ def _package_modules() -> list[str]:
 
 
 def _python(code: str) -> subprocess.CompletedProcess:
-  return subprocess.run([sys.executable, '-c', code],
-                        capture_output=True,
-                        text=True,
-                        cwd=REPO,
-                        timeout=300,
-                        check=False)
+  return run_python('-c', code, timeout=300, check=False)
 
 
 def _imports(path: str, modules: set[str]) -> set[str]:

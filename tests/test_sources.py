@@ -2,12 +2,10 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
-from conftest import REPO
+from conftest import run_python
 from rethinking_tf import registry
 from rethinking_tf.data import sources
 
@@ -28,12 +26,7 @@ def test_registry_sources_and_cli_import_no_heavy_module():
           'import rethinking_tf.cli, rethinking_tf.registry, rethinking_tf.data.sources\n'
           'print(json.dumps(sorted(m for m in ("tensorflow", "keras", "tensorflow_datasets",'
           ' "sklearn", "scipy") if m in sys.modules)))')
-  proc = subprocess.run([sys.executable, '-c', code],
-                        capture_output=True,
-                        text=True,
-                        cwd=REPO,
-                        timeout=60,
-                        check=True)
+  proc = run_python('-c', code, timeout=60, check=True)
   assert json.loads(proc.stdout) == []
 
 

@@ -14,7 +14,8 @@ import time
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import REPO, run_python
+
 sys.path.insert(0, os.path.join(REPO, 'tools'))
 import run_sweep  # noqa: E402  # pylint: disable=wrong-import-position
 from rethinking_tf.sweep import flagfiles  # noqa: E402  # pylint: disable=wrong-import-position
@@ -429,12 +430,7 @@ _BINARY_FLAGS = textwrap.dedent('''\
 def _binary_flags() -> dict:
   """{name: [default, kind, enum values]} of the training binary's flags, read
   in a fresh interpreter from the binary's global FLAGS."""
-  proc = subprocess.run([sys.executable, '-c', _BINARY_FLAGS],
-                        capture_output=True,
-                        text=True,
-                        cwd=REPO,
-                        check=True,
-                        timeout=120)
+  proc = run_python('-c', _BINARY_FLAGS, check=True, timeout=120)
   return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
