@@ -57,6 +57,20 @@ class ModelCase:
   dataset: str = 'digits'
   data_dir: str | None = None
 
+  def train_config(self, logdir: str) -> suite.TrainConfig:
+    """The training binary's config for this case, quiet, writing to `logdir`."""
+    return suite.TrainConfig(logdir=logdir,
+                             dataset=self.dataset,
+                             data_dir=self.data_dir,
+                             train_size=self.train_size,
+                             model=self.model,
+                             batch_size=self.batch_size,
+                             random_crop=self.random_crop,
+                             precision=self.precision,
+                             epochs=self.epochs,
+                             steps_per_execution=self.steps_per_execution,
+                             verbose=False)
+
 
 class BareLoop:
   """The compiled train function of a model on one in-memory batch, repeated."""
@@ -155,17 +169,7 @@ def measure_model(case: ModelCase,
   """
   strategy = strategy or tf.distribute.get_strategy()
   with tempfile.TemporaryDirectory() as logdir:
-    config = suite.TrainConfig(logdir=logdir,
-                               dataset=case.dataset,
-                               data_dir=case.data_dir,
-                               train_size=case.train_size,
-                               model=case.model,
-                               batch_size=case.batch_size,
-                               random_crop=case.random_crop,
-                               precision=case.precision,
-                               epochs=case.epochs,
-                               steps_per_execution=case.steps_per_execution,
-                               verbose=False)
+    config = case.train_config(logdir)
     suite.prepare_logdir(config, None)
     t = suite.Trainer(config, strategy)
     t0 = time.perf_counter()

@@ -93,14 +93,12 @@ def _child(model: str, side: str, steps: int, batch_size: int) -> None:
   from rethinking_tf.benchmark import models  # pylint: disable=g-import-not-at-top
   from rethinking_tf.benchmark import suite  # pylint: disable=g-import-not-at-top
   with tempfile.TemporaryDirectory() as logdir:
-    config = suite.TrainConfig(logdir=logdir,
-                               dataset='digits',
-                               train_size=2 * batch_size,
-                               model=model,
-                               batch_size=batch_size,
-                               epochs=1,
-                               steps_per_execution=1,
-                               verbose=False)
+    case = models.ModelCase(model,
+                            batch_size=batch_size,
+                            train_size=2 * batch_size,
+                            epochs=1,
+                            steps_per_execution=1)
+    config = case.train_config(logdir)
     suite.prepare_logdir(config, None)
     t = suite.Trainer(config, tf.distribute.get_strategy())
     t.build(suite.make_config_pipelines(config))
