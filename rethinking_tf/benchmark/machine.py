@@ -41,8 +41,8 @@ def machine_info() -> dict[str, Any]:
     pass
   info['gpus'] = [d.name for d in tf.config.list_physical_devices('GPU')]
   info['onednn'] = cpu.onednn_enabled()
-  if os.environ.get('ONEDNN_MAX_CPU_ISA'):  # oneDNN's kernels held to an older ISA
-    info['onednn_max_cpu_isa'] = os.environ['ONEDNN_MAX_CPU_ISA']
+  if isa := os.environ.get('ONEDNN_MAX_CPU_ISA'):  # oneDNN's kernels held to an older ISA
+    info['onednn_max_cpu_isa'] = isa
   info['tensorflow'], info['keras'] = tf.__version__, keras.__version__
   return info
 
