@@ -61,7 +61,10 @@ def test_measure_model_interleaves_the_peer_epoch_by_epoch():
   assert peer.blocks == [4, 4, 4]  # one epoch's steps after every epoch, warm-up included
   assert r['peer_images_per_second'] == 4 * 64 / 0.5
   assert r['peer_images_per_cpu_second'] == 4 * 64 / 0.25
-  assert r['peer_ratio'] == pytest.approx(statistics.median(r['images_per_second_all']) / 512)
+  ours = r['images_per_second_all']
+  assert r['peer_ratio'] == pytest.approx(statistics.median(ours) / 512)
+  assert r['peer_ratio_range'] == pytest.approx([min(ours) / 512, max(ours) / 512])
+  assert r['peer_ratio_best'] == pytest.approx(max(ours) / 512)
   assert r['peer']['library'] == 'fake' and len(r['peer_images_per_second_all']) == 2
   c = r['epoch_costs']
   for key in ('train_seconds', 'train_eval_seconds', 'test_seconds', 'checkpoint_seconds'):
@@ -125,6 +128,8 @@ def test_benchmark_with_the_pytorch_peer():
   lines = proc.stdout.strip().splitlines()
   r = json.loads(lines[-1])['models']['mlp_1x64']
   assert r['peer_images_per_second'] > 0 and r['peer_ratio'] > 0
+  low, high = r['peer_ratio_range']
+  assert 0 < low <= r['peer_ratio'] <= high and r['peer_ratio_best'] > 0
   assert any(line.split()[:4] == ['model', 'precision', 'ours', 'img/s'] for line in lines)
   assert any(line.startswith('mlp_1x64: >= 1.2x pytorch in the same run') for line in lines)
   # --op_profile: PyTorch's step per op beside ours (aten::addmm: its dense layers).

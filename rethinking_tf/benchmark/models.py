@@ -163,9 +163,11 @@ def measure_model(case: ModelCase,
   model (`peer(model, batch_size=, num_train=, learning_rate=,
   weight_decay=)`) trains one epoch's steps after every bare block:
   `peer_images_per_second` (median) and `peer_ratio`, the median of the
-  epochs' binary / peer ratios. With `op_profile`, after training, one bare
-  block (and one peer epoch) under the profilers: `op_profile` (and
-  `peer_op_profile`), ms per step per op type (`ops`).
+  epochs' binary / peer ratios (`peer_ratio_range` their least and greatest,
+  `peer_ratio_best` the best epoch over the peer's best). With
+  `op_profile`, after training, one bare block (and one peer epoch) under
+  the profilers: `op_profile` (and `peer_op_profile`), ms per step per op
+  type (`ops`).
   """
   strategy = strategy or tf.distribute.get_strategy()
   with tempfile.TemporaryDirectory() as logdir:
@@ -257,12 +259,18 @@ def measure_model(case: ModelCase,
       **profiles,
   }
   if peer_model:
+    ratios = [a / b for a, b in zip(binary, peer_rates)]
     out.update({
         'peer': peer_model.info(),
         'peer_images_per_second': med(peer_rates),
         'peer_images_per_second_all': peer_rates,
         'peer_images_per_cpu_second': med(peer_cpu),
-        'peer_ratio': med([a / b for a, b in zip(binary, peer_rates)]),
+        'peer_ratio': med(ratios),
+        # The epochs' spread, and the best epoch against the peer's best (each
+        # side's least disturbed epoch): on a shared machine one epoch's ratio
+        # can be half or twice the median.
+        'peer_ratio_range': [min(ratios), max(ratios)],
+        'peer_ratio_best': max(binary) / max(peer_rates),
         'peer_ratio_cpu': med([a / b for a, b in zip(binary_cpu, peer_cpu)]),
         'peer_ratio_bare': med([a / b for a, b in zip(bare_rates, peer_rates)]),
     })

@@ -216,8 +216,8 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
           'epoch_end_seconds', 'peak_memory_mib', 'precision', 'steps_per_execution', 'batch_size',
           'random_crop')
   # Present only in runs that measured them (--peer, --op_profile, --onednn_profile).
-  keep += ('peer_images_per_second', 'peer_ratio', 'peer_ratio_cpu', 'epoch_costs', 'op_profile',
-           'peer_op_profile', 'onednn_profile')
+  keep += ('peer_images_per_second', 'peer_ratio', 'peer_ratio_range', 'peer_ratio_best',
+           'peer_ratio_cpu', 'epoch_costs', 'op_profile', 'peer_op_profile', 'onednn_profile')
   out = {
       'machine': results['machine'],  # the CPU beside its numbers, and whether oneDNN ran
       'models': {
@@ -361,6 +361,7 @@ def _peer_table(measured: Sequence[dict[str, Any]]) -> list[str]:
   """Ours against the peer, per case (no lines when no peer ran)."""
   rows = [(r['model'], r['precision'], tables.fmt(r['images_per_second']),
            tables.fmt(r['peer_images_per_second']), f"{r['peer_ratio']:.2f}",
+           '{:.2f}-{:.2f}'.format(*r['peer_ratio_range']), f"{r['peer_ratio_best']:.2f}",
            f"{r['peer_ratio_cpu']:.2f}", f"{r['peer_ratio_bare']:.2f}",
            f"{r['peer']['library']} {r['peer']['version']}, "
            f"{r['peer']['threads']} threads, {r['peer']['layout']}, "
@@ -371,11 +372,11 @@ def _peer_table(measured: Sequence[dict[str, Any]]) -> list[str]:
     return []
   return [
       '',
-      tables.table(
-          ('model', 'precision', 'ours img/s', 'peer img/s', 'ratio', '(CPU)', 'bare/peer', 'peer'),
-          rows),
+      tables.table(('model', 'precision', 'ours img/s', 'peer img/s', 'ratio', 'epochs', 'best',
+                    '(CPU)', 'bare/peer', 'peer'), rows),
       '(ratio = median over the timed epochs of ours (binary) / the peer, each epoch followed '
-      'by one epoch\'s steps of the peer, so both see the same load; (CPU) per process '
+      'by one epoch\'s steps of the peer, so both see the same load; epochs = the least and '
+      'greatest epoch\'s ratio; best = our best epoch / the peer\'s best; (CPU) per process '
       'CPU-second; bare/peer = the bare loop against the peer)'
   ]
 
