@@ -165,3 +165,12 @@ def test_missing_data_is_one_line_before_any_work(args, message):
   assert proc.returncode == 2, proc.stderr[-2000:]
   assert proc.stderr.strip().splitlines()[-1].startswith(message), proc.stderr[-2000:]
   assert 'Traceback' not in proc.stderr and not proc.stdout
+
+
+def test_precision_accuracy_trains_the_binary_config():
+  from rethinking_tf import benchmark  # pylint: disable=g-import-not-at-top
+  r = benchmark.precision_accuracy('mlp_1x16', 'float32', 2, train_size=256, batch_size=64)
+  assert (r['model'], r['precision'], r['epochs']) == ('mlp_1x16', 'float32', 2)
+  assert 0 <= r['test_accuracy'] <= 1 and r['seconds'] > 0
+  assert r['train_accuracy'] > 0.2  # 256 digits, 2 epochs: well above chance (0.1)
+  assert r['train_loss'] < 2.3  # below the loss of uniform predictions, ln 10

@@ -285,16 +285,15 @@ def precision_accuracy(model: str,
                        train_size: int | None = None,
                        batch_size: int = 128) -> dict[str, Any]:
   """Trains `model` with `trainer.run` under a precision policy; final accuracies."""
+  case = ModelCase(model,
+                   batch_size=batch_size,
+                   train_size=train_size,
+                   epochs=epochs,
+                   precision=precision,
+                   dataset=dataset,
+                   data_dir=data_dir)
   with tempfile.TemporaryDirectory() as logdir:
-    config = suite.TrainConfig(logdir=logdir,
-                               dataset=dataset,
-                               data_dir=data_dir,
-                               train_size=train_size,
-                               model=model,
-                               precision=precision,
-                               batch_size=batch_size,
-                               epochs=epochs,
-                               verbose=False)
+    config = case.train_config(logdir)
     start = time.perf_counter()
     r = suite.train(config)
   return {
