@@ -20,7 +20,7 @@ a line of the program's own
 
 def test_parse_sums_exec_lines_per_primitive_and_reads_the_info():
   events, info = onednn.parse(LINES.splitlines())
-  assert info == {'version': 'v3.7.3', 'isa': 'Intel AVX2'}
+  assert info == {'version': 'v3.7.3', 'isa': 'Intel AVX2', 'threads': 2}
   assert [e[0] for e in events] == [
       'convolution forward_training [brg_conv_fwd:avx2]',
       'convolution forward_training [brg_conv_fwd:avx2]', 'reorder [jit:uni]', 'gemm_api'
@@ -42,7 +42,8 @@ def _convolutions(profile):
 @pytest.mark.slow
 @pytest.mark.skipif(not cpu.onednn_enabled(), reason='TensorFlow runs without oneDNN here')
 def test_our_small_alexnet_runs_two_convolutions_and_their_gradients_per_step():
-  p = onednn.profile('alexnet', 'ours', steps=2, batch_size=32)
+  p = onednn.profile('alexnet', 'ours', steps=2, batch_size=32, threads=1)
+  assert p['threads'] == 1  # the intra-op threads asked for, as oneDNN saw them
   # Two conv layers forward and their weight gradients; the first needs no input gradient.
   assert _convolutions(p) == (2, 2, 1), p['calls_per_step']
   assert p['version'].startswith('v') and p['isa'] and p['steps'] == 2
@@ -52,5 +53,6 @@ def test_our_small_alexnet_runs_two_convolutions_and_their_gradients_per_step():
 @pytest.mark.slow
 def test_the_peers_small_alexnet_runs_the_same_convolutions():
   pytest.importorskip('torch')
-  p = onednn.profile('alexnet', 'pytorch', steps=2, batch_size=32)
+  p = onednn.profile('alexnet', 'pytorch', steps=2, batch_size=32, threads=1)
+  assert p['threads'] == 1
   assert _convolutions(p) == (2, 2, 1), p['calls_per_step']

@@ -30,8 +30,9 @@ SIDES = ('ours', 'pytorch')
 _MARK = 'rethinking_tf.benchmark.onednn: the timed steps follow'
 
 
-def parse(lines: Iterable[str]) -> tuple[list[tuple[str, float, int]], dict[str, str]]:
-  """oneDNN verbose lines -> ((primitive, seconds, 1) per exec line, {'version', 'isa'})."""
+def parse(lines: Iterable[str]) -> tuple[list[tuple[str, float, int]], dict[str, Any]]:
+  """oneDNN verbose lines -> ((primitive, seconds, 1) per exec line, {'version', 'isa',
+  'threads'})."""
   events, info = [], {}
   for line in lines:
     f = line.strip().split(',')
@@ -42,6 +43,8 @@ def parse(lines: Iterable[str]) -> tuple[list[tuple[str, float, int]], dict[str,
         info['version'] = f[-1].split()[1]
       elif f[-1].startswith('isa:'):
         info['isa'] = f[-1][len('isa:'):]
+      elif f[-1].startswith('nthr:'):
+        info['threads'] = int(f[-1][len('nthr:'):])
     elif 'exec' in f[1:4] and len(f) > f.index('exec') + 4:
       i = f.index('exec')  # ...,exec,cpu,<kind>,<implementation>,<propagation>,...,<ms>
       kind, implementation, propagation = f[i + 2], f[i + 3], f[i + 4]
@@ -55,17 +58,20 @@ def profile(model: str,
             side: str = 'ours',
             steps: int = 4,
             batch_size: int = 128,
+            threads: int = 0,
             timeout: float = 900.0) -> dict[str, Any]:
   """`ops.summarize` of oneDNN's primitives in `steps` training steps of `model`.
 
   `side` is 'ours' (the binary's compiled step, `models.BareLoop`, on
   in-memory digits at 28x28x3) or 'pytorch' (`peer_pytorch.Peer`). Adds the
-  oneDNN 'version' and 'isa' the child reported.
+  oneDNN 'version' and 'isa' the child reported. `threads` > 0: the
+  child's intra-op threads (ours) or `torch.set_num_threads` (the peer's),
+  as the parent's; 0 = each library's default.
   """
   if side not in SIDES:
     raise ValueError(f'side={side!r}: allowed: {", ".join(SIDES)}')
   code = (f'from rethinking_tf.benchmark import onednn\n'
-          f'onednn._child({model!r}, {side!r}, {steps}, {batch_size})\n')
+          f'onednn._child({model!r}, {side!r}, {steps}, {batch_size}, {threads})\n')
   proc = subprocess.run([sys.executable, '-c', code],
                         capture_output=True,
                         text=True,
@@ -81,15 +87,19 @@ def profile(model: str,
   return out
 
 
-def _child(model: str, side: str, steps: int, batch_size: int) -> None:
+def _child(model: str, side: str, steps: int, batch_size: int, threads: int = 0) -> None:
   """In the child: warm up, print the mark, run `steps` steps (oneDNN prints each primitive)."""
   if side == 'pytorch':
     from rethinking_tf.benchmark import peer_pytorch  # pylint: disable=g-import-not-at-top
-    run = peer_pytorch.Peer(model, batch_size=batch_size, num_train=2 * batch_size).run
+    run = peer_pytorch.Peer(model,
+                            batch_size=batch_size,
+                            num_train=2 * batch_size,
+                            threads=threads or None).run
     _mark_then(run, steps)
     return
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   tf.config.threading.set_inter_op_parallelism_threads(1)
+  tf.config.threading.set_intra_op_parallelism_threads(threads)
   from rethinking_tf.benchmark import models  # pylint: disable=g-import-not-at-top
   from rethinking_tf.benchmark import suite  # pylint: disable=g-import-not-at-top
   with tempfile.TemporaryDirectory() as logdir:

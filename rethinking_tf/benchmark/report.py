@@ -86,8 +86,11 @@ def run(cases: Sequence[models_lib.ModelCase],
                                                     peer=peer,
                                                     op_profile=op_profile)))
     if onednn_sides and case.precision == 'float32':
-      profile = lambda side, c=case: onednn.profile(c.model, side, batch_size=c.batch_size)
-      measured[-1][1]['onednn_profile'] = {side: profile(side) for side in onednn_sides}
+      threads = tf.config.threading.get_intra_op_parallelism_threads()  # the parent's
+      measured[-1][1]['onednn_profile'] = {
+          side: onednn.profile(case.model, side, batch_size=case.batch_size, threads=threads)
+          for side in onednn_sides
+      }
     if breakdown and case.model not in results.setdefault('breakdown', {}):
       results['breakdown'][case.model] = layers.step_breakdown(case.model, case.batch_size,
                                                                case.precision)
@@ -334,7 +337,8 @@ def format_table(results: dict[str, Any]) -> str:
       lines += ['', ops.format_ops(name, profiles)]
     if 'onednn_profile' in r:
       p = r['onednn_profile']
-      versions = ', '.join(f"{side} oneDNN {v.get('version', '?')}" for side, v in p.items())
+      versions = ', '.join(f"{side} oneDNN {v.get('version', '?')}, {v.get('threads', '?')} "
+                           'threads' for side, v in p.items())
       isa = next(iter(p.values())).get('isa', '?')
       lines += [
           '',
