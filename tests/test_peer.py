@@ -34,6 +34,25 @@ def test_peer_without_torch_is_one_line_before_any_work(tmp_path):
   assert 'tensorflow' not in proc.stderr.lower()
 
 
+def test_peer_in_float16_is_one_line_before_any_work(tmp_path):
+  out = tmp_path / 'out.json'
+  proc = subprocess.run([
+      sys.executable, BENCHMARK, '--quick', '--peer=pytorch', '--precision=float32,mixed_float16',
+      f'--json_out={out}'
+  ],
+                        capture_output=True,
+                        text=True,
+                        timeout=60,
+                        cwd=REPO)
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  lines = proc.stderr.strip().splitlines()
+  assert lines == [
+      'error: --peer=pytorch with --precision=mixed_float16: no peer in float16; allowed with '
+      "--peer: float32, mixed_bfloat16 (PyTorch's bfloat16 autocast)"
+  ], lines
+  assert not proc.stdout and not out.exists()
+
+
 class _FakePeer:
   """A peer whose every block takes 0.5 s: the ratio is then ours over a known rate."""
 
@@ -58,6 +77,7 @@ def test_measure_model_interleaves_the_peer_epoch_by_epoch():
   (peer,) = peers
   assert peer.model == 'mlp_1x16' and peer.kwargs['batch_size'] == 64
   assert peer.kwargs['num_train'] == 256 and peer.kwargs['weight_decay'] == 0.0
+  assert peer.kwargs['precision'] == 'float32'
   assert peer.blocks == [4, 4, 4]  # one epoch's steps after every epoch, warm-up included
   assert r['peer_images_per_second'] == 4 * 64 / 0.5
   assert r['peer_images_per_cpu_second'] == 4 * 64 / 0.25
@@ -139,3 +159,22 @@ def test_benchmark_with_the_pytorch_peer():
   assert 'MatMul' in ours['ms_per_step'] or 'FusedMatMul' in ours['ms_per_step']
   header = next(line for line in lines if line.startswith('rank'))
   assert header.split()[:6] == ['rank', 'ours', 'op', 'ms/step', 'share', 'pytorch']
+
+
+def test_the_mixed_bfloat16_peer_trains_under_autocast():
+  torch = pytest.importorskip('torch')
+  from rethinking_tf.benchmark import peer_pytorch  # pylint: disable=g-import-not-at-top
+  peer = peer_pytorch.Peer('mlp_1x64',
+                           batch_size=4,
+                           num_train=4,
+                           learning_rate=0.05,
+                           threads=1,
+                           precision='mixed_bfloat16')
+  assert peer.info()['precision'] == 'autocast bfloat16'
+  with torch.autocast('cpu', dtype=torch.bfloat16):
+    assert peer.model(peer.x).dtype == torch.bfloat16  # the products in bfloat16
+  assert all(p.dtype == torch.float32 for p in peer.model.parameters())  # float32 weights
+  losses = [peer.step() for _ in range(30)]
+  assert losses[-1] < 0.9 * losses[0]
+  with pytest.raises(ValueError, match='no PyTorch peer; allowed: float32, mixed_bfloat16'):
+    peer_pytorch.Peer('mlp_1x64', batch_size=4, num_train=4, precision='mixed_float16')

@@ -181,6 +181,9 @@ def main(argv):
     _fail('--dataset=image_folder needs --data_dir; allowed: the root of a '
           '<data_dir>/{train,test}/<class>/<image> tree')
 
+  if FLAGS.peer and 'mixed_float16' in FLAGS.precision:
+    _fail(f'--peer={FLAGS.peer} with --precision=mixed_float16: no peer in float16; allowed with '
+          '--peer: float32, mixed_bfloat16 (PyTorch\'s bfloat16 autocast)')
   if FLAGS.peer == 'pytorch' and not _importable('torch'):
     _fail('--peer=pytorch: torch is not importable by this python; allowed: a python that '
           'imports torch (not a dependency of the package; e.g. python3 -m venv '

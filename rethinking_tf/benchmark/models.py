@@ -39,7 +39,7 @@ class PeerTrainer(Protocol):
 
 
 # Builds the peer of a model: (model name, batch size, training images, learning
-# rate, weight decay) -> PeerTrainer.
+# rate, weight decay, precision) -> PeerTrainer.
 PeerFactory = Callable[..., PeerTrainer]
 
 
@@ -161,7 +161,7 @@ def measure_model(case: ModelCase,
   ratio, epoch-end (evaluation etc.) seconds, the per-epoch costs outside the
   step (`epoch_costs`), FLOPs per image and memory. With `peer`, the peer
   model (`peer(model, batch_size=, num_train=, learning_rate=,
-  weight_decay=)`) trains one epoch's steps after every bare block:
+  weight_decay=, precision=)`) trains one epoch's steps after every bare block:
   `peer_images_per_second` (median) and `peer_ratio`, the median of the
   epochs' binary / peer ratios (`peer_ratio_range` their least and greatest,
   `peer_ratio_best` the best epoch over the peer's best). With
@@ -185,7 +185,8 @@ def measure_model(case: ModelCase,
                                batch_size=case.batch_size,
                                num_train=pipelines.num_train,
                                learning_rate=config.lr,
-                               weight_decay=config.weight_decay)
+                               weight_decay=config.weight_decay,
+                               precision=case.precision)
     timer = _Timer(bare, calls, peer_model, pipelines.steps_per_epoch)
     fit_start, fit_start_cpu = time.perf_counter(), time.process_time()
     t.train(timer)

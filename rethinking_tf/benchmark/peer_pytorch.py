@@ -10,7 +10,12 @@ learning rate, weight decay as the same L2 gradient on the kernels only):
     optimizer.zero_grad(); cross_entropy(model(x), y).backward(); optimizer.step()
 
 Convolutions run in channels_last (NHWC in memory, as TensorFlow's
-channels_last layout); the MLPs take contiguous inputs. What differs and does
+channels_last layout); the MLPs take contiguous inputs. Beside our
+`mixed_bfloat16` the peer runs its forward pass and loss under
+`torch.autocast('cpu', dtype=torch.bfloat16)`, PyTorch's own mixed precision
+(float32 weights and optimizer, bfloat16 products), the counterpart of
+Keras' policy; `mixed_float16` has no peer (on the CPU PyTorch's float16
+autocast is not what a researcher would reach for). What differs and does
 not change the cost of a step: PyTorch's initializers, the running variance
 of BatchNorm (unbiased in PyTorch), where 'same' max-pooling pads (both sides
 here, the bottom-right in TensorFlow) and no learning-rate decay.
@@ -164,6 +169,9 @@ def default_threads() -> int:
   return len(os.sched_getaffinity(0))
 
 
+PRECISIONS = ('float32', 'mixed_bfloat16')  # the precisions a peer can train in
+
+
 class Peer:
   """Trains one PyTorch model on `num_train` in-memory images, in blocks of steps.
 
@@ -182,8 +190,13 @@ class Peer:
                momentum: float = 0.9,
                weight_decay: float = 0.0,
                threads: int | None = None,
-               seed: int = 0):
+               seed: int = 0,
+               precision: str = 'float32'):
+    if precision not in PRECISIONS:
+      raise ValueError(
+          f'precision={precision!r}: no PyTorch peer; allowed: {", ".join(PRECISIONS)}')
     torch.manual_seed(seed)
+    self.precision = precision
     self.threads = threads or default_threads()
     torch.set_num_threads(self.threads)
     self.name, self.batch_size = model, batch_size
@@ -220,7 +233,8 @@ class Peer:
     """One training step; returns its loss."""
     x, y = self._batch()
     self.optimizer.zero_grad(set_to_none=True)
-    loss = functional.cross_entropy(self.model(x), y)
+    with torch.autocast('cpu', dtype=torch.bfloat16, enabled=self.precision != 'float32'):
+      loss = functional.cross_entropy(self.model(x), y)
     loss.backward()
     self.optimizer.step()
     return loss.item()
@@ -253,6 +267,7 @@ class Peer:
         # OpenMP's threads spin at barriers by default; PASSIVE sleeps (for shared machines).
         'omp_wait_policy': os.environ.get('OMP_WAIT_POLICY', 'default'),
         'layout': 'channels_last' if self.layout == torch.channels_last else 'contiguous',
+        'precision': 'float32' if self.precision == 'float32' else 'autocast bfloat16',
         'trainable_params': trainable_params(self.model),
         'cpu_capability': torch.backends.cpu.get_cpu_capability(),
     }

@@ -369,6 +369,7 @@ def _peer_table(measured: Sequence[dict[str, Any]]) -> list[str]:
            f"{r['peer_ratio_cpu']:.2f}", f"{r['peer_ratio_bare']:.2f}",
            f"{r['peer']['library']} {r['peer']['version']}, "
            f"{r['peer']['threads']} threads, {r['peer']['layout']}, "
+           f"{r['peer'].get('precision', 'float32')}, "
            f"OMP_WAIT_POLICY {r['peer'].get('omp_wait_policy', '-')}")
           for r in measured
           if 'peer' in r]
