@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from conftest import REPO
+from conftest import run_python
 
 BENCHMARK = os.path.join(REPO, 'tools', 'benchmark.py')
 
@@ -51,6 +52,23 @@ def test_peer_in_float16_is_one_line_before_any_work(tmp_path):
       "--peer: float32, mixed_bfloat16 (PyTorch's bfloat16 autocast)"
   ], lines
   assert not proc.stdout and not out.exists()
+
+
+def test_quick_times_six_small_inception_epochs_beside_a_peer():
+  code = (
+      'import importlib.util, sys\n'
+      f'spec = importlib.util.spec_from_file_location("benchmark_tool", {BENCHMARK!r})\n'
+      'tool = importlib.util.module_from_spec(spec); spec.loader.exec_module(tool)\n'
+      'for argv in (["--quick", "--peer=pytorch"], ["--quick"], []):\n'
+      '  tool.FLAGS.unparse_flags(); tool.FLAGS(["benchmark", *argv])\n'
+      '  print(tool._epochs_and_size("inception", 1280), tool._epochs_and_size("alexnet", 1280))\n'
+      'print("tensorflow" in sys.modules)\n')
+  proc = run_python('-c', code, timeout=60)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  # (train size, timed epochs, warm-up epochs): the median of 6 epochs with a peer, 2 without.
+  assert proc.stdout.split('\n')[:4] == [
+      '(256, 6, 1) (1280, 2, 1)', '(256, 2, 1) (1280, 2, 1)', '(1280, 3, 1) (1280, 3, 1)', 'False'
+  ], proc.stdout
 
 
 class _FakePeer:
