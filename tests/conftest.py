@@ -14,6 +14,7 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 import rethinking_tf  # noqa: E402,F401
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCHMARK = os.path.join(REPO, 'tools', 'benchmark.py')  # the benchmark binary
 METRICS_FIELDS = ('epoch,step,learning_rate,train_loss,train_accuracy,train_eval_loss,'
                   'train_eval_accuracy,test_loss,test_accuracy,seconds').split(',')
 SHARED_ARCHIVE = os.path.join(REPO, '..', 'shared', 'data', 'cifar10-jpeg.tar.gz')

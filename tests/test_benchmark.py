@@ -1,28 +1,27 @@
 """The benchmark binary on a small case: one MLP, few steps, digits."""
 
 import json
-import os
 import platform
-import subprocess
-import sys
 
 import pytest
 
-from conftest import REPO
+from conftest import BENCHMARK
+from conftest import run_python
 
 
 @pytest.mark.slow
 def test_benchmark_last_line_json():
-  proc = subprocess.run([
-      sys.executable,
-      os.path.join(REPO, 'tools', 'benchmark.py'), '--models=mlp_1x64', '--train_size=256',
-      '--batch_size=64', '--steps=4', '--pipeline_batches=5', '--pipeline_modes=random_crop',
-      '--breakdown', '--op_profile', '--onednn_profile'
-  ],
-                        capture_output=True,
-                        text=True,
-                        timeout=120,
-                        cwd=REPO)
+  proc = run_python(BENCHMARK,
+                    '--models=mlp_1x64',
+                    '--train_size=256',
+                    '--batch_size=64',
+                    '--steps=4',
+                    '--pipeline_batches=5',
+                    '--pipeline_modes=random_crop',
+                    '--breakdown',
+                    '--op_profile',
+                    '--onednn_profile',
+                    timeout=120)
   assert proc.returncode == 0, proc.stderr[-3000:]
   lines = proc.stdout.strip().splitlines()
   assert any('PASS' in line or 'FAIL' in line for line in lines[:-1])
@@ -62,46 +61,20 @@ def test_benchmark_last_line_json():
 
 @pytest.mark.slow
 def test_gemm_shapes():
-  proc = subprocess.run([
-      sys.executable,
-      os.path.join(REPO, 'tools', 'benchmark.py'), '--gemm_shapes=64x64x64,32x100x10'
-  ],
-                        capture_output=True,
-                        text=True,
-                        timeout=120,
-                        cwd=REPO)
+  proc = run_python(BENCHMARK, '--gemm_shapes=64x64x64,32x100x10', timeout=120)
   assert proc.returncode == 0, proc.stderr[-3000:]
   rates = json.loads(proc.stdout.strip().splitlines()[-1])['gemm_flops_per_second']
   assert set(rates) == {'64x64x64', '32x100x10'} and min(rates.values()) > 0
-  bad = subprocess.run(
-      [sys.executable,
-       os.path.join(REPO, 'tools', 'benchmark.py'), '--gemm_shapes=64x64'],
-      capture_output=True,
-      text=True,
-      timeout=120,
-      cwd=REPO)
+  bad = run_python(BENCHMARK, '--gemm_shapes=64x64', timeout=120)
   assert bad.returncode == 2 and '--gemm_shapes: 64x64; allowed: MxKxN' in bad.stderr
 
 
 @pytest.mark.slow
 def test_conv_shapes():
   from rethinking_tf import cpu  # pylint: disable=g-import-not-at-top
-  bad = subprocess.run(
-      [sys.executable,
-       os.path.join(REPO, 'tools', 'benchmark.py'), '--conv_shapes=8x3x4'],
-      capture_output=True,
-      text=True,
-      timeout=120,
-      cwd=REPO)
+  bad = run_python(BENCHMARK, '--conv_shapes=8x3x4', timeout=120)
   assert bad.returncode == 2 and '--conv_shapes: 8x3x4; allowed: HxCINxCOUTxK' in bad.stderr
-  proc = subprocess.run([
-      sys.executable,
-      os.path.join(REPO, 'tools', 'benchmark.py'), '--batch_size=4', '--conv_shapes=8x3x4x3'
-  ],
-                        capture_output=True,
-                        text=True,
-                        timeout=120,
-                        cwd=REPO)
+  proc = run_python(BENCHMARK, '--batch_size=4', '--conv_shapes=8x3x4x3', timeout=120)
   assert proc.returncode == 0, proc.stderr[-3000:]
   lines = proc.stdout.strip().splitlines()
   result = json.loads(lines[-1])
@@ -155,13 +128,7 @@ def test_step_breakdown_counts_every_layer():
     (['--train_size=5000'], 'error: --train_size=5000 exceeds the 1347 training examples'),
 ])
 def test_missing_data_is_one_line_before_any_work(args, message):
-  proc = subprocess.run(
-      [sys.executable,
-       os.path.join(REPO, 'tools', 'benchmark.py'), '--models=mlp_1x64', *args],
-      capture_output=True,
-      text=True,
-      timeout=120,
-      cwd=REPO)
+  proc = run_python(BENCHMARK, '--models=mlp_1x64', *args, timeout=120)
   assert proc.returncode == 2, proc.stderr[-2000:]
   assert proc.stderr.strip().splitlines()[-1].startswith(message), proc.stderr[-2000:]
   assert 'Traceback' not in proc.stderr and not proc.stdout

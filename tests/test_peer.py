@@ -3,15 +3,11 @@
 import json
 import os
 import statistics
-import subprocess
-import sys
 
 import pytest
 
-from conftest import REPO
+from conftest import BENCHMARK
 from conftest import run_python
-
-BENCHMARK = os.path.join(REPO, 'tools', 'benchmark.py')
 
 
 def test_peer_without_torch_is_one_line_before_any_work(tmp_path):
@@ -20,13 +16,12 @@ def test_peer_without_torch_is_one_line_before_any_work(tmp_path):
   (blocked / '__init__.py').write_text('raise ImportError("no torch here")\n')
   out = tmp_path / 'out.json'
   env = {**os.environ, 'PYTHONPATH': str(tmp_path / 'blocked')}
-  proc = subprocess.run(
-      [sys.executable, BENCHMARK, '--quick', '--peer=pytorch', f'--json_out={out}'],
-      capture_output=True,
-      text=True,
-      timeout=60,
-      cwd=REPO,
-      env=env)
+  proc = run_python(BENCHMARK,
+                    '--quick',
+                    '--peer=pytorch',
+                    f'--json_out={out}',
+                    timeout=60,
+                    env=env)
   assert proc.returncode == 2, proc.stderr[-2000:]
   lines = proc.stderr.strip().splitlines()
   assert len(lines) == 1 and lines[0].startswith(
@@ -37,14 +32,12 @@ def test_peer_without_torch_is_one_line_before_any_work(tmp_path):
 
 def test_peer_in_float16_is_one_line_before_any_work(tmp_path):
   out = tmp_path / 'out.json'
-  proc = subprocess.run([
-      sys.executable, BENCHMARK, '--quick', '--peer=pytorch', '--precision=float32,mixed_float16',
-      f'--json_out={out}'
-  ],
-                        capture_output=True,
-                        text=True,
-                        timeout=60,
-                        cwd=REPO)
+  proc = run_python(BENCHMARK,
+                    '--quick',
+                    '--peer=pytorch',
+                    '--precision=float32,mixed_float16',
+                    f'--json_out={out}',
+                    timeout=60)
   assert proc.returncode == 2, proc.stderr[-2000:]
   lines = proc.stderr.strip().splitlines()
   assert lines == [
@@ -153,15 +146,16 @@ def test_peer_trains_with_momentum_and_decays_only_the_kernels():
 @pytest.mark.slow
 def test_benchmark_with_the_pytorch_peer():
   pytest.importorskip('torch')
-  proc = subprocess.run([
-      sys.executable, BENCHMARK, '--models=mlp_1x64', '--train_size=256', '--batch_size=64',
-      '--steps=8', '--pipeline_batches=5', '--pipeline_modes=random_crop', '--peer=pytorch',
-      '--op_profile'
-  ],
-                        capture_output=True,
-                        text=True,
-                        timeout=180,
-                        cwd=REPO)
+  proc = run_python(BENCHMARK,
+                    '--models=mlp_1x64',
+                    '--train_size=256',
+                    '--batch_size=64',
+                    '--steps=8',
+                    '--pipeline_batches=5',
+                    '--pipeline_modes=random_crop',
+                    '--peer=pytorch',
+                    '--op_profile',
+                    timeout=180)
   assert proc.returncode == 0, proc.stderr[-3000:]
   lines = proc.stdout.strip().splitlines()
   r = json.loads(lines[-1])['models']['mlp_1x64']
