@@ -135,6 +135,51 @@ def test_fused_batch_norm_matches_keras(scale, policy):
   assert not np.allclose(ours.moving_variance, 1.0)  # the update happened
 
 
+@pytest.mark.parametrize('kernel,strides,use_bias,policy', [(1, 1, False, 'float32'),
+                                                            (1, 1, True, 'float32'),
+                                                            (1, 1, False, 'mixed_bfloat16'),
+                                                            (3, 1, False, 'float32'),
+                                                            (1, 2, False, 'float32')])
+def test_conv2d_matches_keras(kernel, strides, use_bias, policy):
+  """layers.Conv2D computes what keras.layers.Conv2D does; 1x1 stride 1 as a MatMul."""
+  x = tf.random.stateless_normal([4, 6, 6, 5], [5, 6])
+  keras.mixed_precision.set_global_policy(policy)
+  try:
+    args = dict(filters=7, kernel_size=kernel, strides=strides, padding='same', use_bias=use_bias)
+    ours, theirs = layers.Conv2D(**args), keras.layers.Conv2D(**args)
+  finally:
+    keras.mixed_precision.set_global_policy('float32')
+  ours.build(x.shape)
+  theirs.build(x.shape)
+  theirs.set_weights([w + 0.1 for w in ours.get_weights()])
+  ours.set_weights(theirs.get_weights())
+  dy = tf.random.stateless_normal(theirs.compute_output_shape(x.shape), [7, 8])
+  tol = dict(rtol=2e-2, atol=2e-2) if policy != 'float32' else dict(rtol=1e-5, atol=1e-5)
+  results = []
+  for layer in (ours, theirs):
+    with tf.GradientTape() as tape:
+      tape.watch(x)
+      y = layer(x)
+    results.append([
+        y, *tape.gradient(y, [x] + layer.trainable_weights, output_gradients=tf.cast(dy, y.dtype))
+    ])
+    assert y.shape == dy.shape
+  assert results[0][0].dtype == results[1][0].dtype
+  for a, b in zip(*results):
+    np.testing.assert_allclose(tf.cast(a, tf.float32), tf.cast(b, tf.float32), **tol)
+  graph = tf.function(ours).get_concrete_function(tf.TensorSpec([None, 6, 6, 5])).graph
+  op_types = {op.type for op in graph.get_operations()}
+  assert ('MatMul' in op_types) == (kernel == strides == 1)
+  assert ('Conv2D' in op_types) == (kernel != 1 or strides != 1)
+
+
+def test_inception_1x1_convolutions_are_matrix_products():
+  model = models.build('inception', CIFAR, 10)
+  convs = [l for l in model.layers if isinstance(l, keras.layers.Conv2D)]
+  assert len(convs) == 19 and all(isinstance(l, layers.Conv2D) for l in convs)
+  assert sum(tuple(l.kernel_size) == (1, 1) for l in convs) == 8
+
+
 def test_same_seed_same_initial_weights():
   a = models.build('alexnet', CIFAR, 10, seed=3).get_weights()
   b = models.build('alexnet', CIFAR, 10, seed=3).get_weights()

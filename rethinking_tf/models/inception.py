@@ -24,14 +24,13 @@ def inception(input_shape: tuple[int, int, int],
   counter = iter(range(10_000))
 
   def conv(x, filters, kernel, strides=1):
-    x = keras.layers.Conv2D(filters,
-                            kernel,
-                            strides,
-                            padding='same',
-                            use_bias=not batch_norm,
-                            kernel_regularizer=reg,
-                            kernel_initializer=keras.initializers.GlorotUniform(seed +
-                                                                                next(counter)))(x)
+    x = layers.Conv2D(filters,
+                      kernel,
+                      strides,
+                      padding='same',
+                      use_bias=not batch_norm,
+                      kernel_regularizer=reg,
+                      kernel_initializer=keras.initializers.GlorotUniform(seed + next(counter)))(x)
     if batch_norm:
       x = layers.BatchNormalization(scale=False, momentum=bn_momentum,
                                     synchronized=synchronized_bn)(x)

@@ -1,7 +1,8 @@
 """The models' own layers and shared pieces (appendix A).
 
 `LocalResponseNormalization` (small Alexnet), `BatchNormalization` on
-TensorFlow's fused kernel (small Inception, Inception V3), the weight-decay
+TensorFlow's fused kernel (small Inception, Inception V3), `Conv2D` with its
+1x1 convolutions as matrix products (small Inception), the weight-decay
 regularizer `l2` and the logits layer `dense_head`.
 """
 
@@ -111,6 +112,33 @@ class LocalResponseNormalization(keras.layers.Layer):
         'alpha': self.alpha,
         'beta': self.beta
     }
+
+
+class Conv2D(keras.layers.Conv2D):
+  """`keras.layers.Conv2D`, a 1x1 stride-1 convolution computed as one matrix product.
+
+  A 1x1 convolution of an NHWC tensor is the product of its (pixels x
+  inputs) matrix with the (inputs x filters) kernel, and its two gradients
+  are products too. oneDNN's matrix products run small Inception's eight
+  1x1 layers faster than its 1x1 convolution kernels, a few percent of a
+  whole training step (docs/performance.md, measured on AMD Zen 5 and with
+  oneDNN held to AVX2). The same function and the same variables; a test
+  checks outputs and gradients against Keras' layer. Every other
+  convolution is Keras' own.
+  """
+
+  def convolution_op(self, inputs, kernel):
+    if (tuple(self.kernel_size) != (1, 1) or tuple(self.strides) != (1, 1) or
+        self.data_format != 'channels_last' or self.groups != 1):
+      return super().convolution_op(inputs, kernel)
+    x, kernel = tf.convert_to_tensor(inputs), tf.convert_to_tensor(kernel)  # kernel: autocast
+    dtype = keras.backend.result_type(x.dtype, kernel.dtype)  # as keras.ops.conv
+    x, kernel = tf.cast(x, dtype), tf.cast(kernel, dtype)
+    in_channels = x.shape[-1]
+    y = tf.matmul(tf.reshape(x, [-1, in_channels]), tf.reshape(kernel, [in_channels, self.filters]))
+    y = tf.reshape(y, tf.concat([tf.shape(x)[:-1], [self.filters]], 0))
+    y.set_shape(x.shape[:-1].concatenate([self.filters]))
+    return y
 
 
 class BatchNormalization(keras.layers.BatchNormalization):
