@@ -3,22 +3,20 @@ nothing on disk; --help lists the binary's flags; data errors are one line."""
 
 import json
 import os
-import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO, run_python
+from conftest import BENCHMARK, run_python
 
 BINARIES = {
     'train': ['-m', 'rethinking_tf.train'],
     'quickstart': ['-m', 'rethinking_tf.quickstart'],
     'expressivity': ['-m', 'rethinking_tf.expressivity'],
     'kernels': ['-m', 'rethinking_tf.kernels'],
-    'benchmark': [os.path.join(REPO, 'tools', 'benchmark.py')],
+    'benchmark': [BENCHMARK],
 }
 HEAVY = ('tensorflow', 'keras', 'tensorflow_datasets', 'sklearn', 'scipy')
 # Generous: the target is 2 s on an idle 2-core machine; CI may be loaded.
@@ -26,11 +24,7 @@ FLAG_ERROR_SECONDS = 5.0
 
 
 def _run(binary, *args, timeout=300):
-  return subprocess.run([sys.executable, *BINARIES[binary], *args],
-                        capture_output=True,
-                        text=True,
-                        timeout=timeout,
-                        cwd=REPO)
+  return run_python(*BINARIES[binary], *args, timeout=timeout)
 
 
 def _write_folder(root, counts, size=32, seed=0):
